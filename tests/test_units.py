@@ -1,0 +1,59 @@
+import pytest
+
+from xnorfault.errors import XnorfaultError
+from xnorfault.units import (
+    format_duration,
+    format_energy,
+    parse_duration,
+    parse_list,
+    parse_probability,
+    parse_voltage,
+)
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("10ns", 1e-8),
+        ("1.5e-8", 1.5e-8),
+        ("2 us", 2e-6),
+        ("2µs", 2e-6),
+        ("3ms", 3e-3),
+        ("1y", 31557600.0),
+    ],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text, volts", [("550mV", 0.55), ("0.55", 0.55), ("0.55 V", 0.55), (".5v", 0.5)]
+)
+def test_voltages(text, volts):
+    assert parse_voltage(text) == pytest.approx(volts)
+
+
+@pytest.mark.parametrize("text", ["ten ns", "10 parsecs", "", "1e999"])
+def test_bad_quantities(text):
+    with pytest.raises(XnorfaultError):
+        parse_duration(text)
+
+
+def test_probabilities_and_lists():
+    assert parse_probability("1%") == pytest.approx(0.01)
+    assert parse_probability("1e-6") == 1e-6
+    for bad in ("0", "1", "-0.1", "x"):
+        with pytest.raises(XnorfaultError):
+            parse_probability(bad)
+    assert parse_list("0.45:0.85:0.1", parse_voltage) == pytest.approx(
+        [0.45, 0.55, 0.65, 0.75, 0.85]
+    )
+    assert parse_list("10ns,20ns", parse_duration) == pytest.approx([1e-8, 2e-8])
+    with pytest.raises(XnorfaultError):
+        parse_list("0.5:0.4:0.1", parse_voltage)
+
+
+def test_formatting():
+    assert format_duration(1e-8) == "10 ns"
+    assert format_duration(4.83e-9) == "4.83 ns"
+    assert format_energy(1.74e-12) == "1.74 pJ"

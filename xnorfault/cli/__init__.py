@@ -1,0 +1,75 @@
+"""The ``xnorfault`` command line (typer).
+
+Every command prints a one-line error and exits with status 2 on bad input; ``--json`` gives
+machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import Abort, TyperException
+
+from xnorfault import __version__
+from xnorfault.cli.mram import mram_app
+from xnorfault.errors import XnorfaultError
+
+app = typer.Typer(
+    name="xnorfault",
+    help=(
+        "Error-resilient binarized neural networks on low-voltage MRAM: MRAM write-error physics, "
+        "fault-aware training, ONNX bit-flip injection and evaluation."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+app.add_typer(mram_app, name="mram")
+
+
+def _show_version(value: bool):
+    if value:
+        typer.echo(f"xnorfault {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_show_version,
+        is_eager=True,
+    ),
+):
+    """xnorfault: error-resilient XNOR-Nets for low-voltage MRAM."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI, turning bad input into one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
+    except XnorfaultError as error:
+        _fail(str(error))
+    except TyperException as error:  # usage errors: unknown option, missing or bad value
+        context = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+            sys.exit(0)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _fail(error.format_message().replace("\n", " ") + hint)
+    except Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

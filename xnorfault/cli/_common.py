@@ -1,0 +1,58 @@
+"""Helpers shared by the command modules: options, JSON output, number formatting."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import typer
+from rich.console import Console
+
+from xnorfault.mram import MTJ, load_device
+
+# Tables stay readable when piped (rich falls back to 80 columns without a terminal).
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+DEVICE_OPTION = typer.Option(
+    "paper",
+    "--device",
+    "-d",
+    help="Device preset (see 'xnorfault mram devices') or path to a device TOML file.",
+)
+JSON_OPTION = typer.Option(
+    False, "--json", help="Print one JSON object on stdout instead of a table."
+)
+
+
+def device_from_option(value: str) -> MTJ:
+    return load_device(value)
+
+
+def emit_json(data) -> None:
+    """Print ``data`` as JSON on stdout (non-finite floats become null)."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2) + "\n")
+
+
+def _finite(data):
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
+
+def sci(value: float, digits: int = 3) -> str:
+    """Compact scientific notation: 1.23e-06."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def percent(fraction: float) -> str:
+    """Signed percentage: -0.366 -> '-36.6 %'; zero prints as '0'."""
+    if abs(fraction) < 5e-5:
+        return "0"
+    return f"{fraction * 100:+.1f} %"

@@ -1,0 +1,344 @@
+"""``xnorfault mram``: write error rates, operating points, endurance and energy of an MTJ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from xnorfault.cli._common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    device_from_option,
+    emit_json,
+    percent,
+    sci,
+)
+from xnorfault.errors import XnorfaultError
+from xnorfault.mram import DIRECTIONS, available_devices, load_device, table_one
+from xnorfault.units import (
+    format_duration,
+    format_energy,
+    parse_duration,
+    parse_list,
+    parse_probability,
+    parse_voltage,
+)
+
+mram_app = typer.Typer(
+    help=(
+        "MRAM write-error model of the paper (exact Fokker–Planck solution): WER at an operating "
+        "point, the voltage or pulse for a target WER, Table I, Fig. 5, endurance and energy."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+DIRECTION_OPTION = typer.Option(
+    "p_to_ap",
+    "--direction",
+    help="Write direction: p_to_ap (writing -1) or ap_to_p (writing +1).",
+)
+
+
+def _check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise XnorfaultError(f"unknown direction {direction!r}: use p_to_ap or ap_to_p")
+    return direction
+
+
+@mram_app.command("table")
+def table_command(
+    device: str = DEVICE_OPTION,
+    direction: str = DIRECTION_OPTION,
+    as_json: bool = JSON_OPTION,
+):
+    """The paper's Table I from the model: how far the write voltage or pulse can drop when the
+    network tolerates WER 0.01 or 0.1 instead of 1e-6, with energy and endurance.
+
+    Example: xnorfault mram table --device paper
+    """
+    mtj = device_from_option(device)
+    rows = table_one(mtj, _check_direction(direction))
+    if as_json:
+        emit_json(
+            {"device": mtj.to_dict(), "direction": direction, "rows": [r.to_dict() for r in rows]}
+        )
+        return
+    table = Table(
+        title=f"Table I — device '{mtj.name}' (Δ={mtj.delta:g}, τ_D={format_duration(mtj.tau_d)}, "
+        f"V_c0={mtj.critical_voltage(direction):g} V, V_bd={mtj.vbd:g} V)",
+        caption="Paper (arXiv:1905.10927, Table I): V/V_c0 2.78 at 1e-6; voltage −36 % and −46 %; "
+        "pulse −32 % and −50 % at −20 % voltage.",
+    )
+    for header in (
+        "operating point",
+        "pulse",
+        "voltage",
+        "Δ voltage",
+        "Δ pulse",
+        "energy",
+        "endurance",
+    ):
+        table.add_column(header, justify="left" if header == "operating point" else "right")
+    for row in rows:
+        table.add_row(
+            row.label,
+            f"{format_duration(row.pulse)} ({row.pulse_over_tau_d:.2f} τ_D)",
+            f"{row.voltage:.3f} V ({row.v_over_vc0:.3f} V_c0)",
+            percent(row.voltage_change),
+            percent(row.pulse_change),
+            f"{row.energy_ratio:.2f}×",
+            f"{row.endurance_gain:.2g}×",
+        )
+    console.print(table)
+
+
+@mram_app.command("curve")
+def curve_command(
+    output: Path = typer.Option(..., "--output", "-o", help="Figure file (.png, .pdf, .svg)."),
+    device: str = DEVICE_OPTION,
+    wer: str = typer.Option("0.1,0.01,1e-6", "--wer", help="Comma-separated WER targets."),
+    direction: str = DIRECTION_OPTION,
+    points: int = typer.Option(36, "--points", min=4, max=400, help="Voltages per curve."),
+    closed_form: bool = typer.Option(
+        False, "--closed-form", help="Overlay the closed form, dashed."
+    ),
+    as_json: bool = JSON_OPTION,
+):
+    """The paper's Fig. 5: write voltage vs pulse length for WER targets, with Table I marked.
+
+    Example: xnorfault mram curve -o fig5.png --closed-form
+    """
+    from xnorfault.io import figure_format
+    from xnorfault.plots import plot_write_voltage_vs_pulse, write_voltage_curves
+
+    figure_format(output)
+    mtj = device_from_option(device)
+    targets = parse_list(wer, parse_probability)
+    with console.status("solving the Fokker–Planck equation…") if not as_json else _nothing():
+        data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
+        path = plot_write_voltage_vs_pulse(data, mtj, output, closed_form=closed_form)
+    if as_json:
+        emit_json(data | {"figure": str(path)})
+    else:
+        console.print(f"wrote {path}")
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@mram_app.command("wer")
+def wer_command(
+    voltage: str = typer.Option(
+        ..., "--voltage", "-V", help='Write voltage(s): "0.55", "550mV", list or start:stop:step.'
+    ),
+    pulse: str = typer.Option(
+        ..., "--pulse", "-t", help='Pulse length(s): "10ns", "1.5e-8", list or range.'
+    ),
+    device: str = DEVICE_OPTION,
+    closed_form: bool = typer.Option(False, "--closed-form", help="Also show the closed-form WER."),
+    as_json: bool = JSON_OPTION,
+):
+    """Write error rate at one or more operating points, per write direction, with the flip
+    probabilities of a stored binary value, write energy and endurance.
+
+    Examples: xnorfault mram wer --voltage 0.55 --pulse 10ns;
+    xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json
+    """
+    mtj = device_from_option(device)
+    voltages = parse_list(voltage, parse_voltage)
+    pulses = parse_list(pulse, parse_duration)
+    grid_v, grid_t = (a.ravel() for a in np.meshgrid(voltages, pulses, indexing="ij"))
+    pos_to_neg, neg_to_pos = (np.atleast_1d(x) for x in mtj.flip_rates(grid_v, grid_t))
+    energy = np.atleast_1d(mtj.write_energy(grid_v, grid_t))
+    cycles = np.atleast_1d(mtj.endurance(grid_v, grid_t))
+    approx = np.atleast_1d(mtj.wer_closed_form(grid_v, grid_t)) if closed_form else None
+    points = []
+    for i, (v, t) in enumerate(zip(grid_v, grid_t, strict=True)):
+        point = {
+            "voltage": float(v),
+            "pulse": float(t),
+            "wer_p_to_ap": float(neg_to_pos[i]),
+            "wer_ap_to_p": float(pos_to_neg[i]),
+            "p_flip_pos_to_neg": float(pos_to_neg[i]),
+            "p_flip_neg_to_pos": float(neg_to_pos[i]),
+            "write_energy": float(energy[i]),
+            "endurance_cycles": float(cycles[i]),
+        }
+        if approx is not None:
+            point["wer_closed_form_p_to_ap"] = float(approx[i])
+        points.append(point)
+    if as_json:
+        emit_json({"device": mtj.to_dict(), "points": points})
+        return
+    table = Table(title=f"Write error rate — device '{mtj.name}'")
+    columns = ["voltage", "pulse", "WER P→AP (writing −1)", "WER AP→P (writing +1)"]
+    if closed_form:
+        columns.append("closed form P→AP")
+    columns += ["energy/bit", "endurance (cycles)"]
+    for header in columns:
+        table.add_column(header, justify="right")
+    for point in points:
+        cells = [
+            f"{point['voltage']:.3f} V",
+            format_duration(point["pulse"]),
+            sci(point["wer_p_to_ap"]),
+            sci(point["wer_ap_to_p"]),
+        ]
+        if closed_form:
+            cells.append(sci(point["wer_closed_form_p_to_ap"]))
+        cells += [format_energy(point["write_energy"]), sci(point["endurance_cycles"], 2)]
+        table.add_row(*cells)
+    console.print(table)
+
+
+@mram_app.command("solve")
+def solve_command(
+    wer: str = typer.Option(
+        ..., "--wer", help="Target write error rate(s), e.g. 1e-6 or 0.01,0.1."
+    ),
+    pulse: str | None = typer.Option(
+        None, "--pulse", "-t", help="Fixed pulse: solve for the voltage."
+    ),
+    voltage: str | None = typer.Option(
+        None, "--voltage", "-V", help="Fixed voltage: solve for the pulse."
+    ),
+    device: str = DEVICE_OPTION,
+    direction: str = DIRECTION_OPTION,
+    as_json: bool = JSON_OPTION,
+):
+    """The write voltage (given --pulse) or the pulse length (given --voltage) that reaches a
+    target WER, with the write energy and endurance there.
+
+    Examples: xnorfault mram solve --wer 1e-6 --pulse 10ns;
+    xnorfault mram solve --wer 0.01 --voltage 0.67V
+    """
+    if (pulse is None) == (voltage is None):
+        raise XnorfaultError(
+            "give exactly one of --pulse (to solve for the voltage) or --voltage (to solve for the pulse)"
+        )
+    mtj = device_from_option(device)
+    direction = _check_direction(direction)
+    targets = parse_list(wer, parse_probability)
+    vc0 = mtj.critical_voltage(direction)
+    results = []
+    for target in targets:
+        if pulse is not None:
+            t = parse_duration(pulse)
+            v = float(mtj.voltage_for_wer(target, t, direction))
+            solved = "voltage"
+        else:
+            v = parse_voltage(voltage)
+            t = float(mtj.pulse_for_wer(target, v, direction))
+            solved = "pulse"
+        results.append(
+            {
+                "wer": target,
+                "solved_for": solved,
+                "direction": direction,
+                "voltage": v,
+                "pulse": t,
+                "v_over_vc0": v / vc0,
+                "pulse_over_tau_d": t / mtj.tau_d,
+                "write_energy": float(mtj.write_energy(v, t)),
+                "endurance_cycles": float(mtj.endurance(v, t)),
+            }
+        )
+    if as_json:
+        emit_json({"device": mtj.to_dict(), "solutions": results})
+        return
+    table = Table(title=f"Operating points — device '{mtj.name}', {direction}")
+    for header in (
+        "WER",
+        "voltage",
+        "V/V_c0",
+        "pulse",
+        "τ/τ_D",
+        "energy/bit",
+        "endurance (cycles)",
+    ):
+        table.add_column(header, justify="right")
+    for r in results:
+        volt = f"{r['voltage']:.4f} V" + (" *" if r["solved_for"] == "voltage" else "")
+        dur = format_duration(r["pulse"]) + (" *" if r["solved_for"] == "pulse" else "")
+        table.add_row(
+            sci(r["wer"]),
+            volt,
+            f"{r['v_over_vc0']:.3f}",
+            dur,
+            f"{r['pulse_over_tau_d']:.4g}",
+            format_energy(r["write_energy"]),
+            sci(r["endurance_cycles"], 2),
+        )
+    console.print(table)
+    console.print("* solved for")
+
+
+@mram_app.command("retention")
+def retention_command(
+    time: str = typer.Option(
+        "1s,1h,1d,1y,10y", "--time", help='Storage times, e.g. "1y" or "1h,1d,1y".'
+    ),
+    device: str = DEVICE_OPTION,
+    as_json: bool = JSON_OPTION,
+):
+    """Probability that a stored bit flips thermally within a storage time (Néel–Brown).
+
+    Example: xnorfault mram retention --time 1d,1y
+    """
+    mtj = device_from_option(device)
+    times = parse_list(time, parse_duration)
+    errors = [float(mtj.retention_error(t)) for t in times]
+    if as_json:
+        emit_json(
+            {
+                "device": mtj.to_dict(),
+                "points": [
+                    {"time": t, "retention_error": e} for t, e in zip(times, errors, strict=True)
+                ],
+            }
+        )
+        return
+    table = Table(
+        title=f"Retention error — device '{mtj.name}' (Δ={mtj.delta:g}, τ_0={format_duration(mtj.attempt_time)})"
+    )
+    table.add_column("storage time", justify="right")
+    table.add_column("P(bit flipped)", justify="right")
+    for t, e in zip(times, errors, strict=True):
+        table.add_row(f"{t:.4g} s", sci(e))
+    console.print(table)
+
+
+@mram_app.command("devices")
+def devices_command(as_json: bool = JSON_OPTION):
+    """Device presets shipped with xnorfault (use a name, or a TOML file, with --device).
+
+    Example: xnorfault mram devices
+    """
+    devices = [load_device(name) for name in available_devices()]
+    if as_json:
+        emit_json({"devices": [d.to_dict() for d in devices]})
+        return
+    table = Table(title="Device presets")
+    for header in ("name", "Δ", "τ_D", "V_c0 P→AP", "V_c0 AP→P", "V_bd", "description"):
+        table.add_column(header)
+    for d in devices:
+        table.add_row(
+            d.name,
+            f"{d.delta:g}",
+            format_duration(d.tau_d),
+            f"{d.critical_voltage('p_to_ap'):g} V",
+            f"{d.critical_voltage('ap_to_p'):g} V",
+            f"{d.vbd:g} V",
+            d.description,
+        )
+    console.print(table)

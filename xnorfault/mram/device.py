@@ -1,0 +1,331 @@
+r"""An MTJ device in SI units: write errors, inverse solves, endurance, energy and retention.
+
+:class:`MTJ` wraps the reduced-unit physics of :mod:`xnorfault.mram.switching` (voltage
+:math:`v = V/V_{c0}`, time :math:`t = \tau/\tau_D`) and adds the device-level models of the
+paper (Tzoufras, Gajek & Walker, arXiv:1905.10927, §III):
+
+* write error rate per write direction: writing −1 switches the cell P→AP, writing +1 switches
+  it AP→P (paper, eqs. 2–3); each direction has its own :math:`V_{c0}`;
+* endurance from time-dependent dielectric breakdown (E-model),
+  :math:`t_{BD}(V) = t_{BD}(V_{bd})\,e^{\gamma (V_{bd} - V)}`, :math:`N_c = t_{BD}(V)/\tau`;
+* write energy per bit :math:`E = V^2\tau/R`;
+* retention error over a time :math:`T`: :math:`1 - \exp[-(T/\tau_0)e^{-\Delta}]`.
+
+Device descriptions are TOML files; :func:`load_device` reads one by preset name (``paper``,
+``asymmetric``) or path.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from xnorfault.errors import XnorfaultError
+from xnorfault.mram import switching
+from xnorfault.units import format_duration, format_voltage, parse_duration, parse_voltage
+
+Direction = Literal["p_to_ap", "ap_to_p"]
+DIRECTIONS: tuple[Direction, ...] = ("p_to_ap", "ap_to_p")
+
+
+def _scalar_or_array(value: np.ndarray, *inputs) -> float | np.ndarray:
+    return float(value) if all(np.ndim(x) == 0 for x in inputs) else value
+
+
+def _positive(values, what: str, unit: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        bad = array[~(np.isfinite(array) & (array > 0))].ravel()[0]
+        raise XnorfaultError(f"{what} must be positive and finite, got {bad:g} {unit}")
+    return array
+
+
+def _probability(values, what: str = "WER") -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if np.any(~((array > 0) & (array < 1))):
+        bad = array[~((array > 0) & (array < 1))].ravel()[0]
+        raise XnorfaultError(f"{what} must lie strictly between 0 and 1, got {bad:g}")
+    return array
+
+
+@dataclass(frozen=True)
+class MTJ:
+    """A perpendicular magnetic tunnel junction, all quantities in SI units.
+
+    Defaults are the paper's device (Table I): :math:`\\Delta = 40`, :math:`\\tau_D = 2` ns,
+    :math:`V_{c0} = 0.3` V, :math:`V_{bd} = 1.2` V. ``vc0`` is the critical voltage for writing
+    −1 (P→AP); ``vc0_ap_to_p`` the one for writing +1 (AP→P), equal to ``vc0`` when ``None``.
+    """
+
+    delta: float = 40.0
+    tau_d: float = 2e-9
+    vc0: float = 0.3
+    vc0_ap_to_p: float | None = None
+    vbd: float = 1.2
+    breakdown_gamma: float = 83.0
+    breakdown_time_at_vbd: float = 1e-9
+    r_p: float = 3000.0
+    r_ap: float = 6000.0
+    attempt_time: float = 1e-9
+    max_pulse: float = 1.0
+    name: str = "custom"
+    description: str = ""
+
+    def __post_init__(self):
+        for field in (
+            "delta",
+            "tau_d",
+            "vc0",
+            "vbd",
+            "breakdown_gamma",
+            "breakdown_time_at_vbd",
+            "r_p",
+            "r_ap",
+            "attempt_time",
+            "max_pulse",
+        ):
+            value = getattr(self, field)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise XnorfaultError(
+                    f"device parameter {field} must be a positive number, got {value!r}"
+                )
+        if self.vc0_ap_to_p is not None and not (
+            math.isfinite(self.vc0_ap_to_p) and self.vc0_ap_to_p > 0
+        ):
+            raise XnorfaultError(
+                f"device parameter vc0_ap_to_p must be positive, got {self.vc0_ap_to_p!r}"
+            )
+
+    # --- reduced units -------------------------------------------------------------------
+
+    def critical_voltage(self, direction: Direction = "p_to_ap") -> float:
+        """:math:`V_{c0}` of a write direction, in volts."""
+        if direction == "p_to_ap":
+            return self.vc0
+        if direction == "ap_to_p":
+            return self.vc0 if self.vc0_ap_to_p is None else self.vc0_ap_to_p
+        raise XnorfaultError(f"unknown write direction {direction!r}: use 'p_to_ap' or 'ap_to_p'")
+
+    # --- write errors --------------------------------------------------------------------
+
+    def wer(self, voltage, pulse, direction: Direction = "p_to_ap"):
+        """Write error rate at ``voltage`` (V) and ``pulse`` (s): exact Fokker–Planck solution,
+        :math:`\\mathrm{WER}(V/V_{c0}, \\tau/\\tau_D)` (:func:`switching.wer_exact`)."""
+        volts = _positive(voltage, "voltage", "V")
+        seconds = _positive(pulse, "pulse", "s")
+        reduced = switching.wer_exact(
+            volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
+        )
+        return _scalar_or_array(reduced, voltage, pulse)
+
+    def wer_closed_form(self, voltage, pulse, direction: Direction = "p_to_ap"):
+        """Closed-form approximation of :meth:`wer` (:func:`switching.wer_closed_form`); ``nan``
+        below the critical voltage, where it does not apply."""
+        volts = _positive(voltage, "voltage", "V")
+        seconds = _positive(pulse, "pulse", "s")
+        reduced = switching.wer_closed_form(
+            volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
+        )
+        return _scalar_or_array(reduced, voltage, pulse)
+
+    def flip_rates(self, voltage, pulse) -> tuple:
+        """Flip probabilities of a stored binary activation, ``(p_pos_to_neg, p_neg_to_pos)``.
+
+        +1 is stored as the parallel state and −1 as the antiparallel one (paper, eqs. 2–3): a
+        +1 that is read as −1 is a failed AP→P write, a −1 read as +1 a failed P→AP write. Each
+        write is taken to switch the cell (the worst case, as in the paper: a write that finds the
+        cell already in the target state cannot fail).
+        """
+        return self.wer(voltage, pulse, "ap_to_p"), self.wer(voltage, pulse, "p_to_ap")
+
+    def voltage_for_wer(self, wer, pulse, direction: Direction = "p_to_ap"):
+        """Write voltage (V) that reaches ``wer`` with a pulse of ``pulse`` (s).
+
+        Raises :class:`XnorfaultError` when the voltage would exceed the breakdown voltage.
+        """
+        targets = _probability(wer)
+        seconds = _positive(pulse, "pulse", "s")
+        vc0 = self.critical_voltage(direction)
+        targets_b, seconds_b = np.broadcast_arrays(targets, seconds)
+        out = np.empty(targets_b.shape)
+        for index in np.ndindex(targets_b.shape):
+            target, duration = float(targets_b[index]), float(seconds_b[index])
+            try:
+                reduced = switching.voltage_for_wer_exact(
+                    target, duration / self.tau_d, self.delta, v_max=self.vbd / vc0
+                )
+            except switching.UnreachableWER:
+                raise XnorfaultError(
+                    f"WER {target:g} with a {format_duration(duration)} pulse needs more than the "
+                    f"breakdown voltage {format_voltage(self.vbd)} of device '{self.name}': "
+                    "use a longer pulse or accept a higher WER"
+                ) from None
+            out[index] = reduced * vc0
+        return _scalar_or_array(out, wer, pulse)
+
+    def pulse_for_wer(self, wer, voltage, direction: Direction = "p_to_ap"):
+        """Pulse length (s) that reaches ``wer`` at ``voltage`` (V).
+
+        Raises :class:`XnorfaultError` when no pulse up to ``max_pulse`` reaches the target.
+        """
+        targets = _probability(wer)
+        volts = _positive(voltage, "voltage", "V")
+        vc0 = self.critical_voltage(direction)
+        targets_b, volts_b = np.broadcast_arrays(targets, volts)
+        out = np.empty(targets_b.shape)
+        for index in np.ndindex(targets_b.shape):
+            target, volt = float(targets_b[index]), float(volts_b[index])
+            try:
+                reduced = switching.pulse_for_wer_exact(
+                    target, volt / vc0, self.delta, t_max=self.max_pulse / self.tau_d
+                )
+            except switching.UnreachableWER:
+                raise XnorfaultError(
+                    f"no pulse up to {format_duration(self.max_pulse)} reaches WER {target:g} at "
+                    f"{format_voltage(volt)} on device '{self.name}': raise the voltage "
+                    f"(critical voltage {format_voltage(vc0)})"
+                ) from None
+            out[index] = reduced * self.tau_d
+        return _scalar_or_array(out, wer, voltage)
+
+    # --- endurance, energy, retention ----------------------------------------------------
+
+    def time_to_breakdown(self, voltage):
+        """E-model time to dielectric breakdown (s): :math:`t_{BD}(V_{bd})e^{\\gamma(V_{bd}-V)}`."""
+        volts = _positive(voltage, "voltage", "V")
+        value = self.breakdown_time_at_vbd * np.exp(self.breakdown_gamma * (self.vbd - volts))
+        return _scalar_or_array(value, voltage)
+
+    def endurance(self, voltage, pulse):
+        """Write cycles before breakdown, :math:`N_c = t_{BD}(V)/\\tau` (paper, §III.A(b))."""
+        seconds = _positive(pulse, "pulse", "s")
+        value = np.asarray(self.time_to_breakdown(voltage)) / seconds
+        return _scalar_or_array(value, voltage, pulse)
+
+    def write_energy(self, voltage, pulse, direction: Direction | None = None):
+        """Energy of one write (J), :math:`E = V^2\\tau/R`.
+
+        The resistance during the pulse is that of the state the write starts from (:math:`R_P`
+        for P→AP, :math:`R_{AP}` for AP→P); without a direction, the mean of the two (writes of
+        +1 and −1 equally likely).
+        """
+        volts = _positive(voltage, "voltage", "V")
+        seconds = _positive(pulse, "pulse", "s")
+        if direction is None:
+            conductance = 0.5 * (1 / self.r_p + 1 / self.r_ap)
+        elif direction == "p_to_ap":
+            conductance = 1 / self.r_p
+        elif direction == "ap_to_p":
+            conductance = 1 / self.r_ap
+        else:
+            raise XnorfaultError(
+                f"unknown write direction {direction!r}: use 'p_to_ap' or 'ap_to_p'"
+            )
+        return _scalar_or_array(volts**2 * seconds * conductance, voltage, pulse)
+
+    def retention_error(self, time):
+        """Probability that a stored bit flips thermally within ``time`` (s):
+        :math:`1-\\exp[-(T/\\tau_0)e^{-\\Delta}]` (Néel–Brown; paper: ≈6e-6 per year at Δ = 40)."""
+        seconds = np.asarray(time, dtype=float)
+        if not np.all(np.isfinite(seconds)) or np.any(seconds < 0):
+            raise XnorfaultError("retention time must be a non-negative number of seconds")
+        value = -np.expm1(-(seconds / self.attempt_time) * math.exp(-self.delta))
+        return _scalar_or_array(value, time)
+
+    # --- descriptions --------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain-JSON description (SI units), for run records and ONNX metadata."""
+        return asdict(self)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> MTJ:
+        """Read a device description (see ``xnorfault/devices/paper.toml`` for the format)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise XnorfaultError(
+                f"device file {path} not found: give a TOML file or a preset "
+                f"({', '.join(available_devices())})"
+            ) from None
+        except OSError as error:
+            raise XnorfaultError(f"cannot read device file {path}: {error.strerror}") from None
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise XnorfaultError(f"device file {path} is not valid TOML: {error}") from None
+        return cls._from_document(document, source=str(path))
+
+    @classmethod
+    def _from_document(cls, document: dict, source: str) -> MTJ:
+        schema = {
+            "switching": {
+                "delta": ("delta", float),
+                "tau_d": ("tau_d", parse_duration),
+                "vc0_p_to_ap": ("vc0", parse_voltage),
+                "vc0_ap_to_p": ("vc0_ap_to_p", parse_voltage),
+                "max_pulse": ("max_pulse", parse_duration),
+            },
+            "breakdown": {
+                "vbd": ("vbd", parse_voltage),
+                "gamma": ("breakdown_gamma", float),
+                "time_at_vbd": ("breakdown_time_at_vbd", parse_duration),
+            },
+            "resistance": {"r_p": ("r_p", float), "r_ap": ("r_ap", float)},
+            "retention": {"attempt_time": ("attempt_time", parse_duration)},
+        }
+        kwargs: dict = {}
+        for key, value in document.items():
+            if key in ("name", "description"):
+                kwargs[key] = str(value)
+            elif key in schema:
+                if not isinstance(value, dict):
+                    raise XnorfaultError(f"{source}: [{key}] must be a table")
+                for field, raw in value.items():
+                    if field not in schema[key]:
+                        known = ", ".join(schema[key])
+                        raise XnorfaultError(
+                            f"{source}: unknown key {key}.{field} (known: {known})"
+                        )
+                    attribute, parse = schema[key][field]
+                    try:
+                        kwargs[attribute] = parse(raw)
+                    except (TypeError, ValueError) as error:
+                        raise XnorfaultError(
+                            f"{source}: {key}.{field} = {raw!r}: {error}"
+                        ) from None
+            else:
+                raise XnorfaultError(
+                    f"{source}: unknown section or key {key!r} "
+                    "(known: name, description, switching, breakdown, resistance, retention)"
+                )
+        kwargs.setdefault("name", Path(source).stem)
+        return cls(**kwargs)
+
+
+def available_devices() -> list[str]:
+    """Names of the device presets shipped with xnorfault."""
+    folder = resources.files("xnorfault") / "devices"
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    )
+
+
+def load_device(name_or_path: str | Path | None = None) -> MTJ:
+    """A device by preset name (``"paper"``, the default) or from a TOML file path."""
+    if name_or_path is None:
+        name_or_path = "paper"
+    text = str(name_or_path)
+    if text in available_devices():
+        preset = resources.files("xnorfault") / "devices" / f"{text}.toml"
+        return MTJ._from_document(tomllib.loads(preset.read_text(encoding="utf-8")), source=text)
+    return MTJ.from_toml(text)

@@ -1,0 +1,104 @@
+"""Figures. matplotlib is imported inside each function (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xnorfault.io import atomic_save_figure
+from xnorfault.mram.device import MTJ, Direction
+from xnorfault.mram.table import table_one
+
+FIGURE5_WERS = (0.1, 0.01, 1e-6)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_voltage_curves(
+    device: MTJ,
+    wers=FIGURE5_WERS,
+    direction: Direction = "p_to_ap",
+    points: int = 36,
+    max_pulse_tau: float = 12.0,
+) -> dict:
+    """Write voltage vs pulse length at fixed WER (the paper's Fig. 5), from the exact model.
+
+    Solved as pulse-for-WER on a grid of voltages from just above :math:`V_{c0}` to the
+    breakdown voltage, keeping pulses up to ``max_pulse_tau`` characteristic times.
+    Returns ``{"curves": [{"wer", "voltage", "pulse"}...], "table": [rows of Table I]}``.
+    """
+    vc0 = device.critical_voltage(direction)
+    voltages = vc0 * np.geomspace(1.08, device.vbd / vc0, points)
+    curves = []
+    for wer in wers:
+        pulses = np.asarray(device.pulse_for_wer(wer, voltages, direction))
+        keep = pulses <= max_pulse_tau * device.tau_d
+        curves.append(
+            {"wer": wer, "voltage": voltages[keep].tolist(), "pulse": pulses[keep].tolist()}
+        )
+    table = [row.to_dict() for row in table_one(device, direction)]
+    return {"device": device.name, "direction": direction, "curves": curves, "table": table}
+
+
+def plot_write_voltage_vs_pulse(
+    data: dict, device: MTJ, path: str | Path, closed_form: bool = False
+) -> Path:
+    """Draw :func:`write_voltage_curves` data as the paper's Fig. 5 and save it to ``path``."""
+    plt = _pyplot()
+    direction = data["direction"]
+    vc0 = device.critical_voltage(direction)
+    tau_ns = device.tau_d * 1e9
+    figure, axes = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for color, curve in zip(colors, data["curves"], strict=False):
+        pulse_ns = np.asarray(curve["pulse"]) * 1e9
+        axes.plot(pulse_ns, curve["voltage"], color=color, label=f"WER {curve['wer']:g}")
+        if closed_form:
+            from xnorfault.mram.switching import pulse_for_wer_closed_form
+
+            reduced = np.asarray(curve["voltage"]) / vc0
+            approx = pulse_for_wer_closed_form(curve["wer"], reduced, device.delta) * tau_ns
+            axes.plot(approx, curve["voltage"], color=color, linestyle="--", linewidth=1)
+    markers = {0: "o", 1: "s", 2: "D", 3: "^", 4: "v"}
+    for index, row in enumerate(data["table"]):
+        axes.plot(
+            row["pulse"] * 1e9,
+            row["voltage"],
+            linestyle="none",
+            marker=markers.get(index, "o"),
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label=f"Table I: {row['label']}",
+        )
+    axes.axhline(device.vbd, color="grey", linestyle=":", linewidth=1)
+    axes.text(
+        0.2 * tau_ns, device.vbd, " breakdown $V_{bd}$", va="bottom", color="grey", fontsize=8
+    )
+    axes.set_xlim(0, max(max(c["pulse"], default=0) for c in data["curves"]) * 1e9 * 1.02)
+    axes.set_ylim(vc0, device.vbd * 1.08)
+    axes.set_xlabel("pulse length (ns)")
+    axes.set_ylabel("write voltage (V)")
+    axes.secondary_xaxis("top", functions=(lambda x: x / tau_ns, lambda x: x * tau_ns)).set_xlabel(
+        r"$\tau/\tau_D$"
+    )
+    axes.secondary_yaxis("right", functions=(lambda v: v / vc0, lambda v: v * vc0)).set_ylabel(
+        r"$V/V_{c0}$"
+    )
+    title = f"Write voltage for a target WER, device '{device.name}' ($\\Delta$={device.delta:g})"
+    if closed_form:
+        title += "\nsolid: exact Fokker–Planck, dashed: closed form"
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="upper right")
+    try:
+        return atomic_save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)

@@ -1,0 +1,135 @@
+"""Parsing and formatting of physical quantities given on the command line.
+
+Durations accept ``s``, ``ms``, ``us``/``µs``, ``ns`` and ``ps`` suffixes, voltages ``V`` and
+``mV``; a bare number is taken in SI units (seconds, volts). Examples: ``"10ns"``,
+``"1.5e-8"``, ``"550mV"``, ``"0.55 V"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from xnorfault.errors import XnorfaultError
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Zµμ]*)\s*$")
+
+_DURATION_SCALE = {
+    "": 1.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ns": 1e-9,
+    "ps": 1e-12,
+}
+_VOLTAGE_SCALE = {"": 1.0, "v": 1.0, "mv": 1e-3}
+
+# Long durations for retention: a year is the Julian year (365.25 days).
+_LONG_DURATION_SCALE = {
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+    "y": 365.25 * 86400.0,
+    "yr": 365.25 * 86400.0,
+    "year": 365.25 * 86400.0,
+    "years": 365.25 * 86400.0,
+}
+
+
+def _parse(text: str, scales: dict[str, float], what: str, example: str) -> float:
+    match = _QUANTITY.match(str(text))
+    if match is None:
+        raise XnorfaultError(
+            f"cannot read {what} {text!r}: write a number with a unit, e.g. {example}"
+        )
+    number, unit = match.groups()
+    key = unit if unit in scales else unit.lower()
+    if key not in scales:
+        units = ", ".join(sorted(u for u in scales if u))
+        raise XnorfaultError(f"unknown unit {unit!r} in {what} {text!r}: use one of {units}")
+    value = float(number) * scales[key]
+    if not math.isfinite(value):
+        raise XnorfaultError(f"{what} {text!r} is not a finite number")
+    return value
+
+
+def parse_duration(text: str | float) -> float:
+    """Duration in seconds from ``"10ns"``, ``"1.5e-8"``, ``"2 us"``, ``"10y"``."""
+    if isinstance(text, int | float):
+        return float(text)
+    return _parse(text, _DURATION_SCALE | _LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8"')
+
+
+def parse_voltage(text: str | float) -> float:
+    """Voltage in volts from ``"550mV"``, ``"0.55V"`` or ``"0.55"``."""
+    if isinstance(text, int | float):
+        return float(text)
+    return _parse(text, _VOLTAGE_SCALE, "voltage", '"550mV" or "0.55"')
+
+
+def parse_probability(text: str | float, what: str = "WER") -> float:
+    """A probability strictly between 0 and 1, given as ``"1e-6"``, ``"0.01"`` or ``"1%"``."""
+    raw = str(text).strip()
+    scale = 1.0
+    if raw.endswith("%"):
+        raw, scale = raw[:-1], 0.01
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise XnorfaultError(
+            f"cannot read {what} {text!r}: write a number such as 1e-6 or 1%"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise XnorfaultError(f"{what} must lie strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def parse_list(text: str, parse_one) -> list[float]:
+    """A comma-separated list, or a range ``start:stop:step`` with ``stop`` included."""
+    text = str(text).strip()
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise XnorfaultError(
+                f"cannot read range {text!r}: write start:stop:step, e.g. 0.45:0.85:0.05"
+            )
+        start, stop, step = (parse_one(p) for p in parts)
+        if step <= 0 or stop < start:
+            raise XnorfaultError(f"range {text!r} needs start <= stop and a positive step")
+        count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        return [start + i * step for i in range(count)]
+    items = [item for item in text.split(",") if item.strip()]
+    if not items:
+        raise XnorfaultError("empty list: give at least one value, e.g. 0.5,0.6")
+    return [parse_one(item) for item in items]
+
+
+def format_duration(seconds: float) -> str:
+    """Human-readable duration with an SI prefix: ``1e-8`` → ``"10 ns"``."""
+    return _format_si(seconds, "s")
+
+
+def format_voltage(volts: float) -> str:
+    """Voltage in volts with three decimals: ``0.5503`` → ``"0.550 V"``."""
+    return f"{volts:.3f} V"
+
+
+def format_energy(joules: float) -> str:
+    """Energy with an SI prefix: ``1.2e-13`` → ``"120 fJ"``."""
+    return _format_si(joules, "J")
+
+
+def _format_si(value: float, unit: str) -> str:
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    prefixes = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")]
+    scale, prefix = prefixes[0]
+    for candidate_scale, candidate_prefix in prefixes:
+        if abs(value) >= candidate_scale * 0.9995:
+            scale, prefix = candidate_scale, candidate_prefix
+    return f"{value / scale:.3g} {prefix}{unit}"
