@@ -1,0 +1,1 @@
+"""Model exporters: standard ONNX and Larq Compute Engine (importable as ``xnorfault.exporters``)."""

@@ -1,0 +1,1 @@
+"""Deployment targets such as the Raspberry Pi (importable as ``xnorfault.targets``)."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from xnorfault.errors import XnorfaultError
+
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -36,6 +39,34 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete temporary files under ``folder`` left by writers on this host that were killed
+    mid-write (their process is gone). Writers still alive, and other hosts', are left alone."""
+    host = socket.gethostname()
+    removed = 0
+    for path in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
+        parts = path.name.rsplit(".", 4)  # .NAME.HOST.PID.RANDOM.tmp, NAME and HOST may hold dots
+        try:
+            pid = int(parts[-3])
+        except (IndexError, ValueError):
+            continue
+        if f".{host}.{pid}." not in path.name or _alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

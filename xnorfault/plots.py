@@ -102,3 +102,47 @@ def plot_write_voltage_vs_pulse(
         return atomic_save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def plot_accuracy_vs_epoch(record: dict, path: str | Path, band: str = "std") -> Path:
+    """Error-free test accuracy vs epoch, one line per fault point: the mean over completed
+    repeats, with a band of ±1 standard deviation (``band="std"``) or min–max (the paper's
+    Figs. 1–4)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    for point in record["points"]:
+        curves = [
+            [e["test_accuracy"] for e in job["epochs"]] for job in point["repeats"] if job["epochs"]
+        ]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        values = np.array([c[:length] for c in curves]) * 100
+        epochs = np.arange(1, length + 1)
+        mean = values.mean(axis=0)
+        if band == "minmax":
+            low, high = values.min(axis=0), values.max(axis=0)
+        else:
+            spread = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(length)
+            low, high = mean - spread, mean + spread
+        (line,) = axes.plot(
+            epochs,
+            mean,
+            marker="o" if length < 30 else None,
+            markersize=3,
+            label=f"{point['point']} (n={len(values)})",
+        )
+        axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    config = record["config"]
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("error-free test accuracy (%)")
+    axes.set_title(
+        f"{config['model']} on {config['data']}: bit errors in binary activations during training",
+        fontsize=9,
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, title="training faults", title_fontsize=8)
+    try:
+        return atomic_save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)

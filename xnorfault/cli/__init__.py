@@ -13,6 +13,7 @@ from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
 from xnorfault.cli.mram import mram_app
+from xnorfault.cli.train import plot_command, train_command
 from xnorfault.errors import XnorfaultError
 
 app = typer.Typer(
@@ -27,6 +28,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(mram_app, name="mram")
+app.command("train")(train_command)
+app.command("plot")(plot_command)
 
 
 def _show_version(value: bool):

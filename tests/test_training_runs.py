@@ -1,0 +1,201 @@
+"""Training runs: records, repeats, resumption after SIGKILL, the train/plot commands."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
+
+
+def job_records(folder):
+    return {
+        path.relative_to(folder).as_posix(): json.loads(path.read_text())
+        for path in sorted((folder / "jobs").glob("*/repeat-*.json"))
+    }
+
+
+def without_timing(record):
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in record["epochs"]]
+
+
+def test_train_json_and_record(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "train",
+        *TINY,
+        "--ber",
+        "0,0.1",
+        "--repeats",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert set(summary["final_test_accuracy"]) == {"ber=0", "ber=0.1"}
+    assert all(0.0 <= a <= 1.0 for a in summary["final_test_accuracy"].values())
+    point = summary["points"][0]
+    assert point["complete_repeats"] == 2 and len(point["repeats"][0]["test_accuracy"]) == 2
+    # repeats re-initialise: different seeds, different weights, different curves
+    seeds = {r["seed"] for r in point["repeats"]}
+    assert len(seeds) == 2
+    assert point["repeats"][0]["test_accuracy"] != point["repeats"][1]["test_accuracy"]
+    record = json.loads((out / "record.json").read_text())
+    assert record["format"] == "xnorfault-run/1"
+    assert record["config"]["model"] == "lenet4" and record["input_size"] == 28
+    assert {"torch", "brevitas", "xnorfault"} <= set(record["versions"])
+    assert record["points"][1]["fault_spec"]["activations"] == {
+        "pos_to_neg": 0.1,
+        "neg_to_pos": 0.1,
+    }
+    # the same command again completes nothing new and gives the same summary
+    code, again, _ = run_cli(
+        "train",
+        *TINY,
+        "--ber",
+        "0,0.1",
+        "--repeats",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0 and json.loads(again) == summary
+
+
+def test_repeats_start_from_different_weights(tmp_path):
+    import torch
+
+    from xnorfault.data import load_dataset
+    from xnorfault.faults import FaultSpec
+    from xnorfault.training.runner import FaultPoint, Run, TrainConfig
+
+    config = TrainConfig(epochs=1, limit_train=64, limit_test=32)
+    run = Run(
+        tmp_path,
+        config,
+        load_dataset("digits"),
+        [FaultPoint("ber=0", FaultSpec.from_ber(0.0), 0.0)],
+        2,
+        torch.device("cpu"),
+    )
+    run.run()
+    first = torch.load(tmp_path / "jobs" / "ber=0" / "repeat-0.pt", weights_only=False)["model"]
+    second = torch.load(tmp_path / "jobs" / "ber=0" / "repeat-1.pt", weights_only=False)["model"]
+    assert not torch.equal(first["features.0.weight"], second["features.0.weight"])
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "xnorfault",
+        "train",
+        *TINY,
+        "--ber",
+        "0.05",
+        "--repeats",
+        "2",
+        "--epochs",
+        "3",
+        "--seed",
+        "4",
+    ]
+    reference = tmp_path / "reference"
+    subprocess.run([*args, "--out", str(reference)], check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    first = killed / "jobs" / "ber=0.05" / "repeat-0.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        first.exists() and json.loads(first.read_text())["epochs"]
+    ):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = job_records(killed)
+    assert partial, "the run was killed before its first epoch completed"
+    assert not (len(partial) == 2 and all(r["status"] == "complete" for r in partial.values())), (
+        "killed too late"
+    )
+
+    subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
+    resumed, expected = job_records(killed), job_records(reference)
+    assert resumed.keys() == expected.keys()
+    for name in expected:
+        assert resumed[name]["status"] == "complete"
+        assert without_timing(resumed[name]) == without_timing(expected[name])
+    assert not list(killed.rglob("*.tmp"))
+
+
+def test_other_settings_in_the_same_folder_are_refused(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", *TINY, "--epochs", "1", "--out", str(out))
+    assert code == 0, err
+    before = (out / "record.json").read_bytes()
+    code, _, err = run_cli("train", *TINY, "--epochs", "2", "--lr", "0.5", "--out", str(out))
+    assert code == 2 and "other settings (different epochs, learning_rate" in err
+    assert (out / "record.json").read_bytes() == before
+
+
+def test_test_ber_measures_faulty_accuracy(run_cli, tmp_path):
+    code, out, err = run_cli(
+        "train", *TINY, "--epochs", "1", "--test-ber", "0.5", "--out", str(tmp_path / "r"), "--json"
+    )
+    assert code == 0, err
+    repeat = json.loads(out)["points"][0]["repeats"][0]
+    assert repeat["test_accuracy_faulty"][0] < repeat["test_accuracy"][0]
+    assert repeat["test_accuracy_faulty"][0] < 0.35  # random activations: near chance
+
+
+def test_plot_draws_the_run(run_cli, tmp_path):
+    out = tmp_path / "run"
+    run_cli("train", *TINY, "--ber", "0,0.2", "--epochs", "2", "--out", str(out))
+    code, _, err = run_cli("plot", str(out), "-o", str(tmp_path / "fig.png"))
+    assert code == 0, err
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet"], "unknown model 'resnet'"),
+        (["--data", "cifar10:/nonexistent"], "does not exist"),
+        (["--ber", "1.5"], "between 0 and 1"),
+        (["--ber", "0.1", "--voltage", "0.5"], "one source of fault rates"),
+        (["--voltage", "0.5"], "need --pulse"),
+        (["--layer-ber", "act9=0.1"], "unknown binary site"),
+        (["--layer-ber", "act1"], "SITE=RATE"),
+        (["--gradient", "sideways"], "unknown --gradient"),
+        (["--model", "alexnet", "--input-size", "32"], "cannot take 32×32"),
+        (
+            ["--compute", "cuda:7"]
+            if not __import__("torch").cuda.is_available()
+            else ["--compute", "tpu"],
+            "device",
+        ),
+    ],
+)
+def test_bad_training_input(run_cli, tmp_path, args, message):
+    code, out, err = run_cli("train", *TINY, "--epochs", "1", *args, "--out", str(tmp_path / "r"))
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r" / "record.json").exists()
+
+
+def test_plot_of_a_missing_run(run_cli, tmp_path):
+    code, _, err = run_cli("plot", str(tmp_path / "nothing"), "-o", str(tmp_path / "f.png"))
+    assert code == 2 and "does not exist" in err

@@ -1,0 +1,348 @@
+"""``xnorfault train`` and ``xnorfault plot``: fault-aware training runs and their figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import FaultSpec, FlipRates
+from xnorfault.units import parse_duration, parse_list, parse_voltage
+
+
+def _parse_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise XnorfaultError(f"cannot read rate {text!r}: write a number between 0 and 1") from None
+    if not 0 <= value <= 1:
+        raise XnorfaultError(f"rates must lie between 0 and 1, got {text!r}")
+    return value
+
+
+def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
+    layers = {}
+    for item in items:
+        site, sep, value = item.partition("=")
+        if not sep or not site.strip():
+            raise XnorfaultError(
+                f"cannot read --layer-ber {item!r}: write SITE=RATE, e.g. act1=0.02"
+            )
+        layers[site.strip()] = FlipRates.symmetric(_parse_rate(value))
+    return layers
+
+
+def build_fault_points(
+    ber: str | None,
+    p_flip_pos: float | None,
+    p_flip_neg: float | None,
+    voltage: str | None,
+    pulse: str | None,
+    voltage_schedule: str | None,
+    schedule: str,
+    layer_ber: list[str],
+    weight_ber: float | None,
+    device_name: str,
+    epochs: int,
+):
+    """The sweep points of a training command, from its fault options."""
+    from xnorfault.mram import load_device
+    from xnorfault.training.runner import FaultPoint
+
+    sources = [
+        name
+        for name, given in (
+            ("--ber", ber is not None),
+            ("--p-flip-pos/--p-flip-neg", p_flip_pos is not None or p_flip_neg is not None),
+            ("--voltage", voltage is not None),
+            ("--voltage-schedule", voltage_schedule is not None),
+        )
+        if given
+    ]
+    if len(sources) > 1:
+        raise XnorfaultError(f"give one source of fault rates, not {' and '.join(sources)}")
+    if schedule not in ("constant", "ramp"):
+        raise XnorfaultError(f"unknown --schedule {schedule!r}: use constant or ramp")
+    extra = {"layers": _layer_overrides(layer_ber)}
+    if weight_ber:
+        extra["weights"] = FlipRates.symmetric(_parse_rate(str(weight_ber)))
+    if (voltage is not None or voltage_schedule is not None) and pulse is None:
+        raise XnorfaultError("--voltage and --voltage-schedule need --pulse, e.g. --pulse 10ns")
+    if p_flip_pos is not None or p_flip_neg is not None:
+        rates = FlipRates(p_flip_pos or 0.0, p_flip_neg or 0.0)
+        spec = FaultSpec(activations=rates, source={"kind": "rates", **rates.to_dict()}, **extra)
+        return [FaultPoint(f"p+-={rates.pos_to_neg:g},p-+={rates.neg_to_pos:g}", spec)]
+    if voltage is not None:
+        device = load_device(device_name)
+        seconds = parse_duration(pulse)
+        return [
+            FaultPoint(f"V={v:g}", FaultSpec.from_mram(device, v, seconds, **extra))
+            for v in parse_list(voltage, parse_voltage)
+        ]
+    if voltage_schedule is not None:
+        device = load_device(device_name)
+        volts = parse_list(voltage_schedule, parse_voltage)
+        spec = FaultSpec.voltage_schedule(device, volts, parse_duration(pulse), **extra)
+        return [FaultPoint("voltage-schedule", spec)]
+    values = parse_list(ber if ber is not None else "0", _parse_rate)
+    points = []
+    for value in values:
+        if schedule == "ramp":
+            spec = FaultSpec.ber_ramp(0.0, value, epochs, **extra)
+            points.append(FaultPoint(f"ber-ramp={value:g}", spec, value))
+        else:
+            points.append(FaultPoint(f"ber={value:g}", FaultSpec.from_ber(value, **extra), value))
+    return points
+
+
+def train_command(
+    model: str = typer.Option("lenet4", "--model", "-m", help="lenet4, nin or alexnet."),
+    data: str = typer.Option(
+        "digits",
+        "--data",
+        help="digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, svhn:DIR, imagefolder:DIR.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run directory (created; an existing one is resumed)."
+    ),
+    ber: str | None = typer.Option(
+        None,
+        "--ber",
+        help="Bit-error rate(s) of the binary activations during training, e.g. 0.04 or 0,0.02,0.04.",
+    ),
+    p_flip_pos: float | None = typer.Option(
+        None, "--p-flip-pos", help="P(+1→−1) during training (asymmetric errors)."
+    ),
+    p_flip_neg: float | None = typer.Option(
+        None, "--p-flip-neg", help="P(−1→+1) during training (asymmetric errors)."
+    ),
+    voltage: str | None = typer.Option(
+        None, "--voltage", help="MRAM write voltage(s): rates from the device model."
+    ),
+    pulse: str | None = typer.Option(
+        None, "--pulse", help="MRAM write pulse for --voltage or --voltage-schedule."
+    ),
+    voltage_schedule: str | None = typer.Option(
+        None, "--voltage-schedule", help="One write voltage per epoch, e.g. 0.8,0.7,0.6."
+    ),
+    device: str = DEVICE_OPTION,
+    schedule: str = typer.Option(
+        "constant",
+        "--schedule",
+        help="constant, or ramp (BER rising linearly from 0 over the epochs).",
+    ),
+    layer_ber: list[str] = typer.Option(
+        [], "--layer-ber", help="Per-site BER override, SITE=RATE (repeatable), e.g. act1=0."
+    ),
+    weight_ber: float | None = typer.Option(
+        None, "--weight-ber", help="BER of the binary weights during training."
+    ),
+    test_ber: float | None = typer.Option(
+        None, "--test-ber", help="Also measure test accuracy with this BER in the activations."
+    ),
+    gradient: str = typer.Option(
+        "straight_through",
+        "--gradient",
+        help="straight_through (ignore flips; the paper's code) or flipped.",
+    ),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Epochs per repeat."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Independent repeats per fault point."),
+    seed: int = typer.Option(
+        1, "--seed", help="Run seed; repeats and epochs derive theirs from it."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Adam learning rate (default: the paper's for the model)."
+    ),
+    weight_decay: float | None = typer.Option(None, "--weight-decay"),
+    milestones: str | None = typer.Option(
+        None, "--milestones", help="Epochs at which the learning rate drops ×0.1, e.g. 40,80."
+    ),
+    weight_scaling: str = typer.Option(
+        "channel", "--weight-scaling", help="channel (XNOR-Net mean|W| per filter) or tensor."
+    ),
+    input_size: int | None = typer.Option(
+        None,
+        "--input-size",
+        help="Resize images to this size (default: the data's own; digits: the model's).",
+    ),
+    limit_train: int | None = typer.Option(
+        None, "--limit-train", min=1, help="Use only this many training images."
+    ),
+    limit_test: int | None = typer.Option(
+        None, "--limit-test", min=1, help="Use only this many test images."
+    ),
+    extra: bool = typer.Option(
+        False, "--extra", help="svhn: add the 531k extra images (extended SVHN)."
+    ),
+    classes: int | None = typer.Option(
+        None, "--classes", help="imagefolder: a random subset of this many classes."
+    ),
+    subset_seed: int = typer.Option(
+        0, "--subset-seed", help="imagefolder: seed of the class subset."
+    ),
+    compute: str = typer.Option(
+        "auto", "--compute", help="auto (CUDA when present), cpu or cuda[:N]."
+    ),
+    as_json: bool = JSON_OPTION,
+):
+    """Train binarized networks with random bit errors in their binary activations, and record
+    error-free test accuracy after every epoch (the paper's experiments).
+
+    Examples: xnorfault train --model lenet4 --data fashion-mnist --ber 0.04 --epochs 10 --repeats 10 --out runs/fm;
+    xnorfault train --data digits --ber 0,0.04,0.16 --out runs/sweep --json
+    """
+    from xnorfault.data import load_dataset
+    from xnorfault.models import model_info
+    from xnorfault.training.runner import Run, TrainConfig, resolve_device
+
+    info = model_info(model)
+    if gradient not in ("straight_through", "flipped"):
+        raise XnorfaultError(f"unknown --gradient {gradient!r}: use straight_through or flipped")
+    if weight_scaling not in ("channel", "tensor"):
+        raise XnorfaultError(f"unknown --weight-scaling {weight_scaling!r}: use channel or tensor")
+    points = build_fault_points(
+        ber,
+        p_flip_pos,
+        p_flip_neg,
+        voltage,
+        pulse,
+        voltage_schedule,
+        schedule,
+        layer_ber,
+        weight_ber,
+        device,
+        epochs,
+    )
+    compute_device = resolve_device(compute)
+    dataset = load_dataset(
+        data,
+        image_size=input_size or info.nominal_input_size,
+        extra=extra,
+        classes=classes,
+        subset_seed=subset_seed,
+    )
+    config = TrainConfig(
+        model=model,
+        data=data,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        milestones=None if milestones is None else [int(m) for m in parse_list(milestones, float)],
+        gradient=gradient,
+        weight_scaling=weight_scaling,
+        input_size=input_size,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        test_fault=None
+        if test_ber is None
+        else FaultSpec.from_ber(_parse_rate(str(test_ber))).to_dict(),
+        data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
+    )
+    run = Run(out, config, dataset, points, repeats, compute_device)
+    run.prepare_folder()  # refuses a folder of another run before any progress output
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        record = run.run(progress)
+    summary = summarise(record)
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table(title=f"{model} on {dataset.name}: error-free test accuracy after epoch {epochs}")
+    for header in ("fault point", "repeats", "mean", "std"):
+        table.add_column(header, justify="right")
+    for point in summary["points"]:
+        table.add_row(
+            point["point"],
+            str(point["complete_repeats"]),
+            f"{point['final_test_accuracy_mean']:.4f}",
+            f"{point['final_test_accuracy_std']:.4f}",
+        )
+    console.print(table)
+    console.print(f"run record: {Path(out) / 'record.json'}")
+
+
+def summarise(record: dict) -> dict:
+    """The ``--json`` object of ``xnorfault train``: final accuracy and per-point/repeat details."""
+    points = []
+    for point in record["points"]:
+        points.append(
+            {
+                "point": point["point"],
+                "ber": point["ber"],
+                "complete_repeats": point["complete_repeats"],
+                "final_test_accuracy_mean": point["final_test_accuracy_mean"],
+                "final_test_accuracy_std": point["final_test_accuracy_std"],
+                "repeats": [
+                    {
+                        "repeat": job["repeat"],
+                        "seed": job["seed"],
+                        "status": job["status"],
+                        "test_accuracy": [e["test_accuracy"] for e in job["epochs"]],
+                        **(
+                            {
+                                "test_accuracy_faulty": [
+                                    e["test_accuracy_faulty"] for e in job["epochs"]
+                                ]
+                            }
+                            if job["epochs"] and "test_accuracy_faulty" in job["epochs"][0]
+                            else {}
+                        ),
+                    }
+                    for job in point["repeats"]
+                ],
+            }
+        )
+    if len(points) == 1:
+        final = points[0]["final_test_accuracy_mean"]
+    else:
+        final = {p["point"]: p["final_test_accuracy_mean"] for p in points}
+    return {
+        "final_test_accuracy": final,
+        "model": record["config"]["model"],
+        "data": record["config"]["data"],
+        "points": points,
+    }
+
+
+def plot_command(
+    run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
+    output: Path = typer.Option(..., "--output", "-o", help="Figure file (.png, .pdf, .svg)."),
+    band: str = typer.Option("std", "--band", help="Spread drawn around the mean: std or minmax."),
+):
+    """Test accuracy vs epoch for every fault point of a run, mean and spread over repeats
+    (the paper's Figs. 1–4).
+
+    Example: xnorfault plot runs/fm -o fig1.png
+    """
+    from xnorfault.io import figure_format
+    from xnorfault.plots import plot_accuracy_vs_epoch
+    from xnorfault.training.records import load_record
+
+    figure_format(output)
+    if band not in ("std", "minmax"):
+        raise XnorfaultError(f"unknown --band {band!r}: use std or minmax")
+    record = load_record(run)
+    path = plot_accuracy_vs_epoch(record, output, band=band)
+    console.print(f"wrote {path}")

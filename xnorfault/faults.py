@@ -1,0 +1,205 @@
+r"""Fault specifications: which binary values flip, and with what probability.
+
+One :class:`FaultSpec` drives the flips during training (``xnorfault.training``), the ONNX
+rewrite and the LCE flip layers. It holds, for the binary activations, a flip probability per
+polarity — :math:`p_{+\to-}` for a stored +1 read back as −1 and :math:`p_{-\to+}` for the
+reverse (paper, eqs. 2–3: the two write directions of an MTJ can fail at different rates) —
+optionally overridden per site (layer), optionally varying per epoch (a BER ramp or a write-
+voltage schedule mapped through :mod:`xnorfault.mram`), and optionally rates for the binary
+weights too (the paper's future work). Each element flips independently (Bernoulli per
+element), as in the paper.
+
+The spec serialises to plain JSON (run records, ONNX ``metadata_props``). Imports numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from xnorfault.errors import XnorfaultError
+
+
+def _check_probability(value: float, what: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise XnorfaultError(f"{what} must lie between 0 and 1, got {value:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class FlipRates:
+    """Flip probabilities of one binary value: ``pos_to_neg`` = P(+1 → −1),
+    ``neg_to_pos`` = P(−1 → +1)."""
+
+    pos_to_neg: float = 0.0
+    neg_to_pos: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(
+            self, "pos_to_neg", _check_probability(self.pos_to_neg, "flip rate +1→−1")
+        )
+        object.__setattr__(
+            self, "neg_to_pos", _check_probability(self.neg_to_pos, "flip rate −1→+1")
+        )
+
+    @classmethod
+    def symmetric(cls, ber: float) -> FlipRates:
+        """Both polarities flip with the bit-error rate ``ber``."""
+        return cls(ber, ber)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.pos_to_neg == 0.0 and self.neg_to_pos == 0.0
+
+    @property
+    def is_symmetric(self) -> bool:
+        return self.pos_to_neg == self.neg_to_pos
+
+    def to_dict(self) -> dict:
+        return {"pos_to_neg": self.pos_to_neg, "neg_to_pos": self.neg_to_pos}
+
+    @classmethod
+    def from_dict(cls, data) -> FlipRates:
+        if isinstance(data, int | float):
+            return cls.symmetric(data)
+        return cls(float(data["pos_to_neg"]), float(data["neg_to_pos"]))
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Where and how often binary values flip.
+
+    ``activations``: default rates at every binary activation site. ``layers``: per-site
+    overrides, keyed by site name (``lenet4``'s sites are ``act1``, ``act2``…). ``epochs``:
+    per-epoch activation rates for training (epoch 0 first; the last entry holds for later
+    epochs), overriding ``activations`` but not ``layers``. ``weights``: rates for the binary
+    weights during training (``None``: weights never flip). ``source``: how the rates were
+    derived (a BER, or an MRAM operating point with its device), for the record.
+    """
+
+    activations: FlipRates = field(default_factory=FlipRates)
+    layers: dict[str, FlipRates] = field(default_factory=dict)
+    epochs: tuple[FlipRates, ...] = ()
+    weights: FlipRates | None = None
+    source: dict = field(default_factory=dict)
+
+    # --- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_ber(cls, ber: float, **kwargs) -> FaultSpec:
+        """Every binary activation flips with probability ``ber`` in both polarities."""
+        return cls(
+            activations=FlipRates.symmetric(ber),
+            source={"kind": "ber", "ber": float(ber)},
+            **kwargs,
+        )
+
+    @classmethod
+    def from_mram(cls, device, voltage: float, pulse: float, **kwargs) -> FaultSpec:
+        """Rates of an MRAM activation memory written at ``voltage`` (V) with ``pulse`` (s):
+        :math:`p_{+\\to-} = \\mathrm{WER}_{AP\\to P}`, :math:`p_{-\\to+} = \\mathrm{WER}_{P\\to AP}`
+        (:meth:`xnorfault.mram.MTJ.flip_rates`)."""
+        pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+        source = {
+            "kind": "mram",
+            "voltage": float(voltage),
+            "pulse": float(pulse),
+            "device": device.to_dict(),
+        }
+        return cls(activations=FlipRates(pos_to_neg, neg_to_pos), source=source, **kwargs)
+
+    @classmethod
+    def ber_ramp(cls, start: float, end: float, epochs: int, **kwargs) -> FaultSpec:
+        """BER rising linearly from ``start`` at epoch 0 to ``end`` at epoch ``epochs - 1``."""
+        if epochs < 1:
+            raise XnorfaultError("a BER ramp needs at least one epoch")
+        steps = [start + (end - start) * (i / max(epochs - 1, 1)) for i in range(epochs)]
+        return cls(
+            activations=FlipRates.symmetric(end),
+            epochs=tuple(FlipRates.symmetric(p) for p in steps),
+            source={"kind": "ber_ramp", "start": float(start), "end": float(end), "epochs": epochs},
+            **kwargs,
+        )
+
+    @classmethod
+    def voltage_schedule(cls, device, voltages, pulse: float, **kwargs) -> FaultSpec:
+        """One write voltage per epoch (the last holds afterwards), each mapped to flip rates
+        through the MRAM model at a fixed ``pulse``."""
+        if len(voltages) == 0:
+            raise XnorfaultError("a voltage schedule needs at least one voltage")
+        rates = tuple(FlipRates(*device.flip_rates(v, pulse)) for v in voltages)
+        source = {
+            "kind": "voltage_schedule",
+            "voltages": [float(v) for v in voltages],
+            "pulse": float(pulse),
+            "device": device.to_dict(),
+        }
+        return cls(activations=rates[-1], epochs=rates, source=source, **kwargs)
+
+    # --- queries -------------------------------------------------------------------------
+
+    def activation_rates(self, site: str, epoch: int | None = None) -> FlipRates:
+        """Rates at binary activation ``site`` during ``epoch`` (``None``: after training)."""
+        if site in self.layers:
+            return self.layers[site]
+        if self.epochs and epoch is not None:
+            return self.epochs[min(max(epoch, 0), len(self.epochs) - 1)]
+        return self.activations
+
+    @property
+    def is_zero(self) -> bool:
+        return (
+            self.activations.is_zero
+            and all(r.is_zero for r in self.layers.values())
+            and all(r.is_zero for r in self.epochs)
+            and (self.weights is None or self.weights.is_zero)
+        )
+
+    def with_layers(self, layers: dict[str, FlipRates]) -> FaultSpec:
+        return FaultSpec(self.activations, dict(layers), self.epochs, self.weights, self.source)
+
+    def check_sites(self, sites) -> None:
+        """Raise a clear error when a per-layer override names a site the model lacks."""
+        unknown = sorted(set(self.layers) - set(sites))
+        if unknown:
+            raise XnorfaultError(
+                f"fault spec names unknown binary site(s) {', '.join(unknown)}; the model has {', '.join(sites)}"
+            )
+
+    # --- serialisation -------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "activations": self.activations.to_dict(),
+            "layers": {name: rates.to_dict() for name, rates in self.layers.items()},
+            "epochs": [rates.to_dict() for rates in self.epochs],
+            "weights": None if self.weights is None else self.weights.to_dict(),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FaultSpec:
+        try:
+            return cls(
+                activations=FlipRates.from_dict(data.get("activations", 0.0)),
+                layers={k: FlipRates.from_dict(v) for k, v in data.get("layers", {}).items()},
+                epochs=tuple(FlipRates.from_dict(v) for v in data.get("epochs", [])),
+                weights=None
+                if data.get("weights") is None
+                else FlipRates.from_dict(data["weights"]),
+                source=dict(data.get("source", {})),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise XnorfaultError(f"malformed fault spec: {error}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FaultSpec:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise XnorfaultError(f"fault spec is not valid JSON: {error}") from None

@@ -1,0 +1,1 @@
+"""Fault-aware training of binarized networks (needs the ``train`` extra: torch, brevitas)."""

@@ -1,0 +1,363 @@
+"""Training runs: sweeps over fault specs × repeats, per-epoch error-free test accuracy,
+atomic checkpoints and records, and resumption after an interruption.
+
+Run directory::
+
+    runs/NAME/config.json                      settings shared by every job of the run
+    runs/NAME/jobs/<point>/repeat-<r>.json      one record per (fault point, repeat): per-epoch metrics
+    runs/NAME/jobs/<point>/repeat-<r>.pt        checkpoint after the last completed epoch
+    runs/NAME/record.json                       everything merged, rewritten after every epoch
+
+Each repeat re-initialises model and optimiser (the paper's code did not). Randomness is
+re-seeded at every epoch from (run seed, repeat, epoch), so a run resumed from the checkpoint of
+epoch k continues exactly as the uninterrupted run would have, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xnorfault import __version__
+from xnorfault.data import Dataset
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import FaultSpec
+from xnorfault.io import atomic_write, atomic_write_json, remove_stale_temporaries
+from xnorfault.models import create_model, model_info
+from xnorfault.models.layers import BinaryConv2d, BinaryLinear
+from xnorfault.training.faults import configure_faults
+from xnorfault.training.records import RECORD_FORMAT, build_record, read_json
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by every job of a run (what must match when a run is resumed)."""
+
+    model: str = "lenet4"
+    data: str = "digits"
+    epochs: int = 1
+    seed: int = 1
+    batch_size: int = 128
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    milestones: list[int] | None = None
+    gradient: str = "straight_through"
+    weight_scaling: str = "channel"
+    input_size: int | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    test_fault: dict | None = None
+    data_options: dict = field(default_factory=dict)
+
+    def resolved(self) -> TrainConfig:
+        """Fill optimiser settings from the model's paper defaults."""
+        info = model_info(self.model)
+        config = TrainConfig(**asdict(self))
+        if config.learning_rate is None:
+            config.learning_rate = info.learning_rate
+        if config.weight_decay is None:
+            config.weight_decay = info.weight_decay
+        if config.milestones is None:
+            # the paper's milestones scaled to the number of epochs asked for
+            config.milestones = [
+                m * config.epochs // info.epochs
+                for m in info.milestones
+                if m * config.epochs // info.epochs > 0
+            ]
+        return config
+
+
+@dataclass
+class FaultPoint:
+    """One point of a sweep: a label (``ber=0.04``), the spec, and its numeric BER if any."""
+
+    label: str
+    spec: FaultSpec
+    ber: float | None = None
+
+
+def point_folder_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "=.-_+" else "_" for c in label)
+
+
+def versions() -> dict:
+    import brevitas
+
+    return {
+        "xnorfault": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "brevitas": brevitas.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise XnorfaultError(
+            "--device cuda asked for, but no CUDA device is available: use --device cpu or auto"
+        )
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise XnorfaultError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from None
+
+
+def _seed(*values: int) -> int:
+    return int(
+        np.random.SeedSequence([int(v) for v in values]).generate_state(1, dtype=np.uint64)[0] >> 1
+    )
+
+
+class BatchMaker:
+    """Normalised float batches from a dataset split, resized to the model's input size."""
+
+    def __init__(self, dataset: Dataset, input_size: int, device: torch.device):
+        self.dataset = dataset
+        self.input_size = input_size
+        self.device = device
+        self.mean = torch.tensor(dataset.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(dataset.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def prepare(self, images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, torch.float32) / 255.0
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(
+                x,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+        return (x - self.mean) / self.std
+
+    def batches(self, split, batch_size: int, order: np.ndarray | None = None):
+        indices = np.arange(len(split)) if order is None else order
+        for start in range(0, len(indices), batch_size):
+            chosen = indices[start : start + batch_size]
+            images = self.dataset.load_images(split, self.input_size, chosen)
+            labels = torch.from_numpy(split.labels[chosen]).to(self.device)
+            yield self.prepare(images), labels
+
+
+def evaluate_accuracy(model, maker: BatchMaker, split, batch_size: int) -> float:
+    """Fraction of ``split`` classified correctly (flips follow the modules' eval settings)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in maker.batches(split, batch_size):
+            correct += int((model(x).argmax(dim=1) == y).sum())
+    return correct / max(len(split), 1)
+
+
+def _clamp_binary_weights(model) -> None:
+    """Keep the real-valued weights of binary layers in [-1, 1] (XNOR-Net reference code)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, BinaryConv2d | BinaryLinear):
+                module.weight.clamp_(-1.0, 1.0)
+
+
+class Run:
+    """A run directory: configuration, jobs, merged record."""
+
+    def __init__(
+        self,
+        folder: Path,
+        config: TrainConfig,
+        dataset: Dataset,
+        points: list[FaultPoint],
+        repeats: int,
+        device: torch.device,
+    ):
+        self.folder = Path(folder)
+        self.config = config.resolved()
+        self.dataset = dataset
+        self.points = points
+        self.repeats = repeats
+        self.device = device
+        info = model_info(config.model)
+        native = dataset.image_size
+        self.input_size = config.input_size or (
+            info.nominal_input_size if dataset.name == "digits" else native
+        )
+        self.train_split = dataset.train.subset(config.limit_train, seed=0)
+        self.test_split = dataset.test.subset(config.limit_test, seed=0)
+
+    # --- files ---------------------------------------------------------------------------
+
+    def job_paths(self, point: FaultPoint, repeat: int) -> tuple[Path, Path]:
+        base = self.folder / "jobs" / point_folder_name(point.label)
+        return base / f"repeat-{repeat}.json", base / f"repeat-{repeat}.pt"
+
+    def prepare_folder(self) -> None:
+        """Create the folder, or check that an existing one was made with the same settings."""
+        self.build_model()  # an input too small for the architecture fails here, before any file
+        sites = model_info(self.config.model).activation_sites
+        for point in self.points:
+            point.spec.check_sites(sites)
+        config_path = self.folder / "config.json"
+        if self.folder.is_dir():
+            remove_stale_temporaries(self.folder)
+        current = {"format": RECORD_FORMAT, "config": asdict(self.config)}
+        if config_path.exists():
+            try:
+                previous = json.loads(config_path.read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise XnorfaultError(
+                    f"{config_path} is unreadable ({error}); move the folder aside or use another --out"
+                ) from None
+            differing = sorted(
+                k
+                for k in current["config"]
+                if previous.get("config", {}).get(k) != current["config"][k]
+            )
+            if differing:
+                raise XnorfaultError(
+                    f"{self.folder} holds a run with other settings (different {', '.join(differing)}): "
+                    "use another --out, or the same settings to resume"
+                )
+        else:
+            atomic_write_json(config_path, current)
+
+    def build_model(self):
+        return create_model(
+            self.config.model,
+            num_classes=self.dataset.num_classes,
+            in_channels=self.dataset.channels,
+            input_size=self.input_size,
+            weight_scaling=self.config.weight_scaling,
+        )
+
+    # --- one job -------------------------------------------------------------------------
+
+    def run_job(self, point: FaultPoint, repeat: int, progress=None) -> dict:
+        record_path, checkpoint_path = self.job_paths(point, repeat)
+        record = read_json(record_path)  # unreadable or absent: (re)computed
+        if record is not None and record.get("status") == "complete":
+            return record
+        config = self.config
+        init_seed = _seed(config.seed, repeat)
+        torch.manual_seed(init_seed)
+        model = self.build_model().to(self.device)
+        point.spec.check_sites(list(model.activation_sites))
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=config.milestones or [], gamma=0.1
+        )
+        epochs_done: list[dict] = []
+        if record is not None and checkpoint_path.exists():
+            state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            epochs_done = record["epochs"][: state["epochs_completed"]]
+        record = {
+            "point": point.label,
+            "ber": point.ber,
+            "repeat": repeat,
+            "seed": init_seed,
+            "fault_spec": point.spec.to_dict(),
+            "status": "incomplete",
+            "epochs": epochs_done,
+        }
+        maker = BatchMaker(self.dataset, self.input_size, self.device)
+        test_spec = FaultSpec.from_dict(config.test_fault) if config.test_fault else None
+        for epoch in range(len(epochs_done), config.epochs):
+            started = time.perf_counter()
+            epoch_seed = _seed(config.seed, repeat, epoch)
+            torch.manual_seed(epoch_seed)  # dropout
+            flips = torch.Generator(device=self.device).manual_seed(_seed(epoch_seed, 1))
+            order = np.random.default_rng(_seed(epoch_seed, 2)).permutation(len(self.train_split))
+            configure_faults(model, point.spec, epoch, flips, config.gradient)
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            task = (
+                progress.add_task(
+                    f"{point.label} r{repeat} epoch {epoch + 1}/{config.epochs}",
+                    total=math.ceil(len(self.train_split) / config.batch_size),
+                )
+                if progress
+                else None
+            )
+            for x, y in maker.batches(self.train_split, config.batch_size, order):
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                optimizer.step()
+                _clamp_binary_weights(model)
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(dim=1) == y).sum())
+                seen += len(y)
+                if progress:
+                    progress.advance(task)
+            if progress:
+                progress.remove_task(task)
+            learning_rate = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            metrics = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_accuracy": correct / max(seen, 1),
+                "test_accuracy": evaluate_accuracy(model, maker, self.test_split, 512),
+                "learning_rate": learning_rate,
+                "seconds": time.perf_counter() - started,
+            }
+            if test_spec is not None:
+                test_flips = torch.Generator(device=self.device).manual_seed(_seed(epoch_seed, 3))
+                configure_faults(
+                    model, test_spec, None, test_flips, config.gradient, flip_in_eval=True
+                )
+                metrics["test_accuracy_faulty"] = evaluate_accuracy(
+                    model, maker, self.test_split, 512
+                )
+                configure_faults(model, point.spec, epoch, flips, config.gradient)
+            record["epochs"].append(metrics)
+            if epoch + 1 == config.epochs:
+                record["status"] = "complete"
+            # checkpoint first, then the record that points at it: a kill between the two
+            # leaves a record one epoch behind, which resumes by redoing that epoch exactly
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epochs_completed": epoch + 1,
+                "model_config": model.config(),
+            }
+            atomic_write(checkpoint_path, lambda handle, s=state: torch.save(s, handle))
+            atomic_write_json(record_path, record)
+            self.write_summary()
+        return record
+
+    # --- whole run -----------------------------------------------------------------------
+
+    def run(self, progress=None) -> dict:
+        self.prepare_folder()
+        for point in self.points:
+            for repeat in range(self.repeats):
+                self.run_job(point, repeat, progress)
+        return self.write_summary()
+
+    def write_summary(self) -> dict:
+        record = build_record(self.folder)
+        record["data"] = self.dataset.describe()
+        record["input_size"] = self.input_size
+        record["train_size"] = len(self.train_split)
+        record["test_size"] = len(self.test_split)
+        record["versions"] = versions()
+        record["device"] = str(self.device)
+        atomic_write_json(self.folder / "record.json", record)
+        return record
