@@ -182,9 +182,9 @@ def test_plot_draws_the_run(run_cli, tmp_path):
         (["--gradient", "sideways"], "unknown --gradient"),
         (["--model", "alexnet", "--input-size", "32"], "cannot take 32×32"),
         (
-            ["--compute", "cuda:7"]
+            ["--device", "cuda:7"]
             if not __import__("torch").cuda.is_available()
-            else ["--compute", "tpu"],
+            else ["--device", "tpu"],
             "device",
         ),
     ],
@@ -199,3 +199,34 @@ def test_bad_training_input(run_cli, tmp_path, args, message):
 def test_plot_of_a_missing_run(run_cli, tmp_path):
     code, _, err = run_cli("plot", str(tmp_path / "nothing"), "-o", str(tmp_path / "f.png"))
     assert code == 2 and "does not exist" in err
+
+
+def test_mram_operating_point_sets_training_rates(run_cli, tmp_path):
+    from xnorfault.mram import load_device
+
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        "train",
+        *TINY,
+        "--epochs",
+        "1",
+        "--voltage",
+        "0.45,0.5",
+        "--pulse",
+        "10ns",
+        "--mram-device",
+        "asymmetric",
+        "--layer-ber",
+        "act1=0",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    record = json.loads((out / "record.json").read_text())
+    device = load_device("asymmetric")
+    point = next(p for p in record["points"] if p["point"] == "V=0.5")
+    rates = point["fault_spec"]["activations"]
+    assert rates["pos_to_neg"] == pytest.approx(device.wer(0.5, 1e-8, "ap_to_p"))
+    assert rates["neg_to_pos"] == pytest.approx(device.wer(0.5, 1e-8, "p_to_ap"))
+    assert point["fault_spec"]["layers"] == {"act1": {"pos_to_neg": 0.0, "neg_to_pos": 0.0}}
+    assert point["fault_spec"]["source"]["device"]["name"] == "asymmetric"

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.cli._common import JSON_OPTION, console, emit_json
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
 from xnorfault.units import parse_duration, parse_list, parse_voltage
@@ -129,7 +129,11 @@ def train_command(
     voltage_schedule: str | None = typer.Option(
         None, "--voltage-schedule", help="One write voltage per epoch, e.g. 0.8,0.7,0.6."
     ),
-    device: str = DEVICE_OPTION,
+    mram_device: str = typer.Option(
+        "paper",
+        "--mram-device",
+        help="MRAM device preset or TOML file for --voltage and --voltage-schedule.",
+    ),
     schedule: str = typer.Option(
         "constant",
         "--schedule",
@@ -185,8 +189,8 @@ def train_command(
     subset_seed: int = typer.Option(
         0, "--subset-seed", help="imagefolder: seed of the class subset."
     ),
-    compute: str = typer.Option(
-        "auto", "--compute", help="auto (CUDA when present), cpu or cuda[:N]."
+    device: str = typer.Option(
+        "auto", "--device", help="Where to train: auto (CUDA when present), cpu or cuda[:N]."
     ),
     as_json: bool = JSON_OPTION,
 ):
@@ -215,10 +219,10 @@ def train_command(
         schedule,
         layer_ber,
         weight_ber,
-        device,
+        mram_device,
         epochs,
     )
-    compute_device = resolve_device(compute)
+    compute_device = resolve_device(device)
     dataset = load_dataset(
         data,
         image_size=input_size or info.nominal_input_size,

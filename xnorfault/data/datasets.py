@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +83,11 @@ class Dataset:
         if split.images is not None:
             return split.images if indices is None else split.images[indices]
         chosen = split.files if indices is None else [split.files[i] for i in indices]
-        return np.stack([formats.read_image(path, size, self.channels) for path in chosen])
+        # PIL decodes and resizes with the GIL released: threads keep every core busy
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            return np.stack(
+                list(pool.map(lambda path: formats.read_image(path, size, self.channels), chosen))
+            )
 
     def describe(self) -> dict:
         return {
