@@ -40,6 +40,7 @@ test: lint pytest
 benchmarks: setup
 	$(BIN)/python benchmarks/mram.py
 	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/flip_overhead.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

@@ -3,29 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from scipy.stats import beta
+from binomial_bounds import assert_rate
 
 from xnorfault.faults import FaultSpec, FlipRates
 from xnorfault.models import create_model
 from xnorfault.training.faults import configure_faults
 from xnorfault.training.flips import BitFlip, apply_flips, flip_indices
-
-
-def clopper_pearson(successes: int, trials: int, confidence: float = 0.999) -> tuple[float, float]:
-    """Exact two-sided binomial confidence interval."""
-    alpha = 1 - confidence
-    low = 0.0 if successes == 0 else beta.ppf(alpha / 2, successes, trials - successes + 1)
-    high = (
-        1.0 if successes == trials else beta.ppf(1 - alpha / 2, successes + 1, trials - successes)
-    )
-    return low, high
-
-
-def assert_rate(flips: int, trials: int, p: float):
-    low, high = clopper_pearson(flips, trials)
-    assert low <= p <= high, (
-        f"{flips}/{trials} = {flips / trials:.5f}, p = {p} outside [{low:.5f}, {high:.5f}]"
-    )
 
 
 @pytest.mark.parametrize("p", [0.001, 0.01, 0.05, 0.3, 0.5])

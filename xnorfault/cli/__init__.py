@@ -13,6 +13,7 @@ from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
 from xnorfault.cli.mram import mram_app
+from xnorfault.cli.onnx import export_command, inject_command
 from xnorfault.cli.train import plot_command, train_command
 from xnorfault.errors import XnorfaultError
 
@@ -30,6 +31,8 @@ app = typer.Typer(
 app.add_typer(mram_app, name="mram")
 app.command("train")(train_command)
 app.command("plot")(plot_command)
+app.command("export")(export_command)
+app.command("inject")(inject_command)
 
 
 def _show_version(value: bool):

@@ -1,0 +1,167 @@
+"""``xnorfault export`` and ``xnorfault inject``: standard ONNX and bit-flip injection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.errors import XnorfaultError
+from xnorfault.units import parse_duration, parse_voltage
+
+
+def export_command(
+    run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
+    output: Path = typer.Option(..., "--output", "-o", help="Model file to write (model.onnx)."),
+    format: str = typer.Option("onnx", "--format", help="onnx (standard ONNX for onnxruntime)."),
+    point: str | None = typer.Option(
+        None,
+        "--point",
+        help="Fault point of the run to export, e.g. ber=0.04 (needed when the run has several).",
+    ),
+    repeat: int = typer.Option(0, "--repeat", min=0, help="Repeat of that point to export."),
+    testset: Path | None = typer.Option(
+        None, "--testset", help="Also write the preprocessed test split as .npz (x, y)."
+    ),
+    as_json: bool = JSON_OPTION,
+):
+    """Export a trained network to standard ONNX that stock onnxruntime runs, checking parity
+    with the trained model on its test set.
+
+    Example: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz
+    """
+    if format == "lce":
+        raise XnorfaultError("--format lce is not available in this version: export to onnx")
+    if format != "onnx":
+        raise XnorfaultError(f"unknown --format {format!r}: use onnx")
+    if output.suffix != ".onnx":
+        raise XnorfaultError(f"--output {output} should end in .onnx")
+    if testset is not None and testset.suffix != ".npz":
+        raise XnorfaultError(f"--testset {testset} should end in .npz")
+    from xnorfault.exporters.onnx import export_run
+
+    with console.status("exporting…") if not as_json else _Quiet():
+        summary = export_run(run, output, point, repeat, testset)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"wrote {summary['output']} (binary sites: {', '.join(summary['binary_sites'])})")
+    console.print(
+        f"parity on {summary['test_images']} test images: argmax agreement {summary['argmax_agreement']:.4f}, "
+        f"max |Δ logit| {summary['max_abs_logit_difference']:.2e}, accuracy {summary['onnx_test_accuracy']:.4f}"
+    )
+    if testset is not None:
+        console.print(f"wrote {summary['testset']}")
+
+
+class _Quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _rate(value: float | None, option: str) -> float | None:
+    if value is not None and not 0 <= value <= 1:
+        raise XnorfaultError(f"{option} must lie between 0 and 1, got {value:g}")
+    return value
+
+
+def inject_command(
+    model: Path = typer.Argument(
+        ..., help="ONNX model (exported by xnorfault, or any with binary activations)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Injected model to write."),
+    ber: float | None = typer.Option(
+        None, "--ber", help="Flip probability of every binary activation, both polarities."
+    ),
+    p_flip_pos: float | None = typer.Option(None, "--p-flip-pos", help="P(+1→−1)."),
+    p_flip_neg: float | None = typer.Option(None, "--p-flip-neg", help="P(−1→+1)."),
+    voltage: str | None = typer.Option(
+        None, "--voltage", help="MRAM write voltage: rates from the device model (with --pulse)."
+    ),
+    pulse: str | None = typer.Option(None, "--pulse", help="MRAM write pulse, e.g. 10ns."),
+    device: str = DEVICE_OPTION,
+    layers: str | None = typer.Option(
+        None, "--layers", help="Comma-separated binary sites to inject (default: all)."
+    ),
+    as_json: bool = JSON_OPTION,
+):
+    """Insert random bit flips at every binary activation of an ONNX model. The rates become
+    graph inputs (p_flip_pos.SITE, p_flip_neg.SITE) defaulting to the values given here, and
+    flip_seed makes the draw reproducible.
+
+    Examples: xnorfault inject model.onnx -o faulty.onnx --ber 0.01;
+    xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --device paper
+    """
+    from xnorfault.faults import FlipRates
+    from xnorfault.inject import inject_flips, load_model, metadata
+    from xnorfault.io import atomic_write
+
+    modes = [
+        name
+        for name, given in (
+            ("--ber", ber is not None),
+            ("--p-flip-pos/--p-flip-neg", p_flip_pos is not None or p_flip_neg is not None),
+            ("--voltage", voltage is not None),
+        )
+        if given
+    ]
+    if len(modes) != 1:
+        raise XnorfaultError(
+            "give exactly one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
+        )
+    source: dict
+    if ber is not None:
+        rates = FlipRates.symmetric(_rate(ber, "--ber"))
+        source = {"kind": "ber", "ber": ber}
+    elif voltage is not None:
+        if pulse is None:
+            raise XnorfaultError("--voltage needs --pulse, e.g. --pulse 10ns")
+        from xnorfault.mram import load_device
+
+        mtj = load_device(device)
+        volts, seconds = parse_voltage(voltage), parse_duration(pulse)
+        rates = FlipRates(*mtj.flip_rates(volts, seconds))
+        source = {
+            "kind": "mram",
+            "voltage": volts,
+            "pulse": seconds,
+            "device": mtj.to_dict(),
+            **rates.to_dict(),
+        }
+    else:
+        rates = FlipRates(
+            _rate(p_flip_pos, "--p-flip-pos") or 0.0, _rate(p_flip_neg, "--p-flip-neg") or 0.0
+        )
+        source = {"kind": "rates", **rates.to_dict()}
+    sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
+    clean = load_model(model)
+    injected = inject_flips(clean, rates, sites=sites, source=source)
+    atomic_write(output, lambda handle: handle.write(injected.SerializeToString()))
+    import json
+
+    info = json.loads(metadata(injected)["xnorfault.injected"])
+    summary = {
+        "output": str(output),
+        "sites": info["sites"],
+        "rates": info["rates"],
+        "source": source,
+        "seed_input": info["seed_input"],
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table(title=f"Bit flips injected into {model.name} → {output}")
+    for header in ("site", "p(+1→−1)", "p(−1→+1)"):
+        table.add_column(header, justify="right")
+    for site in info["sites"]:
+        table.add_row(
+            site,
+            f"{info['rates'][site]['pos_to_neg']:.4g}",
+            f"{info['rates'][site]['neg_to_pos']:.4g}",
+        )
+    console.print(table)
