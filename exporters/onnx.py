@@ -101,11 +101,25 @@ def _conv_attributes(conv) -> dict:
     }
 
 
+def _weight_and_bias(
+    module, builder: _GraphBuilder, stem: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Weights (binarized values ±α for binary layers), bias (zeros if none) and a node stem."""
+    from xnorfault.models.layers import BinaryConv2d, BinaryLinear
+
+    if isinstance(module, BinaryConv2d | BinaryLinear):
+        weight, stem = _numpy(module.quant_weight().value), module.weight_flip.site
+    else:
+        weight, stem = _numpy(module.weight), builder.name(stem)
+    bias = _numpy(module.bias) if module.bias is not None else np.zeros(weight.shape[0], np.float32)
+    return weight, bias, stem
+
+
 def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[str]) -> str:
     """Emit nodes for a flat list of modules (nested Sequentials flattened by the caller)."""
     from torch import nn
 
-    from xnorfault.models.layers import BinaryActivation, BinaryConv2d, BinaryLinear
+    from xnorfault.models.layers import BinaryActivation
 
     index = 0
     while index < len(modules):
@@ -130,17 +144,7 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
             )
             sites.append(site)
         elif isinstance(module, nn.Conv2d):
-            if isinstance(module, BinaryConv2d):
-                weight = _numpy(module.quant_weight().value)
-                stem = module.weight_flip.site
-            else:
-                weight = _numpy(module.weight)
-                stem = builder.name("conv")
-            bias = (
-                _numpy(module.bias)
-                if module.bias is not None
-                else np.zeros(weight.shape[0], np.float32)
-            )
+            weight, bias, stem = _weight_and_bias(module, builder, "conv")
             if isinstance(following, nn.BatchNorm2d):
                 scale, shift = _batch_norm_scale_shift(following)
                 weight = weight * scale[:, None, None, None]
@@ -157,17 +161,7 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
                 **_conv_attributes(module),
             )
         elif isinstance(module, nn.Linear):
-            if isinstance(module, BinaryLinear):
-                weight = _numpy(module.quant_weight().value)
-                stem = module.weight_flip.site
-            else:
-                weight = _numpy(module.weight)
-                stem = builder.name("linear")
-            bias = (
-                _numpy(module.bias)
-                if module.bias is not None
-                else np.zeros(weight.shape[0], np.float32)
-            )
+            weight, bias, stem = _weight_and_bias(module, builder, "linear")
             x = builder.node(
                 "Gemm",
                 [

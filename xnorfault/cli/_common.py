@@ -9,6 +9,7 @@ import sys
 import typer
 from rich.console import Console
 
+from xnorfault.errors import XnorfaultError
 from xnorfault.mram import MTJ, load_device
 
 # Tables stay readable when piped (rich falls back to 80 columns without a terminal).
@@ -27,6 +28,19 @@ JSON_OPTION = typer.Option(
 
 def device_from_option(value: str) -> MTJ:
     return load_device(value)
+
+
+def parse_rate(value, option: str) -> float:
+    """A flip or error rate in [0, 1] from an option value (number or text)."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise XnorfaultError(
+            f"cannot read {option} {value!r}: write a number between 0 and 1"
+        ) from None
+    if not 0 <= rate <= 1:
+        raise XnorfaultError(f"{option} must lie between 0 and 1, got {value}")
+    return rate
 
 
 def emit_json(data) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -119,21 +120,13 @@ def curve_command(
     figure_format(output)
     mtj = device_from_option(device)
     targets = parse_list(wer, parse_probability)
-    with console.status("solving the Fokker–Planck equation…") if not as_json else _nothing():
+    with console.status("solving the Fokker–Planck equation…") if not as_json else nullcontext():
         data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
         path = plot_write_voltage_vs_pulse(data, mtj, output, closed_form=closed_form)
     if as_json:
         emit_json(data | {"figure": str(path)})
     else:
         console.print(f"wrote {path}")
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @mram_app.command("wer")

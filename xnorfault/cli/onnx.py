@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json, parse_rate
 from xnorfault.errors import XnorfaultError
 from xnorfault.units import parse_duration, parse_voltage
 
@@ -42,7 +43,7 @@ def export_command(
         raise XnorfaultError(f"--testset {testset} should end in .npz")
     from xnorfault.exporters.onnx import export_run
 
-    with console.status("exporting…") if not as_json else _Quiet():
+    with console.status("exporting…") if not as_json else nullcontext():
         summary = export_run(run, output, point, repeat, testset)
     if as_json:
         emit_json(summary)
@@ -54,20 +55,6 @@ def export_command(
     )
     if testset is not None:
         console.print(f"wrote {summary['testset']}")
-
-
-class _Quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _rate(value: float | None, option: str) -> float | None:
-    if value is not None and not 0 <= value <= 1:
-        raise XnorfaultError(f"{option} must lie between 0 and 1, got {value:g}")
-    return value
 
 
 def inject_command(
@@ -116,7 +103,7 @@ def inject_command(
         )
     source: dict
     if ber is not None:
-        rates = FlipRates.symmetric(_rate(ber, "--ber"))
+        rates = FlipRates.symmetric(parse_rate(ber, "--ber"))
         source = {"kind": "ber", "ber": ber}
     elif voltage is not None:
         if pulse is None:
@@ -135,7 +122,8 @@ def inject_command(
         }
     else:
         rates = FlipRates(
-            _rate(p_flip_pos, "--p-flip-pos") or 0.0, _rate(p_flip_neg, "--p-flip-neg") or 0.0
+            parse_rate(p_flip_pos or 0.0, "--p-flip-pos"),
+            parse_rate(p_flip_neg or 0.0, "--p-flip-neg"),
         )
         source = {"kind": "rates", **rates.to_dict()}
     sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]

@@ -8,20 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from xnorfault.cli._common import JSON_OPTION, console, emit_json
+from xnorfault.cli._common import JSON_OPTION, console, emit_json, parse_rate
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
 from xnorfault.units import parse_duration, parse_list, parse_voltage
-
-
-def _parse_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise XnorfaultError(f"cannot read rate {text!r}: write a number between 0 and 1") from None
-    if not 0 <= value <= 1:
-        raise XnorfaultError(f"rates must lie between 0 and 1, got {text!r}")
-    return value
 
 
 def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
@@ -32,7 +22,7 @@ def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
             raise XnorfaultError(
                 f"cannot read --layer-ber {item!r}: write SITE=RATE, e.g. act1=0.02"
             )
-        layers[site.strip()] = FlipRates.symmetric(_parse_rate(value))
+        layers[site.strip()] = FlipRates.symmetric(parse_rate(value, f"--layer-ber {site}"))
     return layers
 
 
@@ -69,7 +59,7 @@ def build_fault_points(
         raise XnorfaultError(f"unknown --schedule {schedule!r}: use constant or ramp")
     extra = {"layers": _layer_overrides(layer_ber)}
     if weight_ber:
-        extra["weights"] = FlipRates.symmetric(_parse_rate(str(weight_ber)))
+        extra["weights"] = FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
     if (voltage is not None or voltage_schedule is not None) and pulse is None:
         raise XnorfaultError("--voltage and --voltage-schedule need --pulse, e.g. --pulse 10ns")
     if p_flip_pos is not None or p_flip_neg is not None:
@@ -88,7 +78,7 @@ def build_fault_points(
         volts = parse_list(voltage_schedule, parse_voltage)
         spec = FaultSpec.voltage_schedule(device, volts, parse_duration(pulse), **extra)
         return [FaultPoint("voltage-schedule", spec)]
-    values = parse_list(ber if ber is not None else "0", _parse_rate)
+    values = parse_list(ber if ber is not None else "0", lambda text: parse_rate(text, "--ber"))
     points = []
     for value in values:
         if schedule == "ramp":
@@ -246,7 +236,7 @@ def train_command(
         limit_test=limit_test,
         test_fault=None
         if test_ber is None
-        else FaultSpec.from_ber(_parse_rate(str(test_ber))).to_dict(),
+        else FaultSpec.from_ber(parse_rate(test_ber, "--test-ber")).to_dict(),
         data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
     )
     run = Run(out, config, dataset, points, repeats, compute_device)

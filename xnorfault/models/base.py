@@ -10,7 +10,8 @@ from xnorfault.training.flips import BitFlip
 
 
 class BinarizedNet(nn.Module):
-    """``features`` then ``classifier``; subclasses define :meth:`build` and the nominal input.
+    """``features`` then ``classifier``; each architecture defines
+    ``build(in_channels, num_classes, weight_scaling)``, which creates both, and its nominal input.
 
     Binary activation sites are the :class:`BitFlip` modules named ``act1``, ``act2``…; binary
     weight sites ``weight1``, ``weight2``… in network order.
@@ -34,9 +35,6 @@ class BinarizedNet(nn.Module):
         self.num_classes = num_classes
         self.weight_scaling = weight_scaling
         self.build(self.in_channels, num_classes, weight_scaling)
-
-    def build(self, in_channels: int, num_classes: int, weight_scaling: str) -> None:
-        raise NotImplementedError  # pragma: no cover - defined by every architecture
 
     def feature_size(self) -> int:
         """Flattened size of ``features`` for this input size (checks the input is large enough)."""
