@@ -405,3 +405,15 @@ def test_export_errors(run_cli, exported, tmp_path):
         "export", str(exported / "run"), "-o", str(tmp_path / "m.onnx"), "--repeat", "3"
     )
     assert code == 2 and "no trained repeat 3" in err
+
+
+def test_older_opset_models_are_converted():
+    model = where_graph(1000)
+    model.opset_import[0].version = 13
+    injected = inject_flips(model, FlipRates.symmetric(0.1), expose=True)
+    assert next(o.version for o in injected.opset_import if o.domain in ("", "ai.onnx")) >= 18
+    x = np.random.default_rng(5).standard_normal((3, 1000)).astype(np.float32)
+    clean_out, flipped = session(injected).run(
+        ["act", "act.flipped"], {"x": x, "flip_seed": np.array(4)}
+    )
+    assert_rate(int((clean_out != flipped).sum()), clean_out.size, 0.1)

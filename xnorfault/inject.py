@@ -359,6 +359,7 @@ def inject_flips(
     model = onnx.ModelProto.FromString(model.SerializeToString())
     strip_flips(model)
     lower_bipolar_quant(model)
+    model = _ensure_opset(model, 18)
     found = find_binary_sites(model)
     if not found:
         raise XnorfaultError(
@@ -467,7 +468,6 @@ def inject_flips(
     props[INJECTED_KEY] = json.dumps(info)
     props.setdefault(SITES_KEY, json.dumps(found))
     helper.set_model_props(model, props)
-    _ensure_opset(model, 18)
     onnx.checker.check_model(model)
     return model
 
@@ -638,12 +638,16 @@ def _dependencies(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def _ensure_opset(model: onnx.ModelProto, minimum: int) -> None:
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx"):
-            if opset.version < minimum:
-                raise XnorfaultError(
-                    f"the model uses ONNX opset {opset.version}; flip injection needs opset >= {minimum} "
-                    "(convert it with onnx.version_converter.convert_version)"
-                )
-            return
+def _ensure_opset(model: onnx.ModelProto, minimum: int) -> onnx.ModelProto:
+    """The model at ONNX opset ``minimum`` or later (the flip subgraph needs opset 18's bitwise
+    ops and ScatterElements reduction), converted with onnx's version converter if older."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), minimum)
+    if version >= minimum:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, minimum)
+    except Exception as error:  # the converter raises plain RuntimeErrors with long messages
+        raise XnorfaultError(
+            f"the model uses ONNX opset {version} and could not be converted to opset {minimum}, "
+            f"which flip injection needs ({type(error).__name__})"
+        ) from None
