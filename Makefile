@@ -18,15 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
 	touch $@
 
-# The main job on the embedded digits data: the MRAM operating points of the paper, then
-# binarized LeNet-4 trained with bit errors in its activations at BER 0 and 0.04.
+# The main job on the embedded digits data: the MRAM operating points of the paper, binarized
+# LeNet-4 trained with bit errors in its activations at BER 0 and 0.04, exported to ONNX and
+# injected with the flip rates of an MRAM written at 0.5 V for 10 ns.
 demo: setup
 	mkdir -p runs/demo
 	$(BIN)/xnorfault mram table
 	$(BIN)/xnorfault mram curve -o runs/demo/write_voltage_vs_pulse.png
 	$(BIN)/xnorfault train --model lenet4 --data digits --ber 0,0.04 --epochs 3 --out runs/demo/train
 	$(BIN)/xnorfault plot runs/demo/train -o runs/demo/accuracy_vs_epoch.png
-	@echo "figures written to runs/demo/"
+	$(BIN)/xnorfault export runs/demo/train --point ber=0.04 -o runs/demo/lenet4.onnx --testset runs/demo/test.npz
+	$(BIN)/xnorfault inject runs/demo/lenet4.onnx -o runs/demo/lenet4_faulty.onnx --voltage 0.5 --pulse 10ns --device paper
+	@echo "figures and models written to runs/demo/"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -134,6 +134,9 @@ def plot_accuracy_vs_epoch(record: dict, path: str | Path, band: str = "std") ->
         )
         axes.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     config = record["config"]
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("error-free test accuracy (%)")
     axes.set_title(
