@@ -18,18 +18,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
 	touch $@
 
-# The main job on the embedded digits data: the MRAM operating points of the paper, binarized
-# LeNet-4 trained with bit errors in its activations at BER 0 and 0.04, exported to ONNX and
-# injected with the flip rates of an MRAM written at 0.5 V for 10 ns.
+# The main job on the embedded digits data: the MRAM operating points of the paper; binarized
+# LeNet-4 trained with bit errors in its activations at BER 0 and 0.04; both exported to ONNX
+# and evaluated under a write-voltage sweep of the paper's MRAM (10 ns pulses).
+DEMO := runs/demo
+SWEEP := --voltage 0.40:0.80:0.05 --pulse 10ns --device paper --repeats 5 --max-drop 0.01
+
 demo: setup
-	mkdir -p runs/demo
+	mkdir -p $(DEMO)
 	$(BIN)/xnorfault mram table
-	$(BIN)/xnorfault mram curve -o runs/demo/write_voltage_vs_pulse.png
-	$(BIN)/xnorfault train --model lenet4 --data digits --ber 0,0.04 --epochs 3 --out runs/demo/train
-	$(BIN)/xnorfault plot runs/demo/train -o runs/demo/accuracy_vs_epoch.png
-	$(BIN)/xnorfault export runs/demo/train --point ber=0.04 -o runs/demo/lenet4.onnx --testset runs/demo/test.npz
-	$(BIN)/xnorfault inject runs/demo/lenet4.onnx -o runs/demo/lenet4_faulty.onnx --voltage 0.5 --pulse 10ns --device paper
-	@echo "figures and models written to runs/demo/"
+	$(BIN)/xnorfault mram curve -o $(DEMO)/write_voltage_vs_pulse.png
+	$(BIN)/xnorfault train --model lenet4 --data digits --ber 0,0.04 --epochs 3 --out $(DEMO)/train
+	$(BIN)/xnorfault plot $(DEMO)/train -o $(DEMO)/accuracy_vs_epoch.png
+	$(BIN)/xnorfault export $(DEMO)/train --point ber=0 -o $(DEMO)/lenet4_ber0.onnx --testset $(DEMO)/test.npz
+	$(BIN)/xnorfault export $(DEMO)/train --point ber=0.04 -o $(DEMO)/lenet4_ber0.04.onnx
+	$(BIN)/xnorfault inject $(DEMO)/lenet4_ber0.04.onnx -o $(DEMO)/lenet4_ber0.04_faulty.onnx --voltage 0.5 --pulse 10ns
+	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.onnx --data $(DEMO)/test.npz $(SWEEP) --plot $(DEMO)/voltage_sweep_ber0.png --csv $(DEMO)/voltage_sweep_ber0.csv
+	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --plot $(DEMO)/voltage_sweep_ber0.04.png --csv $(DEMO)/voltage_sweep_ber0.04.csv
+	@echo "figures, models and tables written to $(DEMO)/"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -44,6 +50,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/mram.py
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/flip_overhead.py
+	$(BIN)/python benchmarks/evaluate_sweep.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache

@@ -1,3 +1,28 @@
 """Runtime backends that run exported models under faults (importable as ``xnorfault.runtimes``).
 
-Imports numpy, onnx and onnxruntime only: they run on a Raspberry Pi without torch."""
+Imports numpy, onnx and onnxruntime only: they run on a Raspberry Pi without torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xnorfault.errors import XnorfaultError
+
+BACKENDS = ("onnxruntime",)
+
+
+def open_backend(model: str | Path, backend: str = "auto", threads: int | None = None):
+    """A backend for ``model``; ``auto`` picks it from the file extension."""
+    path = Path(model)
+    if backend == "auto":
+        backend = "onnxruntime" if path.suffix == ".onnx" else ""
+        if not backend:
+            raise XnorfaultError(
+                f"cannot tell the backend of {path.name}: give --backend ({', '.join(BACKENDS)})"
+            )
+    if backend == "onnxruntime":
+        from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, threads=threads)
+    raise XnorfaultError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -149,3 +149,77 @@ def plot_accuracy_vs_epoch(record: dict, path: str | Path, band: str = "std") ->
         return atomic_save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -> Path:
+    """Accuracy (mean with its 95 % interval) vs write voltage, with the WER of both write
+    directions and the write energy relative to the highest swept voltage on secondary axes;
+    for BER sweeps, accuracy vs BER."""
+    plt = _pyplot()
+    points = result["points"]
+    figure, axes = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
+    voltage_sweep = all(p.get("voltage") is not None for p in points)
+    order = sorted(points, key=lambda p: p["voltage"] if voltage_sweep else (p["ber"] or 0.0))
+    x = np.array([p["voltage"] if voltage_sweep else (p["ber"] or 0.0) for p in order])
+    mean = np.array([p["accuracy_mean"] for p in order]) * 100
+    low = np.array([p["ci95"][0] for p in order]) * 100
+    high = np.array([p["ci95"][1] for p in order]) * 100
+    axes.plot(x, mean, marker="o", color="C0", label="accuracy under flips (mean)")
+    axes.fill_between(x, low, high, color="C0", alpha=0.2, linewidth=0, label="95 % interval")
+    axes.axhline(
+        result["baseline_accuracy"] * 100,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label="error-free",
+    )
+    drop = result.get("max_drop") or {}
+    axes.set_ylabel("test accuracy (%)")
+    if voltage_sweep:
+        if drop.get("voltage") is not None:
+            axes.axvline(
+                drop["voltage"],
+                color="C2",
+                linestyle=":",
+                label=f"lowest V within {drop['max_drop']:g}",
+            )
+        axes.set_xlabel(f"write voltage (V), pulse {order[0]['pulse'] * 1e9:g} ns")
+        wer_axis = axes.twinx()
+        wer_axis.semilogy(
+            x, [p["wer_p_to_ap"] for p in order], color="C3", linestyle="-.", label="WER P→AP"
+        )
+        if any(p["wer_ap_to_p"] != p["wer_p_to_ap"] for p in order):
+            wer_axis.semilogy(
+                x, [p["wer_ap_to_p"] for p in order], color="C4", linestyle="-.", label="WER AP→P"
+            )
+        wer_axis.set_ylabel("write error rate", color="C3")
+        energy_axis = axes.twinx()
+        energy_axis.spines["right"].set_position(("axes", 1.13))
+        energies = np.array([p["write_energy"] for p in order])
+        energy_axis.plot(
+            x, energies / energies.max(), color="C1", linestyle=":", label="write energy (rel.)"
+        )
+        energy_axis.set_ylabel("write energy relative to highest voltage", color="C1")
+        handles = [
+            h for a in (axes, wer_axis, energy_axis) for h in a.get_legend_handles_labels()[0]
+        ]
+        labels = [
+            label
+            for a in (axes, wer_axis, energy_axis)
+            for label in a.get_legend_handles_labels()[1]
+        ]
+        axes.legend(handles, labels, fontsize=7, loc="lower right")
+    else:
+        axes.set_xscale("symlog", linthresh=1e-3)
+        axes.set_xlabel("bit-error rate of the binary activations")
+        axes.legend(fontsize=8, loc="lower left")
+    axes.grid(alpha=0.3)
+    name = Path(result["backend"].get("model") or "model").name
+    axes.set_title(
+        f"{name}: accuracy under activation bit errors ({points[0]['repeats']} repeats per point)",
+        fontsize=9,
+    )
+    try:
+        return atomic_save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)

@@ -12,6 +12,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
+from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
 from xnorfault.cli.train import plot_command, train_command
@@ -33,6 +34,7 @@ app.command("train")(train_command)
 app.command("plot")(plot_command)
 app.command("export")(export_command)
 app.command("inject")(inject_command)
+app.command("evaluate")(evaluate_command)
 
 
 def _show_version(value: bool):

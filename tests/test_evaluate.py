@@ -1,0 +1,314 @@
+"""Backends and ``xnorfault evaluate``: statistics, sweeps, errors, and a torch-free install."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xnorfault.errors import XnorfaultError
+
+TINY = ["--data", "digits", "--limit-train", "300", "--limit-test", "200", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from xnorfault.cli import main
+
+    folder = tmp_path_factory.mktemp("evaluate")
+    for args in (
+        ["train", *TINY, "--ber", "0.04", "--epochs", "2", "--out", str(folder / "run")],
+        [
+            "export",
+            str(folder / "run"),
+            "-o",
+            str(folder / "model.onnx"),
+            "--testset",
+            str(folder / "test.npz"),
+        ],
+        ["inject", str(folder / "model.onnx"), "-o", str(folder / "faulty.onnx"), "--ber", "0.05"],
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(args)
+        assert done.value.code == 0, args
+    return folder
+
+
+def evaluate_json(run_cli, *args):
+    code, out, err = run_cli("evaluate", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_baseline_equals_the_training_record(run_cli, trained):
+    result = evaluate_json(
+        run_cli,
+        str(trained / "faulty.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--ber",
+        "0",
+        "--repeats",
+        "2",
+    )
+    record = json.loads((trained / "run" / "record.json").read_text())
+    recorded = record["points"][0]["repeats"][0]["epochs"][-1]["test_accuracy"]
+    assert result["baseline_accuracy"] == pytest.approx(recorded, abs=1e-12)
+    assert result["points"][0]["accuracy_mean"] == pytest.approx(recorded, abs=1e-12)
+    assert result["points"][0]["accuracy_std"] == 0.0
+    assert result["backend"]["backend"] == "onnxruntime" and result["backend"]["sites"] == [
+        "act1",
+        "act2",
+    ]
+
+
+def test_accuracy_falls_as_ber_grows(run_cli, trained):
+    result = evaluate_json(
+        run_cli,
+        str(trained / "model.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--ber",
+        "0,0.2,0.5",
+        "--repeats",
+        "3",
+    )
+    means = [p["accuracy_mean"] for p in result["points"]]
+    assert means[0] > means[1] > means[2]
+    assert means[2] < 0.3  # random activations: near chance (10 classes)
+
+
+def test_interval_narrows_with_more_repeats(run_cli, trained):
+    widths = []
+    for repeats in ("4", "16"):
+        result = evaluate_json(
+            run_cli,
+            str(trained / "model.onnx"),
+            "--data",
+            str(trained / "test.npz"),
+            "--ber",
+            "0.15",
+            "--repeats",
+            repeats,
+        )
+        low, high = result["points"][0]["ci95"]
+        assert low <= result["points"][0]["accuracy_mean"] <= high
+        widths.append(high - low)
+    assert widths[1] < widths[0]
+
+
+def test_seed_makes_campaigns_reproducible(run_cli, trained):
+    args = [
+        str(trained / "model.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--ber",
+        "0.2",
+        "--repeats",
+        "3",
+    ]
+    first = evaluate_json(run_cli, *args, "--seed", "5")["points"][0]
+    again = evaluate_json(run_cli, *args, "--seed", "5")["points"][0]
+    other = evaluate_json(run_cli, *args, "--seed", "6")["points"][0]
+    assert first["accuracy_mean"] == again["accuracy_mean"] and first["ci95"] == again["ci95"]
+    assert first["ci95"] != other["ci95"]
+
+
+def test_voltage_sweep_with_latency_max_drop_csv_and_plot(run_cli, trained, tmp_path):
+    from xnorfault.mram import load_device
+
+    result = evaluate_json(
+        run_cli,
+        str(trained / "faulty.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--voltage",
+        "0.4:0.7:0.1",
+        "--pulse",
+        "10ns",
+        "--repeats",
+        "3",
+        "--batch",
+        "1,32",
+        "--latency-iterations",
+        "3",
+        "--max-drop",
+        "0.02",
+        "--csv",
+        str(tmp_path / "points.csv"),
+        "--plot",
+        str(tmp_path / "acc.png"),
+        "--threads",
+        "1",
+    )
+    device = load_device("paper")
+    points = result["points"]
+    assert [p["voltage"] for p in points] == pytest.approx([0.7, 0.6, 0.5, 0.4])
+    for p in points:
+        assert p["wer_p_to_ap"] == pytest.approx(device.wer(p["voltage"], 1e-8), rel=1e-9)
+        assert p["p_flip_pos_to_neg"] == pytest.approx(
+            device.wer(p["voltage"], 1e-8, "ap_to_p"), rel=1e-6
+        )
+        assert set(p["latency"]) == {"1", "32"}
+        assert 0 < p["latency"]["1"]["p50_ms"] <= p["latency"]["1"]["p99_ms"]
+        assert p["latency"]["32"]["throughput_per_s"] > 0
+    assert result["backend"]["threads"] == 1
+    drop = result["max_drop"]
+    assert drop["voltage"] in [p["voltage"] for p in points]
+    assert all(
+        p["accuracy_mean"] >= result["baseline_accuracy"] - 0.02
+        for p in points
+        if p["voltage"] >= drop["voltage"]
+    )
+    assert 0 < drop["energy_saving"] < 1 and drop["endurance_gain"] > 1
+    assert drop["reference_voltage"] == pytest.approx(device.voltage_for_wer(1e-6, 1e-8), rel=1e-6)
+    lines = (tmp_path / "points.csv").read_text().splitlines()
+    assert (
+        lines[0].startswith("label,ber,voltage,pulse")
+        and len(lines) == 5
+        and "latency_b1_p50_ms" in lines[0]
+    )
+    assert (tmp_path / "acc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_per_layer_sensitivity(run_cli, trained):
+    result = evaluate_json(
+        run_cli,
+        str(trained / "model.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--ber",
+        "0.4",
+        "--repeats",
+        "2",
+        "--per-layer",
+    )
+    point = result["points"][0]
+    assert set(point["per_layer"]) == {"act1", "act2"}
+    # one site flipping loses less than all sites flipping
+    assert all(v["accuracy_mean"] > point["accuracy_mean"] for v in point["per_layer"].values())
+
+
+def test_clean_model_is_injected_in_memory_behind_the_protocol(trained):
+    import onnxruntime as ort
+
+    from xnorfault.faults import FlipRates
+    from xnorfault.runtimes.base import Backend
+    from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(trained / "model.onnx", threads=1)
+    assert isinstance(backend, Backend)
+    assert backend.sites == ["act1", "act2"] and backend.input_shape == (1, 28, 28)
+    assert all(r.is_zero for r in backend.injected_rates.values())
+    images = np.load(trained / "test.npz")["x"][:16]
+    session = ort.InferenceSession(str(trained / "model.onnx"), providers=["CPUExecutionProvider"])
+    clean = session.run(None, {"input": images})[0]
+    assert np.array_equal(backend.run(images, {}, seed=1), clean)
+    flipped = backend.run(images, {"act2": FlipRates.symmetric(0.5)}, seed=1)
+    assert not np.array_equal(flipped, clean)
+    assert np.array_equal(flipped, backend.run(images, {"act2": FlipRates.symmetric(0.5)}, seed=1))
+    assert backend.describe()["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--ber", "0.1", "--voltage", "0.5"], "either --ber or --voltage"),
+        (["--voltage", "0.5"], "needs --pulse"),
+        (["--plot", "x.gif"], "cannot write a figure"),
+        (["--max-drop", "2"], "between 0 and 1"),
+    ],
+)
+def test_bad_options(run_cli, trained, args, message):
+    code, _, err = run_cli(
+        "evaluate", str(trained / "model.onnx"), "--data", str(trained / "test.npz"), *args
+    )
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_bad_test_sets(run_cli, trained, tmp_path):
+    wrong_shape = tmp_path / "shape.npz"
+    np.savez(wrong_shape, x=np.zeros((3, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
+    wrong_type = tmp_path / "type.npz"
+    np.savez(wrong_type, x=np.zeros((3, 1, 28, 28)), y=np.zeros(3, np.int64))
+    missing_keys = tmp_path / "keys.npz"
+    np.savez(missing_keys, images=np.zeros((3, 1, 28, 28), np.float32))
+    for path, message in (
+        (wrong_shape, "shape (1, 8, 8) per image, the model takes (1, 28, 28)"),
+        (wrong_type, "float64"),
+        (missing_keys, "lacks the arrays x and y"),
+        (tmp_path / "none.npz", "not found"),
+    ):
+        code, _, err = run_cli("evaluate", str(trained / "model.onnx"), "--data", str(path))
+        assert code == 2 and message in err, err
+    code, _, err = run_cli(
+        "evaluate", str(tmp_path / "absent.onnx"), "--data", str(trained / "test.npz")
+    )
+    assert code == 2 and "not found" in err
+
+
+def test_open_backend_needs_a_known_extension(tmp_path):
+    from xnorfault.runtimes import open_backend
+
+    with pytest.raises(XnorfaultError, match="cannot tell the backend"):
+        open_backend(tmp_path / "model.bin")
+
+
+def test_deployed_side_runs_without_torch(trained, tmp_path):
+    """Install the core package alone into a fresh venv; inject and evaluate run there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", root],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0  # torch is not there
+    cli = str(venv / "bin" / "xnorfault")
+    subprocess.run(
+        [
+            cli,
+            "inject",
+            str(trained / "model.onnx"),
+            "-o",
+            str(tmp_path / "f.onnx"),
+            "--voltage",
+            "0.5",
+            "--pulse",
+            "10ns",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            cli,
+            "evaluate",
+            str(tmp_path / "f.onnx"),
+            "--data",
+            str(trained / "test.npz"),
+            "--ber",
+            "0,0.1",
+            "--repeats",
+            "2",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result = json.loads(out)
+    assert [p["ber"] for p in result["points"]] == [0.0, 0.1]
+    code = subprocess.run(
+        [cli, "evaluate", str(tmp_path / "f.onnx"), "--data", "digits"],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode == 2 and "needs the train extra" in code.stderr

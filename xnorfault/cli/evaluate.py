@@ -1,0 +1,257 @@
+"""``xnorfault evaluate``: accuracy and latency under simulated MRAM write errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json, parse_rate
+from xnorfault.errors import XnorfaultError
+from xnorfault.units import parse_duration, parse_list, parse_voltage
+
+
+def evaluate_command(
+    model: Path = typer.Argument(
+        ..., help="ONNX model, injected or clean (then injected in memory)."
+    ),
+    data: str = typer.Option(
+        ...,
+        "--data",
+        help="Test set: .npz from 'xnorfault export --testset', or a dataset spec (needs torch).",
+    ),
+    ber: str | None = typer.Option(None, "--ber", help="BERs to sweep, e.g. 0,0.01,0.05."),
+    voltage: str | None = typer.Option(
+        None, "--voltage", help="Write voltages to sweep, e.g. 0.45:0.85:0.05 (with --pulse)."
+    ),
+    pulse: str | None = typer.Option(None, "--pulse", help="Write pulse for --voltage, e.g. 10ns."),
+    device: str = DEVICE_OPTION,
+    repeats: int = typer.Option(
+        20, "--repeats", min=1, help="Repeats per point, all on the same images."
+    ),
+    batch_size: int = typer.Option(
+        256, "--batch-size", min=1, help="Batch size of the accuracy runs."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", help="Batch sizes to time, e.g. 1,256 (latency is skipped without it)."
+    ),
+    latency_iterations: int = typer.Option(
+        20, "--latency-iterations", min=1, help="Timed runs per batch size and point."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Runtime threads (default: all cores)."
+    ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (from the extension) or onnxruntime."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Campaign seed: every batch run draws its own flips from it."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Use only the first N test images."
+    ),
+    max_drop: float | None = typer.Option(
+        None,
+        "--max-drop",
+        help="Report the lowest voltage (or highest BER) within this accuracy drop, e.g. 0.01.",
+    ),
+    per_layer: bool = typer.Option(
+        False, "--per-layer", help="Also flip one site at a time (layer sensitivity)."
+    ),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the points as CSV."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Draw accuracy vs voltage (or BER)."
+    ),
+    as_json: bool = JSON_OPTION,
+):
+    """Accuracy (mean, std, 95 % interval over repeats) and latency of a model under bit flips,
+    swept over BER or MRAM write voltage, against the error-free baseline.
+
+    Examples: xnorfault evaluate faulty.onnx --data test.npz --ber 0,0.01,0.05 --repeats 20;
+    xnorfault evaluate model.onnx --data test.npz --voltage 0.45:0.85:0.05 --pulse 10ns --max-drop 0.01 --plot acc.png
+    """
+    from xnorfault.evaluation import (
+        Campaign,
+        ber_points,
+        evaluate,
+        highest_ber_within,
+        load_test_set,
+        lowest_voltage_within,
+        voltage_points,
+    )
+    from xnorfault.faults import FlipRates
+    from xnorfault.io import atomic_write_text, figure_format
+    from xnorfault.runtimes import open_backend
+
+    if ber is not None and voltage is not None:
+        raise XnorfaultError("sweep either --ber or --voltage, not both")
+    if voltage is not None and pulse is None:
+        raise XnorfaultError("--voltage needs --pulse, e.g. --pulse 10ns")
+    if max_drop is not None:
+        parse_rate(max_drop, "--max-drop")
+    if plot_path is not None:
+        figure_format(plot_path)
+    latency_batches = [] if batch is None else [int(b) for b in parse_list(batch, float)]
+    if any(b < 1 for b in latency_batches):
+        raise XnorfaultError("--batch sizes must be positive")
+    runner = open_backend(model, backend, threads)
+    images, labels = load_test_set(data, runner, limit)
+    mtj = None
+    if voltage is not None:
+        from xnorfault.mram import load_device
+
+        mtj = load_device(device)
+        points = voltage_points(mtj, parse_list(voltage, parse_voltage), parse_duration(pulse))
+    elif ber is not None:
+        points = ber_points(parse_list(ber, lambda text: parse_rate(text, "--ber")))
+    else:
+        rates = next(iter(runner.injected_rates.values()), FlipRates())
+        points = ber_points([rates.pos_to_neg]) if rates.is_symmetric else []
+        if not points:
+            from xnorfault.evaluation import SweepPoint
+
+            points = [SweepPoint("injected", rates)]
+    campaign = Campaign(runner, images, labels, seed, batch_size)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        result = evaluate(
+            campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
+        )
+    result["backend"] = runner.describe()
+    result["seed"] = seed
+    result["data"] = data
+    if mtj is not None:
+        result["device"] = mtj.to_dict()
+    if max_drop is not None:
+        result["max_drop"] = (
+            lowest_voltage_within(result, max_drop, mtj)
+            if voltage is not None
+            else highest_ber_within(result, max_drop)
+        )
+    if csv_path is not None:
+        atomic_write_text(csv_path, points_csv(result))
+    if plot_path is not None:
+        from xnorfault.plots import plot_evaluation
+
+        plot_evaluation(result, plot_path, mtj)
+    if as_json:
+        emit_json(result)
+        return
+    print_result(result, latency_batches)
+
+
+CSV_COLUMNS = [
+    "label",
+    "ber",
+    "voltage",
+    "pulse",
+    "p_flip_pos_to_neg",
+    "p_flip_neg_to_pos",
+    "accuracy_mean",
+    "accuracy_std",
+    "ci95_low",
+    "ci95_high",
+    "repeats",
+    "accuracy_drop",
+    "write_energy",
+    "endurance_cycles",
+]
+
+
+def points_csv(result: dict) -> str:
+    buffer = io.StringIO()
+    latency_keys = sorted(
+        {
+            f"latency_b{b}_{k}"
+            for p in result["points"]
+            for b in p.get("latency", {})
+            for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_per_s")
+        }
+    )
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + latency_keys, extrasaction="ignore")
+    writer.writeheader()
+    for point in result["points"]:
+        row = dict(point)
+        row["ci95_low"], row["ci95_high"] = point["ci95"]
+        for b, values in point.get("latency", {}).items():
+            for key, value in values.items():
+                row[f"latency_b{b}_{key}"] = value
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def print_result(result: dict, latency_batches) -> None:
+    info = result["backend"]
+    table = Table(
+        title=f"{Path(info['model'] or 'model').name} on {result['test_images']} test images — "
+        f"error-free accuracy {result['baseline_accuracy']:.4f} ({info['backend']} {info['runtime_version']}, {info['threads']} threads)"
+    )
+    columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval", "drop"]
+    has_voltage = any(p.get("voltage") is not None for p in result["points"])
+    if has_voltage:
+        columns += ["energy/bit", "endurance"]
+    columns += [f"p50 b{b} (ms)" for b in latency_batches]
+    for header in columns:
+        table.add_column(header, justify="right")
+    for p in result["points"]:
+        cells = [
+            p["label"],
+            f"{p['p_flip_pos_to_neg']:.3g}",
+            f"{p['p_flip_neg_to_pos']:.3g}",
+            f"{p['accuracy_mean']:.4f}",
+            f"{p['accuracy_std']:.4f}",
+            f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}]",
+            f"{p['accuracy_drop']:+.4f}",
+        ]
+        if has_voltage:
+            from xnorfault.units import format_energy
+
+            cells += [format_energy(p["write_energy"]), f"{p['endurance_cycles']:.2g}"]
+        cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
+        table.add_row(*cells)
+    console.print(table)
+    drop = result.get("max_drop")
+    if drop:
+        if drop.get("voltage") is not None:
+            line = f"lowest write voltage within {drop['max_drop']:g} of the baseline: {drop['voltage']:.3f} V"
+            if "energy_saving" in drop:
+                line += (
+                    f" — {drop['energy_saving'] * 100:.0f} % less write energy and {drop['endurance_gain']:.2g}× the endurance "
+                    f"of the WER {drop['reference_wer']:g} point ({drop['reference_voltage']:.3f} V)"
+                )
+            console.print(line)
+        elif drop.get("ber") is not None:
+            console.print(
+                f"highest BER within {drop['max_drop']:g} of the baseline: {drop['ber']:g}"
+            )
+        else:
+            console.print(f"no swept point stays within {drop['max_drop']:g} of the baseline")
+    if "per_layer" in (result["points"][0] if result["points"] else {}):
+        layers = Table(title="per-site sensitivity: accuracy with flips in one site only")
+        layers.add_column("point", justify="right")
+        for site in result["sites"]:
+            layers.add_column(site, justify="right")
+        for p in result["points"]:
+            layers.add_row(
+                p["label"], *[f"{p['per_layer'][s]['accuracy_mean']:.4f}" for s in result["sites"]]
+            )
+        console.print(layers)

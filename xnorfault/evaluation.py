@@ -1,0 +1,332 @@
+r"""Accuracy and latency of a model under bit flips, over sweeps of BER or write voltage.
+
+Statistics. Each sweep point is evaluated ``repeats`` times on the same test images, every
+batch with a fresh flip seed (:func:`xnorfault.inject.run_seed` of the campaign seed and a run
+counter). The point reports the mean accuracy, the sample standard deviation and the 95 %
+confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t).
+The error-free baseline is the same images with every rate 0 (deterministic).
+
+Write-voltage sweeps map each voltage through :class:`xnorfault.mram.MTJ` to the flip rates of
+both polarities (+1 stored as P: :math:`p_{+\to-} = \mathrm{WER}_{AP\to P}`), and report write
+energy and endurance there. Imports numpy and scipy only (plus the backend's runtime).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import FlipRates
+from xnorfault.inject import run_seed
+
+CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
+
+
+@dataclass
+class SweepPoint:
+    label: str
+    rates: FlipRates
+    ber: float | None = None
+    voltage: float | None = None
+    pulse: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def ber_points(bers) -> list[SweepPoint]:
+    return [SweepPoint(f"ber={b:g}", FlipRates.symmetric(b), ber=float(b)) for b in bers]
+
+
+def voltage_points(device, voltages, pulse: float) -> list[SweepPoint]:
+    """Sweep points of an MRAM activation memory written at ``voltages`` with ``pulse``."""
+    points = []
+    for voltage in sorted(voltages, reverse=True):
+        pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+        extra = {
+            "wer_p_to_ap": float(neg_to_pos),
+            "wer_ap_to_p": float(pos_to_neg),
+            "write_energy": float(device.write_energy(voltage, pulse)),
+            "endurance_cycles": float(device.endurance(voltage, pulse)),
+        }
+        points.append(
+            SweepPoint(
+                f"V={voltage:.4g}",
+                FlipRates(pos_to_neg, neg_to_pos),
+                voltage=float(voltage),
+                pulse=float(pulse),
+                extra=extra,
+            )
+        )
+    return points
+
+
+def summarise(values) -> dict:
+    """Mean, sample std and 95 % t-interval of the mean of repeated accuracies."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return {
+            "accuracy_mean": mean,
+            "accuracy_std": 0.0,
+            "ci95": [mean, mean],
+            "repeats": int(values.size),
+        }
+    std = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, values.size - 1) * std / math.sqrt(values.size))
+    return {
+        "accuracy_mean": mean,
+        "accuracy_std": std,
+        "ci95": [mean - half, mean + half],
+        "repeats": int(values.size),
+    }
+
+
+class Campaign:
+    """Runs a backend over a test set; every batch run gets the next seed of the campaign."""
+
+    def __init__(
+        self, backend, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int = 256
+    ):
+        check_inputs(backend, images, labels)
+        self.backend = backend
+        self.images = images
+        self.labels = labels
+        self.seed = seed
+        self.batch_size = batch_size
+        self.counter = 0
+
+    def accuracy(self, rates: dict[str, FlipRates]) -> float:
+        correct = 0
+        for start in range(0, len(self.labels), self.batch_size):
+            logits = self.backend.run(
+                self.images[start : start + self.batch_size],
+                rates,
+                run_seed(self.seed, self.counter),
+            )
+            self.counter += 1
+            correct += int(
+                (logits.argmax(axis=1) == self.labels[start : start + self.batch_size]).sum()
+            )
+        return correct / len(self.labels)
+
+    def repeated(self, rates: dict[str, FlipRates], repeats: int) -> list[float]:
+        return [self.accuracy(rates) for _ in range(repeats)]
+
+    def latency(
+        self, rates: dict[str, FlipRates], batch: int, iterations: int, warmup: int = 3
+    ) -> dict:
+        """Median, p90, p99 of the time per batch (ms) and throughput (images/s)."""
+        reps = math.ceil(batch / len(self.images))
+        images = np.concatenate([self.images] * reps)[:batch] if reps > 1 else self.images[:batch]
+        times = []
+        for index in range(warmup + iterations):
+            start = time.perf_counter()
+            self.backend.run(images, rates, run_seed(self.seed, self.counter))
+            elapsed = time.perf_counter() - start
+            self.counter += 1
+            if index >= warmup:
+                times.append(elapsed)
+        p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
+        return {
+            "p50_ms": float(p50),
+            "p90_ms": float(p90),
+            "p99_ms": float(p99),
+            "throughput_per_s": float(batch / np.median(times)),
+            "iterations": iterations,
+        }
+
+
+def check_inputs(backend, images: np.ndarray, labels: np.ndarray) -> None:
+    """Shape and dtype of the test set against the model's input, with a clear error."""
+    if images.dtype != np.float32:
+        raise XnorfaultError(
+            f"test images are {images.dtype}, the model takes float32: export the test set with 'xnorfault export --testset'"
+        )
+    expected = tuple(backend.input_shape)
+    if images.ndim != 4 or any(
+        isinstance(e, int) and e != a for e, a in zip(expected, images.shape[1:], strict=False)
+    ):
+        raise XnorfaultError(
+            f"test images have shape {tuple(images.shape[1:])} per image, the model takes {expected}"
+        )
+    if labels.shape != (images.shape[0],):
+        raise XnorfaultError(f"{images.shape[0]} test images but labels of shape {labels.shape}")
+
+
+def rates_everywhere(sites, rates: FlipRates) -> dict[str, FlipRates]:
+    return {site: rates for site in sites}
+
+
+def evaluate(
+    campaign: Campaign,
+    points: list[SweepPoint],
+    repeats: int,
+    latency_batches=(),
+    latency_iterations: int = 20,
+    per_layer: bool = False,
+    progress=None,
+) -> dict:
+    """Baseline, then every point: accuracy statistics, optional latency and per-site sensitivity."""
+    sites = campaign.backend.sites
+    baseline = campaign.accuracy({})
+    task = progress.add_task("evaluating", total=len(points)) if progress else None
+    results = []
+    for point in points:
+        everywhere = rates_everywhere(sites, point.rates)
+        result = {
+            "label": point.label,
+            "ber": point.ber,
+            "voltage": point.voltage,
+            "pulse": point.pulse,
+            "p_flip_pos_to_neg": point.rates.pos_to_neg,
+            "p_flip_neg_to_pos": point.rates.neg_to_pos,
+            **point.extra,
+        }
+        result.update(summarise(campaign.repeated(everywhere, repeats)))
+        result["accuracy_drop"] = baseline - result["accuracy_mean"]
+        if latency_batches:
+            result["latency"] = {
+                str(b): campaign.latency(everywhere, b, latency_iterations) for b in latency_batches
+            }
+        if per_layer:
+            result["per_layer"] = {
+                site: summarise(campaign.repeated({site: point.rates}, repeats)) for site in sites
+            }
+        results.append(result)
+        if progress:
+            progress.advance(task)
+    return {
+        "baseline_accuracy": baseline,
+        "points": results,
+        "sites": sites,
+        "test_images": int(len(campaign.labels)),
+    }
+
+
+def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | None:
+    """The lowest swept write voltage whose mean accuracy, and that of every higher swept voltage,
+    stays within ``max_drop`` of the error-free baseline, with its energy saving and endurance
+    gain against the conventional operating point (WER 1e-6 at the same pulse, Table I)."""
+    voltage_points = sorted(
+        (p for p in result["points"] if p.get("voltage") is not None), key=lambda p: -p["voltage"]
+    )
+    if not voltage_points:
+        return None
+    floor = result["baseline_accuracy"] - max_drop
+    chosen = None
+    for point in voltage_points:
+        if point["accuracy_mean"] < floor:
+            break
+        chosen = point
+    if chosen is None:
+        return {
+            "max_drop": max_drop,
+            "voltage": None,
+            "reason": "even the highest swept voltage loses more than the allowed drop",
+        }
+    answer = {
+        "max_drop": max_drop,
+        "voltage": chosen["voltage"],
+        "pulse": chosen["pulse"],
+        "accuracy_mean": chosen["accuracy_mean"],
+        "p_flip_pos_to_neg": chosen["p_flip_pos_to_neg"],
+        "p_flip_neg_to_pos": chosen["p_flip_neg_to_pos"],
+    }
+    if device is not None:
+        try:
+            reference = float(device.voltage_for_wer(CONVENTIONAL_WER, chosen["pulse"]))
+        except XnorfaultError:
+            reference = None
+        if reference is not None:
+            answer["reference_voltage"] = reference
+            answer["reference_wer"] = CONVENTIONAL_WER
+            answer["energy_saving"] = 1 - float(
+                device.write_energy(chosen["voltage"], chosen["pulse"])
+                / device.write_energy(reference, chosen["pulse"])
+            )
+            answer["endurance_gain"] = float(
+                device.endurance(chosen["voltage"], chosen["pulse"])
+                / device.endurance(reference, chosen["pulse"])
+            )
+    return answer
+
+
+def highest_ber_within(result: dict, max_drop: float) -> dict | None:
+    """The highest swept BER whose accuracy (and that of every lower BER) stays within the drop."""
+    ber_points = sorted(
+        (p for p in result["points"] if p.get("ber") is not None), key=lambda p: p["ber"]
+    )
+    floor = result["baseline_accuracy"] - max_drop
+    chosen = None
+    for point in ber_points:
+        if point["accuracy_mean"] < floor:
+            break
+        chosen = point
+    if not ber_points:
+        return None
+    return {
+        "max_drop": max_drop,
+        "ber": None if chosen is None else chosen["ber"],
+        "accuracy_mean": None if chosen is None else chosen["accuracy_mean"],
+    }
+
+
+def load_test_set(spec: str, backend, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test images and labels: a preprocessed ``.npz`` (``x``, ``y``; from ``xnorfault export
+    --testset``), or a dataset spec preprocessed as the model's metadata says (needs torch)."""
+    from pathlib import Path
+
+    if spec.endswith(".npz"):
+        path = Path(spec)
+        if not path.is_file():
+            raise XnorfaultError(f"test set {path} not found")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "x" not in data or "y" not in data:
+                    raise XnorfaultError(
+                        f"{path} lacks the arrays x and y (write it with 'xnorfault export --testset')"
+                    )
+                images, labels = data["x"], data["y"]
+        except (OSError, ValueError) as error:
+            raise XnorfaultError(f"{path} is not a readable .npz file ({error})") from None
+    else:
+        images, labels = _preprocess_dataset(spec, backend)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels.astype(np.int64)
+
+
+def _preprocess_dataset(spec: str, backend) -> tuple[np.ndarray, np.ndarray]:
+    import json
+
+    preprocessing = (
+        backend.metadata.get("xnorfault.preprocessing") if hasattr(backend, "metadata") else None
+    )
+    if preprocessing is None:
+        raise XnorfaultError(
+            "this model carries no xnorfault preprocessing metadata: give the test set as a preprocessed .npz"
+        )
+    try:
+        import torch
+    except ImportError:
+        raise XnorfaultError(
+            f"reading the dataset {spec!r} needs the train extra (torch); on this machine pass the .npz written by 'xnorfault export --testset'"
+        ) from None
+    from xnorfault.data import load_dataset
+    from xnorfault.training.runner import BatchMaker
+
+    settings = json.loads(preprocessing)
+    size = int(backend.input_shape[-1])
+    dataset = load_dataset(spec, image_size=size)
+    dataset.mean, dataset.std = settings["mean"], settings["std"]
+    maker = BatchMaker(dataset, size, torch.device("cpu"))
+    images, labels = [], []
+    with torch.no_grad():
+        for x, y in maker.batches(dataset.test, 512):
+            images.append(x.numpy())
+            labels.append(y.numpy())
+    return np.concatenate(images).astype(np.float32), np.concatenate(labels)
