@@ -207,6 +207,17 @@ def evaluate(
     }
 
 
+def _last_within(points: list[dict], floor: float) -> dict | None:
+    """The last of ``points`` (ordered from safest to most aggressive) before the first whose
+    mean accuracy falls below ``floor``."""
+    chosen = None
+    for point in points:
+        if point["accuracy_mean"] < floor:
+            break
+        chosen = point
+    return chosen
+
+
 def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | None:
     """The lowest swept write voltage whose mean accuracy, and that of every higher swept voltage,
     stays within ``max_drop`` of the error-free baseline, with its energy saving and endurance
@@ -216,12 +227,7 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
     )
     if not voltage_points:
         return None
-    floor = result["baseline_accuracy"] - max_drop
-    chosen = None
-    for point in voltage_points:
-        if point["accuracy_mean"] < floor:
-            break
-        chosen = point
+    chosen = _last_within(voltage_points, result["baseline_accuracy"] - max_drop)
     if chosen is None:
         return {
             "max_drop": max_drop,
@@ -260,12 +266,7 @@ def highest_ber_within(result: dict, max_drop: float) -> dict | None:
     ber_points = sorted(
         (p for p in result["points"] if p.get("ber") is not None), key=lambda p: p["ber"]
     )
-    floor = result["baseline_accuracy"] - max_drop
-    chosen = None
-    for point in ber_points:
-        if point["accuracy_mean"] < floor:
-            break
-        chosen = point
+    chosen = _last_within(ber_points, result["baseline_accuracy"] - max_drop)
     if not ber_points:
         return None
     return {

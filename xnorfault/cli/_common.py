@@ -30,6 +30,27 @@ def device_from_option(value: str) -> MTJ:
     return load_device(value)
 
 
+def progress_bar(disabled: bool):
+    """A transient rich progress display on stderr (stdout stays clean for --json)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=disabled,
+    )
+
+
 def parse_rate(value, option: str) -> float:
     """A flip or error rate in [0, 1] from an option value (number or text)."""
     try:

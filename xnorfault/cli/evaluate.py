@@ -7,10 +7,16 @@ import io
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json, parse_rate
+from xnorfault.cli._common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    emit_json,
+    parse_rate,
+    progress_bar,
+)
 from xnorfault.errors import XnorfaultError
 from xnorfault.units import parse_duration, parse_list, parse_voltage
 
@@ -116,23 +122,7 @@ def evaluate_command(
 
             points = [SweepPoint("injected", rates)]
     campaign = Campaign(runner, images, labels, seed, batch_size)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with progress_bar(disabled=as_json) as progress:
         result = evaluate(
             campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
         )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from xnorfault.cli._common import JSON_OPTION, console, emit_json, parse_rate
+from xnorfault.cli._common import JSON_OPTION, console, emit_json, parse_rate, progress_bar
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
 from xnorfault.units import parse_duration, parse_list, parse_voltage
@@ -241,23 +240,7 @@ def train_command(
     )
     run = Run(out, config, dataset, points, repeats, compute_device)
     run.prepare_folder()  # refuses a folder of another run before any progress output
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with progress_bar(disabled=as_json) as progress:
         record = run.run(progress)
     summary = summarise(record)
     if as_json:
