@@ -11,6 +11,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +40,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def folder_lock(folder: str | Path, name: str = ".lock"):
+    """An exclusive advisory lock (``flock``) on ``folder/name`` for the duration of the block:
+    serialises read-merge-write sequences of processes sharing a folder on one machine or a
+    filesystem with working ``flock`` (local disks; most cluster filesystems)."""
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: atomic replaces still protect each file
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

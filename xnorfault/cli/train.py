@@ -181,6 +181,12 @@ def train_command(
     device: str = typer.Option(
         "auto", "--device", help="Where to train: auto (CUDA when present), cpu or cuda[:N]."
     ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Run the I-th of N slices of the sweep's jobs, I/N (for array jobs)."
+    ),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="Synchronise batch norm across torchrun processes (CUDA)."
+    ),
     as_json: bool = JSON_OPTION,
 ):
     """Train binarized networks with random bit errors in their binary activations, and record
@@ -211,7 +217,12 @@ def train_command(
         mram_device,
         epochs,
     )
+    shard_index, shard_count = parse_shard(shard)
+    from xnorfault.training.runner import Distributed
+
     compute_device = resolve_device(device)
+    dist = Distributed.from_environment(compute_device, sync_bn)
+    compute_device = dist.device(compute_device)
     dataset = load_dataset(
         data,
         image_size=input_size or info.nominal_input_size,
@@ -238,10 +249,15 @@ def train_command(
         else FaultSpec.from_ber(parse_rate(test_ber, "--test-ber")).to_dict(),
         data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
     )
-    run = Run(out, config, dataset, points, repeats, compute_device)
-    run.prepare_folder()  # refuses a folder of another run before any progress output
-    with progress_bar(disabled=as_json) as progress:
+    run = Run(
+        out, config, dataset, points, repeats, compute_device, dist, (shard_index, shard_count)
+    )
+    if dist.is_main:
+        run.prepare_folder()  # refuses a folder of another run before any progress output
+    with progress_bar(disabled=as_json or not dist.is_main) as progress:
         record = run.run(progress)
+    if not dist.is_main:
+        return
     summary = summarise(record)
     if as_json:
         emit_json(summary)
@@ -258,6 +274,22 @@ def train_command(
         )
     console.print(table)
     console.print(f"run record: {Path(out) / 'record.json'}")
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"I/N"`` → (I, N) with 0 <= I < N; no shard → (0, 1)."""
+    if text is None:
+        return 0, 1
+    index, sep, count = text.partition("/")
+    try:
+        index_value, count_value = int(index), int(count)
+    except ValueError:
+        raise XnorfaultError(
+            f"cannot read --shard {text!r}: write I/N, e.g. 0/4 for the first of four slices"
+        ) from None
+    if not sep or count_value < 1 or not 0 <= index_value < count_value:
+        raise XnorfaultError(f"--shard {text!r}: I/N needs 0 <= I < N, e.g. 3/4")
+    return index_value, count_value
 
 
 def summarise(record: dict) -> dict:

@@ -30,7 +30,7 @@ from xnorfault import __version__
 from xnorfault.data import Dataset
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec
-from xnorfault.io import atomic_write, atomic_write_json, remove_stale_temporaries
+from xnorfault.io import atomic_write, atomic_write_json, folder_lock, remove_stale_temporaries
 from xnorfault.models import create_model, model_info
 from xnorfault.models.layers import BinaryConv2d, BinaryLinear
 from xnorfault.training.faults import configure_faults
@@ -119,6 +119,81 @@ def _seed(*values: int) -> int:
     )
 
 
+class Distributed:
+    """This process's place in a torchrun job (a single process: rank 0 of 1).
+
+    Data-parallel training with PyTorch's DistributedDataParallel: gloo on CPUs, NCCL on GPUs.
+    Only rank 0 writes checkpoints, records and progress bars.
+    """
+
+    def __init__(
+        self, rank: int = 0, world_size: int = 1, local_rank: int = 0, sync_batch_norm: bool = False
+    ):
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.sync_batch_norm = sync_batch_norm
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: torch.device, sync_batch_norm: bool = False) -> Distributed:
+        """Join the process group that torchrun describes in the environment, if any."""
+        import os
+
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            if sync_batch_norm:
+                raise XnorfaultError(
+                    "--sync-bn synchronises batch norm across torchrun processes: run under torchrun"
+                )
+            return cls()
+        import torch.distributed as torch_dist
+
+        if sync_batch_norm and device.type != "cuda":
+            raise XnorfaultError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only)")
+        if not torch_dist.is_initialized():
+            torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return cls(
+            torch_dist.get_rank(),
+            torch_dist.get_world_size(),
+            int(os.environ.get("LOCAL_RANK", "0")),
+            sync_batch_norm,
+        )
+
+    def device(self, requested: torch.device) -> torch.device:
+        """One GPU per process: cuda:LOCAL_RANK under torchrun."""
+        if requested.type == "cuda" and self.world_size > 1:
+            return torch.device("cuda", self.local_rank)
+        return requested
+
+    def rank_seed(self, epoch_seed: int, stream: int) -> int:
+        return _seed(epoch_seed, stream) if self.rank == 0 else _seed(epoch_seed, stream, self.rank)
+
+    def wrap(self, network, device: torch.device):
+        if self.world_size <= 1:
+            return network
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.sync_batch_norm:
+            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        return DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> None:
+        if self.world_size > 1:
+            import torch.distributed as torch_dist
+
+            torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as torch_dist
+
+            torch_dist.barrier()
+
+
 class BatchMaker:
     """Normalised float batches from a dataset split, resized to the model's input size."""
 
@@ -141,10 +216,21 @@ class BatchMaker:
             )
         return (x - self.mean) / self.std
 
-    def batches(self, split, batch_size: int, order: np.ndarray | None = None):
+    def batches(
+        self,
+        split,
+        batch_size: int,
+        order: np.ndarray | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        """Batches of ``split`` in ``order``; with ``world_size`` > 1, each global batch of
+        ``batch_size`` is dealt out and this rank gets every ``world_size``-th image from ``rank``."""
         indices = np.arange(len(split)) if order is None else order
         for start in range(0, len(indices), batch_size):
-            chosen = indices[start : start + batch_size]
+            chosen = indices[start : start + batch_size][rank::world_size]
+            if len(chosen) == 0:
+                continue
             images = self.dataset.load_images(split, self.input_size, chosen)
             labels = torch.from_numpy(split.labels[chosen]).to(self.device)
             yield self.prepare(images), labels
@@ -179,8 +265,16 @@ class Run:
         points: list[FaultPoint],
         repeats: int,
         device: torch.device,
+        dist: Distributed | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.folder = Path(folder)
+        self.dist = dist or Distributed()
+        self.shard = shard
+        if config.batch_size % self.dist.world_size:
+            raise XnorfaultError(
+                f"--batch-size {config.batch_size} is the global batch: make it a multiple of the {self.dist.world_size} processes"
+            )
         self.config = config.resolved()
         self.dataset = dataset
         self.points = points
@@ -246,31 +340,38 @@ class Run:
         record = read_json(record_path)  # unreadable or absent: (re)computed
         if record is not None and record.get("status") == "complete":
             return record
-        config = self.config
+        config, dist = self.config, self.dist
         init_seed = _seed(config.seed, repeat)
         torch.manual_seed(init_seed)
-        model = self.build_model().to(self.device)
-        point.spec.check_sites(list(model.activation_sites))
+        network = self.build_model().to(self.device)
+        point.spec.check_sites(list(network.activation_sites))
         optimizer = torch.optim.Adam(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+            network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=config.milestones or [], gamma=0.1
         )
         epochs_done: list[dict] = []
-        if record is not None and checkpoint_path.exists():
+        if checkpoint_path.exists():
+            # the checkpoint carries the metrics of the epochs it holds: it is the truth on
+            # resume, whatever a kill left in the record file
             state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
-            model.load_state_dict(state["model"])
+            network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            epochs_done = record["epochs"][: state["epochs_completed"]]
+            if "epochs" in state:
+                epochs_done = list(state["epochs"])
+            else:  # checkpoints of earlier versions kept the metrics in the record only
+                epochs_done = list((record or {}).get("epochs", []))[: state["epochs_completed"]]
+        model = dist.wrap(network, self.device)
         record = {
             "point": point.label,
             "ber": point.ber,
             "repeat": repeat,
             "seed": init_seed,
             "fault_spec": point.spec.to_dict(),
-            "status": "incomplete",
+            "world_size": dist.world_size,
+            "status": "complete" if len(epochs_done) >= config.epochs else "incomplete",
             "epochs": epochs_done,
         }
         maker = BatchMaker(self.dataset, self.input_size, self.device)
@@ -278,86 +379,114 @@ class Run:
         for epoch in range(len(epochs_done), config.epochs):
             started = time.perf_counter()
             epoch_seed = _seed(config.seed, repeat, epoch)
-            torch.manual_seed(epoch_seed)  # dropout
-            flips = torch.Generator(device=self.device).manual_seed(_seed(epoch_seed, 1))
+            # each rank draws its own dropout and flip masks; rank 0 matches a single process
+            torch.manual_seed(dist.rank_seed(epoch_seed, 0))
+            flips = torch.Generator(device=self.device).manual_seed(dist.rank_seed(epoch_seed, 1))
             order = np.random.default_rng(_seed(epoch_seed, 2)).permutation(len(self.train_split))
-            configure_faults(model, point.spec, epoch, flips, config.gradient)
+            configure_faults(network, point.spec, epoch, flips, config.gradient)
             model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
+            totals = torch.zeros(
+                3, dtype=torch.float64, device=self.device
+            )  # loss sum, correct, seen
+            batches = math.ceil(len(self.train_split) / config.batch_size)
             task = (
                 progress.add_task(
-                    f"{point.label} r{repeat} epoch {epoch + 1}/{config.epochs}",
-                    total=math.ceil(len(self.train_split) / config.batch_size),
+                    f"{point.label} r{repeat} epoch {epoch + 1}/{config.epochs}", total=batches
                 )
                 if progress
                 else None
             )
-            for x, y in maker.batches(self.train_split, config.batch_size, order):
+            for x, y in maker.batches(
+                self.train_split, config.batch_size, order, dist.rank, dist.world_size
+            ):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 loss.backward()
                 optimizer.step()
-                _clamp_binary_weights(model)
-                loss_sum += loss.item() * len(y)
-                correct += int((logits.argmax(dim=1) == y).sum())
-                seen += len(y)
+                _clamp_binary_weights(network)
+                totals += torch.tensor(
+                    [loss.item() * len(y), int((logits.argmax(dim=1) == y).sum()), len(y)],
+                    dtype=torch.float64,
+                    device=self.device,
+                )
                 if progress:
                     progress.advance(task)
             if progress:
                 progress.remove_task(task)
+            dist.all_reduce_sum(totals)
             learning_rate = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            metrics = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_accuracy": correct / max(seen, 1),
-                "test_accuracy": evaluate_accuracy(model, maker, self.test_split, 512),
-                "learning_rate": learning_rate,
-                "seconds": time.perf_counter() - started,
-            }
-            if test_spec is not None:
-                test_flips = torch.Generator(device=self.device).manual_seed(_seed(epoch_seed, 3))
-                configure_faults(
-                    model, test_spec, None, test_flips, config.gradient, flip_in_eval=True
-                )
-                metrics["test_accuracy_faulty"] = evaluate_accuracy(
-                    model, maker, self.test_split, 512
-                )
-                configure_faults(model, point.spec, epoch, flips, config.gradient)
-            record["epochs"].append(metrics)
-            if epoch + 1 == config.epochs:
-                record["status"] = "complete"
-            # checkpoint first, then the record that points at it: a kill between the two
-            # leaves a record one epoch behind, which resumes by redoing that epoch exactly
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epochs_completed": epoch + 1,
-                "model_config": model.config(),
-            }
-            atomic_write(checkpoint_path, lambda handle, s=state: torch.save(s, handle))
-            atomic_write_json(record_path, record)
+            if dist.is_main:  # rank 0's batch-norm statistics are the record's
+                loss_sum, correct, seen = totals.tolist()
+                metrics = {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_sum / max(seen, 1),
+                    "train_accuracy": correct / max(seen, 1),
+                    "test_accuracy": evaluate_accuracy(network, maker, self.test_split, 512),
+                    "learning_rate": learning_rate,
+                    "seconds": time.perf_counter() - started,
+                }
+                if test_spec is not None:
+                    test_flips = torch.Generator(device=self.device).manual_seed(
+                        _seed(epoch_seed, 3)
+                    )
+                    configure_faults(
+                        network, test_spec, None, test_flips, config.gradient, flip_in_eval=True
+                    )
+                    metrics["test_accuracy_faulty"] = evaluate_accuracy(
+                        network, maker, self.test_split, 512
+                    )
+                    configure_faults(network, point.spec, epoch, flips, config.gradient)
+                record["epochs"].append(metrics)
+                if epoch + 1 == config.epochs:
+                    record["status"] = "complete"
+                state = {
+                    "model": network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epochs_completed": epoch + 1,
+                    "epochs": record["epochs"],
+                    "model_config": network.config(),
+                }
+                atomic_write(checkpoint_path, lambda handle, s=state: torch.save(s, handle))
+                atomic_write_json(record_path, record)
+                self.write_summary()
+            dist.barrier()
+        if dist.is_main and record["status"] == "complete" and read_json(record_path) != record:
+            atomic_write_json(
+                record_path, record
+            )  # killed after the last checkpoint, before its record
             self.write_summary()
         return record
 
     # --- whole run -----------------------------------------------------------------------
 
+    def jobs(self) -> list[tuple[FaultPoint, int]]:
+        """This process's (point, repeat) jobs: every one, or every N-th from I with ``shard``."""
+        index, count = self.shard
+        everything = [(point, repeat) for point in self.points for repeat in range(self.repeats)]
+        return everything[index::count]
+
     def run(self, progress=None) -> dict:
-        self.prepare_folder()
-        for point in self.points:
-            for repeat in range(self.repeats):
-                self.run_job(point, repeat, progress)
-        return self.write_summary()
+        if self.dist.is_main:
+            self.prepare_folder()
+        self.dist.barrier()
+        for point, repeat in self.jobs():
+            self.run_job(point, repeat, progress if self.dist.is_main else None)
+        return self.write_summary() if self.dist.is_main else build_record(self.folder)
 
     def write_summary(self) -> dict:
-        record = build_record(self.folder)
-        record["data"] = self.dataset.describe()
-        record["input_size"] = self.input_size
-        record["train_size"] = len(self.train_split)
-        record["test_size"] = len(self.test_split)
-        record["versions"] = versions()
-        record["device"] = str(self.device)
-        atomic_write_json(self.folder / "record.json", record)
+        """Merge every job record into ``record.json``. A lock serialises the merges of shards
+        writing into one folder, so the last merge sees every job written before it."""
+        with folder_lock(self.folder):
+            record = build_record(self.folder)
+            record["data"] = self.dataset.describe()
+            record["input_size"] = self.input_size
+            record["train_size"] = len(self.train_split)
+            record["test_size"] = len(self.test_split)
+            record["versions"] = versions()
+            record["device"] = str(self.device)
+            record["world_size"] = self.dist.world_size
+            atomic_write_json(self.folder / "record.json", record)
         return record
