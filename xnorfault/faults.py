@@ -157,9 +157,6 @@ class FaultSpec:
             and (self.weights is None or self.weights.is_zero)
         )
 
-    def with_layers(self, layers: dict[str, FlipRates]) -> FaultSpec:
-        return FaultSpec(self.activations, dict(layers), self.epochs, self.weights, self.source)
-
     def check_sites(self, sites) -> None:
         """Raise a clear error when a per-layer override names a site the model lacks."""
         unknown = sorted(set(self.layers) - set(sites))
