@@ -15,7 +15,7 @@ from xnorfault import __version__
 from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
-from xnorfault.cli.train import plot_command, train_command
+from xnorfault.cli.train import plot_command, report_command, train_command
 from xnorfault.errors import XnorfaultError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(mram_app, name="mram")
 app.command("train")(train_command)
 app.command("plot")(plot_command)
+app.command("report")(report_command)
 app.command("export")(export_command)
 app.command("inject")(inject_command)
 app.command("evaluate")(evaluate_command)

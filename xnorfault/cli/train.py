@@ -355,3 +355,43 @@ def plot_command(
     record = load_record(run)
     path = plot_accuracy_vs_epoch(record, output, band=band)
     console.print(f"wrote {path}")
+
+
+def report_command(
+    run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Markdown report to write (REPORT.md)."
+    ),
+    evaluation: list[Path] = typer.Option(
+        [], "--evaluation", help="JSON output of 'xnorfault evaluate --json' (repeatable)."
+    ),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", help="Also write the per-epoch accuracy of every job as CSV."
+    ),
+    title: str | None = typer.Option(None, "--title", help="Report title."),
+):
+    """A generated Markdown report of a training run (figure, tables, comparison with the
+    paper) and, optionally, of evaluations under MRAM write errors.
+
+    Example: xnorfault report runs/fm --evaluation eval_ber0.json --evaluation eval_ber4.json -o REPORT.md --csv curves.csv
+    """
+    import json as json_module
+
+    from xnorfault.io import atomic_write_text
+    from xnorfault.plots import plot_accuracy_vs_epoch
+    from xnorfault.report import build_report, curves_csv, load_evaluations
+    from xnorfault.training.records import load_record
+
+    if output.suffix.lower() != ".md":
+        raise XnorfaultError(f"--output {output} should end in .md")
+    record = load_record(run)
+    merged = run / "record.json"
+    if merged.exists():
+        record = {**json_module.loads(merged.read_text()), **record}
+    evaluations = load_evaluations(evaluation)
+    figure = output.with_name(output.stem + "_accuracy_vs_epoch.png")
+    plot_accuracy_vs_epoch(record, figure)
+    atomic_write_text(output, build_report(record, figure.name, evaluations, title))
+    if csv_path is not None:
+        atomic_write_text(csv_path, curves_csv(record))
+    console.print(f"wrote {output} and {figure}" + (f" and {csv_path}" if csv_path else ""))

@@ -1,0 +1,16 @@
+# Shared by the example scripts: run a study, then report it.
+set -euo pipefail
+XNORFAULT=${XNORFAULT:-xnorfault}
+DEVICE=${DEVICE:-auto}
+REPEATS=${REPEATS:-10}
+RUNS=${RUNS:-runs}
+RESULTS=${RESULTS:-"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/results"}
+
+study() {  # study NAME MODEL DATA BERS EPOCHS [extra train options...]
+    local name=$1 model=$2 data=$3 bers=$4 epochs=$5
+    shift 5
+    $XNORFAULT train --model "$model" --data "$data" --ber "$bers" --epochs "$epochs" \
+        --repeats "$REPEATS" --seed 1 --device "$DEVICE" --out "$RUNS/$name" "$@"
+    mkdir -p "$RESULTS"
+    $XNORFAULT report "$RUNS/$name" -o "$RESULTS/$name.md" --csv "$RESULTS/$name.csv"
+}

@@ -1,0 +1,123 @@
+"""``xnorfault report``: a generated Markdown report with CSV curves, computed from the records."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from xnorfault.cli import main
+
+    folder = tmp_path_factory.mktemp("report")
+
+    def cli(*args):
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        assert done.value.code == 0, args
+
+    cli(
+        "train",
+        *TINY,
+        "--ber",
+        "0,0.1",
+        "--repeats",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        str(folder / "run"),
+    )
+    cli(
+        "export",
+        str(folder / "run"),
+        "--point",
+        "ber=0.1",
+        "-o",
+        str(folder / "m.onnx"),
+        "--testset",
+        str(folder / "t.npz"),
+    )
+    return folder
+
+
+def test_report_tables_csv_and_figure(run_cli, study, tmp_path):
+    code, out, err = run_cli(
+        "evaluate",
+        str(study / "m.onnx"),
+        "--data",
+        str(study / "t.npz"),
+        "--voltage",
+        "0.45:0.65:0.1",
+        "--pulse",
+        "10ns",
+        "--repeats",
+        "2",
+        "--max-drop",
+        "0.02",
+        "--json",
+    )
+    assert code == 0, err
+    (tmp_path / "eval.json").write_text(out)
+    code, _, err = run_cli(
+        "report",
+        str(study / "run"),
+        "--evaluation",
+        str(tmp_path / "eval.json"),
+        "-o",
+        str(tmp_path / "REPORT.md"),
+        "--csv",
+        str(tmp_path / "curves.csv"),
+    )
+    assert code == 0, err
+    report = (tmp_path / "REPORT.md").read_text()
+    record = json.loads((study / "run" / "record.json").read_text())
+    for point in record["points"]:
+        finals = [job["epochs"][-1]["test_accuracy"] for job in point["repeats"]]
+        assert (
+            f"| {point['point']} | 2 | {np.mean(finals):.4f} | {np.std(finals, ddof=1):.4f} |"
+            in report
+        )
+    assert "Welch t-test" in report and "## Against the paper" in report
+    assert "Inference under MRAM write errors: m.onnx" in report and "| 0.650 V |" in report
+    assert (
+        "(report_accuracy_vs_epoch.png)" in report.lower()
+        or "REPORT_accuracy_vs_epoch.png" in report
+    )
+    assert (tmp_path / "REPORT_accuracy_vs_epoch.png").read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert len(rows) == 2 * 2 * 2 and set(rows[0]) >= {"ber", "repeat", "epoch", "test_accuracy"}
+    assert {float(r["ber"]) for r in rows} == {0.0, 0.1}
+
+
+def test_report_errors(run_cli, study, tmp_path):
+    code, _, err = run_cli("report", str(study / "run"), "-o", str(tmp_path / "report.txt"))
+    assert code == 2 and "should end in .md" in err
+    (tmp_path / "bad.json").write_text("{}")
+    code, _, err = run_cli(
+        "report",
+        str(study / "run"),
+        "--evaluation",
+        str(tmp_path / "bad.json"),
+        "-o",
+        str(tmp_path / "r.md"),
+    )
+    assert code == 2 and "not the JSON output" in err
+    code, _, err = run_cli("report", str(tmp_path / "nothing"), "-o", str(tmp_path / "r.md"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_example_scripts_parse():
+    import subprocess
+    from pathlib import Path
+
+    scripts = sorted((Path(__file__).parent.parent / "examples").glob("*.sh"))
+    assert len(scripts) >= 7
+    for script in scripts:
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, (
+            script
+        )
