@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy the BER-0 model and the most resilient one of a run (RUN, e.g. runs/fashion_mnist_lenet4)
 # through export -> inject -> evaluate under a write-voltage sweep of the paper's MRAM, and
-# regenerate the run's report with both sweeps. Usage: deploy_sweep.sh RUN BEST_POINT [PULSE]
+# regenerate the run's report with both sweeps (and RESULTS/NAME_discussion.md if present).
+# Usage: deploy_sweep.sh RUN BEST_POINT [PULSE]
 source "$(dirname "$0")/common.sh"
 run=$1 best=$2 pulse=${3:-10ns}
 name=$(basename "$run")
@@ -13,5 +14,7 @@ for point in ber=0 "$best"; do
         --voltage 0.40:0.85:0.05 --pulse "$pulse" --device paper --repeats 20 --batch 1,256 --max-drop 0.01 \
         --plot "$RESULTS/${name}_${tag}_voltage_sweep.png" --json > "$RESULTS/${name}_${tag}_voltage_sweep.json"
 done
-$XNORFAULT report "$run" -o "$RESULTS/$name.md" --csv "$RESULTS/$name.csv" \
+discussion=()
+[ -f "$RESULTS/${name}_discussion.md" ] && discussion=(--discussion "$RESULTS/${name}_discussion.md")
+$XNORFAULT report "$run" -o "$RESULTS/$name.md" --csv "$RESULTS/$name.csv" "${discussion[@]}" \
     --evaluation "$RESULTS/${name}_ber0_voltage_sweep.json" --evaluation "$RESULTS/${name}_${best//=/}_voltage_sweep.json"

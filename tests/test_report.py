@@ -109,6 +109,27 @@ def test_report_errors(run_cli, study, tmp_path):
     assert code == 2 and "not the JSON output" in err
     code, _, err = run_cli("report", str(tmp_path / "nothing"), "-o", str(tmp_path / "r.md"))
     assert code == 2 and "does not exist" in err
+    code, _, err = run_cli(
+        "report",
+        str(study / "run"),
+        "--discussion",
+        str(tmp_path / "absent.md"),
+        "-o",
+        str(tmp_path / "r.md"),
+    )
+    assert code == 2 and "cannot read --discussion" in err
+    (tmp_path / "why.md").write_text("Batch norm re-centres the flipped activations.\n")
+    code, _, err = run_cli(
+        "report",
+        str(study / "run"),
+        "--discussion",
+        str(tmp_path / "why.md"),
+        "-o",
+        str(tmp_path / "r.md"),
+    )
+    assert code == 0 and (tmp_path / "r.md").read_text().endswith(
+        "## Discussion\n\nBatch norm re-centres the flipped activations.\n"
+    )
 
 
 def test_example_scripts_parse():

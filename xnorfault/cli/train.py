@@ -369,6 +369,9 @@ def report_command(
         None, "--csv", help="Also write the per-epoch accuracy of every job as CSV."
     ),
     title: str | None = typer.Option(None, "--title", help="Report title."),
+    discussion: Path | None = typer.Option(
+        None, "--discussion", help="Markdown file appended as the report's discussion."
+    ),
 ):
     """A generated Markdown report of a training run (figure, tables, comparison with the
     paper) and, optionally, of evaluations under MRAM write errors.
@@ -391,7 +394,15 @@ def report_command(
     evaluations = load_evaluations(evaluation)
     figure = output.with_name(output.stem + "_accuracy_vs_epoch.png")
     plot_accuracy_vs_epoch(record, figure)
-    atomic_write_text(output, build_report(record, figure.name, evaluations, title))
+    text = build_report(record, figure.name, evaluations, title)
+    if discussion is not None:
+        try:
+            text += "\n## Discussion\n\n" + discussion.read_text(encoding="utf-8").strip() + "\n"
+        except OSError as error:
+            raise XnorfaultError(
+                f"cannot read --discussion {discussion}: {error.strerror}"
+            ) from None
+    atomic_write_text(output, text)
     if csv_path is not None:
         atomic_write_text(csv_path, curves_csv(record))
     console.print(f"wrote {output} and {figure}" + (f" and {csv_path}" if csv_path else ""))
