@@ -11,7 +11,7 @@ for point in ber=0 "$best"; do
     tag=${point//=/}
     $XNORFAULT export "$run" --point "$point" -o "$RESULTS/${name}_${tag}.onnx" --testset "$RESULTS/${name}_test.npz"
     $XNORFAULT evaluate "$RESULTS/${name}_${tag}.onnx" --data "$RESULTS/${name}_test.npz" \
-        --voltage 0.40:0.85:0.05 --pulse "$pulse" --device paper --repeats 20 --batch 1,256 --max-drop 0.01 \
+        --voltage 0.40:0.85:0.05 --pulse "$pulse" --device paper --repeats "${EVAL_REPEATS:-10}" --batch 1,256 --max-drop 0.01 \
         --plot "$RESULTS/${name}_${tag}_voltage_sweep.png" --json > "$RESULTS/${name}_${tag}_voltage_sweep.json"
 done
 discussion=()
