@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from helpers import job_records, without_timing
 
 TINY = ["--data", "digits", "--limit-train", "512", "--limit-test", "200", "--batch-size", "64"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -20,17 +21,6 @@ def train(args, launcher=(), **kwargs):
         text=True,
         **kwargs,
     )
-
-
-def job_records(folder):
-    return {
-        p.relative_to(folder).as_posix(): json.loads(p.read_text())
-        for p in sorted((folder / "jobs").glob("*/repeat-*.json"))
-    }
-
-
-def without_timing(record):
-    return [{k: v for k, v in e.items() if k != "seconds"} for e in record["epochs"]]
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import cli_ok
 
 from xnorfault.errors import XnorfaultError
 
@@ -15,8 +16,6 @@ TINY = ["--data", "digits", "--limit-train", "300", "--limit-test", "200", "--ba
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from xnorfault.cli import main
-
     folder = tmp_path_factory.mktemp("evaluate")
     for args in (
         ["train", *TINY, "--ber", "0.04", "--epochs", "2", "--out", str(folder / "run")],
@@ -30,9 +29,7 @@ def trained(tmp_path_factory):
         ],
         ["inject", str(folder / "model.onnx"), "-o", str(folder / "faulty.onnx"), "--ber", "0.05"],
     ):
-        with pytest.raises(SystemExit) as done:
-            main(args)
-        assert done.value.code == 0, args
+        cli_ok(*args)
     return folder
 
 

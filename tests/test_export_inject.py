@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from binomial_bounds import assert_rate
+from helpers import cli_ok
 from onnx import TensorProto, helper, numpy_helper
 
 from xnorfault.errors import XnorfaultError
@@ -35,24 +36,16 @@ def session(model):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny trained LeNet-4 exported to ONNX with its test set."""
-    from xnorfault.cli import main
-
     folder = tmp_path_factory.mktemp("export")
-    with pytest.raises(SystemExit) as done:
-        main(["train", *TINY, "--ber", "0.04", "--epochs", "1", "--out", str(folder / "run")])
-    assert done.value.code == 0
-    with pytest.raises(SystemExit) as done:
-        main(
-            [
-                "export",
-                str(folder / "run"),
-                "-o",
-                str(folder / "model.onnx"),
-                "--testset",
-                str(folder / "test.npz"),
-            ]
-        )
-    assert done.value.code == 0
+    cli_ok("train", *TINY, "--ber", "0.04", "--epochs", "1", "--out", str(folder / "run"))
+    cli_ok(
+        "export",
+        str(folder / "run"),
+        "-o",
+        str(folder / "model.onnx"),
+        "--testset",
+        str(folder / "test.npz"),
+    )
     return folder
 
 

@@ -5,22 +5,16 @@ import json
 
 import numpy as np
 import pytest
+from helpers import cli_ok
 
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from xnorfault.cli import main
-
     folder = tmp_path_factory.mktemp("report")
 
-    def cli(*args):
-        with pytest.raises(SystemExit) as done:
-            main(list(args))
-        assert done.value.code == 0, args
-
-    cli(
+    cli_ok(
         "train",
         *TINY,
         "--ber",
@@ -32,7 +26,7 @@ def study(tmp_path_factory):
         "--out",
         str(folder / "run"),
     )
-    cli(
+    cli_ok(
         "export",
         str(folder / "run"),
         "--point",

@@ -8,19 +8,9 @@ import sys
 import time
 
 import pytest
+from helpers import job_records, without_timing
 
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
-
-
-def job_records(folder):
-    return {
-        path.relative_to(folder).as_posix(): json.loads(path.read_text())
-        for path in sorted((folder / "jobs").glob("*/repeat-*.json"))
-    }
-
-
-def without_timing(record):
-    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in record["epochs"]]
 
 
 def test_train_json_and_record(run_cli, tmp_path):

@@ -1,0 +1,27 @@
+"""Helpers shared by the test modules."""
+
+import json
+
+import pytest
+
+
+def cli_ok(*args: str) -> None:
+    """Run the CLI in-process and require success (for fixtures that build runs and models)."""
+    from xnorfault.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code == 0, args
+
+
+def job_records(folder) -> dict:
+    """Every job record of a run directory, by path relative to it."""
+    return {
+        path.relative_to(folder).as_posix(): json.loads(path.read_text())
+        for path in sorted((folder / "jobs").glob("*/repeat-*.json"))
+    }
+
+
+def without_timing(record: dict) -> list[dict]:
+    """A job's per-epoch metrics without the wall-clock seconds."""
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in record["epochs"]]
