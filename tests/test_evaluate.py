@@ -309,3 +309,28 @@ def test_deployed_side_runs_without_torch(trained, tmp_path):
         text=True,
     )
     assert code.returncode == 2 and "needs the train extra" in code.stderr
+
+
+def test_max_drop_on_a_ber_sweep(run_cli, trained):
+    result = evaluate_json(
+        run_cli,
+        str(trained / "model.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--ber",
+        "0.5,0,0.01,0.2",
+        "--repeats",
+        "2",
+        "--max-drop",
+        "0.05",
+    )
+    drop = result["max_drop"]
+    by_ber = {p["ber"]: p["accuracy_mean"] for p in result["points"]}
+    floor = result["baseline_accuracy"] - 0.05
+    # the highest BER such that it and every lower BER stay within the drop
+    expected = None
+    for ber in sorted(by_ber):
+        if by_ber[ber] < floor:
+            break
+        expected = ber
+    assert drop["ber"] == expected and drop["ber"] is not None and drop["ber"] < 0.5
