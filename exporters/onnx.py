@@ -312,11 +312,11 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
     from xnorfault.errors import XnorfaultError
     from xnorfault.io import atomic_write
     from xnorfault.models import create_model
-    from xnorfault.training.runner import BatchMaker, Run, TrainConfig
+    from xnorfault.training.runner import BatchMaker, Run, TrainConfig, point_folder_name
 
     run_dir = Path(run_dir)
     record, job = select_job(run_dir, point, repeat)
-    checkpoint = run_dir / "jobs" / _folder_name(job["point"]) / f"repeat-{repeat}.pt"
+    checkpoint = run_dir / "jobs" / point_folder_name(job["point"]) / f"repeat-{repeat}.pt"
     if not checkpoint.exists():
         raise XnorfaultError(
             f"checkpoint {checkpoint} is missing: train the run again to recreate it"
@@ -400,12 +400,6 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
         atomic_write(testset, write)
         summary["testset"] = str(testset)
     return summary
-
-
-def _folder_name(label: str) -> str:
-    from xnorfault.training.runner import point_folder_name
-
-    return point_folder_name(label)
 
 
 def _data_options(config) -> dict:

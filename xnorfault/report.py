@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation import summarise
 
 # The paper's findings (arXiv:1905.10927, §I-II, Figs. 1-4), per model and dataset family.
 PAPER_FINDINGS = {
@@ -62,16 +62,6 @@ def curves_csv(record: dict) -> str:
                     ]
                 )
     return buffer.getvalue()
-
-
-def _interval(values) -> tuple[float, float, float, float]:
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, 0.0, mean, mean
-    std = float(values.std(ddof=1))
-    half = float(stats.t.ppf(0.975, values.size - 1) * std / math.sqrt(values.size))
-    return mean, std, mean - half, mean + half
 
 
 def _paper_key(config: dict) -> tuple[str, str]:
@@ -138,7 +128,8 @@ def build_report(
         if point.get("ber") == 0:
             reference, reference_finals = float(np.mean(finals)), finals
     for label, (_, finals) in finals_by_point.items():
-        mean, std, low, high = _interval(finals)
+        summary = summarise(finals)
+        mean, std, (low, high) = summary["accuracy_mean"], summary["accuracy_std"], summary["ci95"]
         change = "" if reference is None else f"{(mean - reference) * 100:+.2f} points"
         lines.append(
             f"| {label} | {len(finals)} | {mean:.4f} | {std:.4f} | [{low:.4f}, {high:.4f}] | {change} |"
