@@ -5,10 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.xnorfault-installed
+# Larq Compute Engine needs tensorflow 2.16, whose protobuf and ml_dtypes pins conflict with
+# current onnx: it gets an environment of its own, which xnorfault finds and calls by itself.
+LCE_VENV  := .venv-lce
+LCE_STAMP := $(LCE_VENV)/.xnorfault-installed
 
 .PHONY: setup demo test lint pytest benchmarks clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LCE_STAMP)
 
 # torch is pinned to the 2.13.0 CPU wheel and installed first, so that no
 # dependency resolves to a multi-GB CUDA build.
@@ -16,6 +20,14 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
+	touch $@
+
+# tf-keras is installed without its dependencies: it asks for the full tensorflow package.
+$(LCE_STAMP): pyproject.toml
+	test -x $(LCE_VENV)/bin/python || $(PYTHON) -m venv $(LCE_VENV)
+	$(LCE_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.16.2" "larq==0.14.0" "larq-compute-engine==0.16.0" "numpy<2"
+	$(LCE_VENV)/bin/python -m pip install --quiet --no-deps "tf-keras==2.16.0"
+	$(LCE_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The main job on the embedded digits data: the MRAM operating points of the paper; binarized
@@ -41,8 +53,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The LCE tests run (not skip) whenever the LCE environment was built, as here.
 pytest: setup
-	$(BIN)/python -m pytest
+	XNORFAULT_REQUIRE_LCE=1 $(BIN)/python -m pytest
 
 test: lint pytest
 

@@ -298,24 +298,25 @@ def select_job(run_dir, point: str | None, repeat: int) -> tuple[dict, dict]:
     return record, job
 
 
-def export_run(run_dir, output, point: str | None = None, repeat: int = 0, testset=None) -> dict:
-    """Export one trained job of a run directory to ONNX (and optionally its test set as .npz).
+def load_trained_model(run_dir, point: str | None = None, repeat: int = 0):
+    """The trained network of one job of a run directory, in eval mode, with its records.
 
-    Returns a summary with the parity between the torch model and onnxruntime on the test set.
+    Returns ``(model, record, job)``; ``record`` is the run's full ``record.json``.
     """
     from pathlib import Path
 
-    import onnxruntime as ort
     import torch
 
-    from xnorfault.data import load_dataset
     from xnorfault.errors import XnorfaultError
-    from xnorfault.io import atomic_write
     from xnorfault.models import create_model
-    from xnorfault.training.runner import BatchMaker, Run, TrainConfig, point_folder_name
+    from xnorfault.training.runner import point_folder_name
 
     run_dir = Path(run_dir)
-    record, job = select_job(run_dir, point, repeat)
+    _, job = select_job(run_dir, point, repeat)
+    record_path = run_dir / "record.json"
+    if not record_path.exists():
+        raise XnorfaultError(f"{record_path} is missing: resume the training run to rewrite it")
+    record = json.loads(record_path.read_text())
     checkpoint = run_dir / "jobs" / point_folder_name(job["point"]) / f"repeat-{repeat}.pt"
     if not checkpoint.exists():
         raise XnorfaultError(
@@ -327,9 +328,16 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
     model = create_model(name, **model_config)
     model.load_state_dict(state["model"])
     model.eval()
-    full = json.loads((run_dir / "record.json").read_text())
-    metadata = {
-        "model": {"name": name, **model_config},
+    return model, record, job
+
+
+def model_metadata(model, record: dict, job: dict, run_dir, repeat: int) -> dict:
+    """What a deployment needs to know about an exported network: model, preprocessing,
+    classes, training fault spec and source run."""
+    config = model.config()
+    name = config.pop("name")
+    return {
+        "model": {"name": name, **config},
         "input": {
             "name": INPUT_NAME,
             "shape": ["batch", model.in_channels, model.input_size, model.input_size],
@@ -338,11 +346,11 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
         "preprocessing": {
             "scale": "pixels / 255",
             "resize": f"bilinear (antialiased) to {model.input_size}x{model.input_size}",
-            "mean": full["data"]["mean"],
-            "std": full["data"]["std"],
+            "mean": record["data"]["mean"],
+            "std": record["data"]["std"],
             "normalise": "(x - mean) / std per channel",
         },
-        "classes": full["data"]["classes"],
+        "classes": record["data"]["classes"],
         "training_fault_spec": job["fault_spec"],
         "source_run": {
             "run": str(run_dir),
@@ -353,23 +361,59 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
             "final_test_accuracy": job["epochs"][-1]["test_accuracy"],
         },
     }
-    onnx_model = export_onnx(model, metadata, model_name=f"xnorfault_{name}")
-    atomic_write(output, lambda handle: handle.write(onnx_model.SerializeToString()))
+
+
+def test_split(run_dir, record: dict, model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's test split, preprocessed as in training: images (N, C, H, W) float32, labels,
+    and the torch model's logits on them (the reference every exporter is checked against)."""
+    from pathlib import Path
+
+    import torch
+
+    from xnorfault.data import load_dataset
+    from xnorfault.training.runner import BatchMaker, Run, TrainConfig
+
     config = TrainConfig(**record["config"])
     dataset = load_dataset(config.data, image_size=model.input_size, **_data_options(config))
-    run = Run(run_dir, config, dataset, [], 1, torch.device("cpu"))
+    run = Run(Path(run_dir), config, dataset, [], 1, torch.device("cpu"))
     maker = BatchMaker(dataset, model.input_size, torch.device("cpu"))
-    images, labels, torch_logits = [], [], []
+    images, labels, logits = [], [], []
     with torch.no_grad():
         for x, y in maker.batches(run.test_split, 512):
             images.append(x.numpy())
             labels.append(y.numpy())
-            torch_logits.append(model(x).numpy())
-    x_all, y_all, reference = (
-        np.concatenate(images),
-        np.concatenate(labels),
-        np.concatenate(torch_logits),
+            logits.append(model(x).numpy())
+    return (
+        np.concatenate(images).astype(np.float32),
+        np.concatenate(labels).astype(np.int64),
+        np.concatenate(logits),
     )
+
+
+def write_testset(path, images: np.ndarray, labels: np.ndarray, classes) -> None:
+    """The preprocessed test set as the .npz that ``xnorfault evaluate --data`` reads."""
+    from xnorfault.io import atomic_write
+
+    def write(handle):
+        np.savez_compressed(handle, x=images, y=labels, classes=np.array(classes))
+
+    atomic_write(path, write)
+
+
+def export_run(run_dir, output, point: str | None = None, repeat: int = 0, testset=None) -> dict:
+    """Export one trained job of a run directory to ONNX (and optionally its test set as .npz).
+
+    Returns a summary with the parity between the torch model and onnxruntime on the test set.
+    """
+    import onnxruntime as ort
+
+    from xnorfault.io import atomic_write
+
+    model, full, job = load_trained_model(run_dir, point, repeat)
+    metadata = model_metadata(model, full, job, run_dir, repeat)
+    onnx_model = export_onnx(model, metadata, model_name=f"xnorfault_{metadata['model']['name']}")
+    atomic_write(output, lambda handle: handle.write(onnx_model.SerializeToString()))
+    x_all, y_all, reference = test_split(run_dir, full, model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(
@@ -388,16 +432,7 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
         "recorded_test_accuracy": job["epochs"][-1]["test_accuracy"],
     }
     if testset is not None:
-
-        def write(handle):
-            np.savez_compressed(
-                handle,
-                x=x_all.astype(np.float32),
-                y=y_all.astype(np.int64),
-                classes=np.array(full["data"]["classes"]),
-            )
-
-        atomic_write(testset, write)
+        write_testset(testset, x_all, y_all, full["data"]["classes"])
         summary["testset"] = str(testset)
     return summary
 

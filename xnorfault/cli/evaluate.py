@@ -52,7 +52,7 @@ def evaluate_command(
         None, "--threads", min=1, help="Runtime threads (default: all cores)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto (from the extension) or onnxruntime."
+        "auto", "--backend", help="auto (from the extension: .onnx, .tflite), onnxruntime or lce."
     ),
     seed: int = typer.Option(
         0, "--seed", help="Campaign seed: every batch run draws its own flips from it."
@@ -105,28 +105,33 @@ def evaluate_command(
     if any(b < 1 for b in latency_batches):
         raise XnorfaultError("--batch sizes must be positive")
     runner = open_backend(model, backend, threads)
-    images, labels = load_test_set(data, runner, limit)
-    mtj = None
-    if voltage is not None:
-        from xnorfault.mram import load_device
+    try:
+        images, labels = load_test_set(data, runner, limit)
+        mtj = None
+        if voltage is not None:
+            from xnorfault.mram import load_device
 
-        mtj = load_device(device)
-        points = voltage_points(mtj, parse_list(voltage, parse_voltage), parse_duration(pulse))
-    elif ber is not None:
-        points = ber_points(parse_list(ber, lambda text: parse_rate(text, "--ber")))
-    else:
-        rates = next(iter(runner.injected_rates.values()), FlipRates())
-        points = ber_points([rates.pos_to_neg]) if rates.is_symmetric else []
-        if not points:
-            from xnorfault.evaluation import SweepPoint
+            mtj = load_device(device)
+            points = voltage_points(mtj, parse_list(voltage, parse_voltage), parse_duration(pulse))
+        elif ber is not None:
+            points = ber_points(parse_list(ber, lambda text: parse_rate(text, "--ber")))
+        else:
+            rates = next(iter(runner.injected_rates.values()), FlipRates())
+            points = ber_points([rates.pos_to_neg]) if rates.is_symmetric else []
+            if not points:
+                from xnorfault.evaluation import SweepPoint
 
-            points = [SweepPoint("injected", rates)]
-    campaign = Campaign(runner, images, labels, seed, batch_size)
-    with progress_bar(disabled=as_json) as progress:
-        result = evaluate(
-            campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
-        )
-    result["backend"] = runner.describe()
+                points = [SweepPoint("injected", rates)]
+        campaign = Campaign(runner, images, labels, seed, batch_size)
+        with progress_bar(disabled=as_json) as progress:
+            result = evaluate(
+                campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
+            )
+        result["backend"] = runner.describe()
+    finally:
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
     result["seed"] = seed
     result["data"] = data
     if mtj is not None:

@@ -15,8 +15,14 @@ from xnorfault.units import parse_duration, parse_voltage
 
 def export_command(
     run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
-    output: Path = typer.Option(..., "--output", "-o", help="Model file to write (model.onnx)."),
-    format: str = typer.Option("onnx", "--format", help="onnx (standard ONNX for onnxruntime)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Model file to write (model.onnx, or model.tflite for lce)."
+    ),
+    format: str = typer.Option(
+        "onnx",
+        "--format",
+        help="onnx (standard ONNX for onnxruntime) or lce (Larq Compute Engine .tflite).",
+    ),
     point: str | None = typer.Option(
         None,
         "--point",
@@ -26,21 +32,31 @@ def export_command(
     testset: Path | None = typer.Option(
         None, "--testset", help="Also write the preprocessed test split as .npz (x, y)."
     ),
+    flip_seed: int = typer.Option(
+        0, "--flip-seed", min=0, help="lce: seed of the in-model RandomUniform flip streams."
+    ),
     as_json: bool = JSON_OPTION,
 ):
-    """Export a trained network to standard ONNX that stock onnxruntime runs, checking parity
-    with the trained model on its test set.
+    """Export a trained network to standard ONNX that stock onnxruntime runs, or to a Larq
+    Compute Engine .tflite with binary XNOR-popcount kernels, checking parity on its test set
+    (LCE: against the ONNX export at p = 0, after auditing that every binary layer became an
+    LCE binary kernel).
 
-    Example: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz
+    Examples: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz;
+    xnorfault export runs/fm --point ber=0.04 --format lce -o model.tflite
     """
-    if format == "lce":
-        raise XnorfaultError("--format lce is not available in this version: export to onnx")
-    if format != "onnx":
-        raise XnorfaultError(f"unknown --format {format!r}: use onnx")
-    if output.suffix != ".onnx":
-        raise XnorfaultError(f"--output {output} should end in .onnx")
+    suffixes = {"onnx": ".onnx", "lce": ".tflite"}
+    if format not in suffixes:
+        raise XnorfaultError(f"unknown --format {format!r}: use onnx or lce")
+    if output.suffix != suffixes[format]:
+        raise XnorfaultError(
+            f"--output {output} should end in {suffixes[format]} for --format {format}"
+        )
     if testset is not None and testset.suffix != ".npz":
         raise XnorfaultError(f"--testset {testset} should end in .npz")
+    if format == "lce":
+        _export_lce(run, output, point, repeat, testset, flip_seed, as_json)
+        return
     from xnorfault.exporters.onnx import export_run
 
     with console.status("exporting…") if not as_json else nullcontext():
@@ -52,6 +68,29 @@ def export_command(
     console.print(
         f"parity on {summary['test_images']} test images: argmax agreement {summary['argmax_agreement']:.4f}, "
         f"max |Δ logit| {summary['max_abs_logit_difference']:.2e}, accuracy {summary['onnx_test_accuracy']:.4f}"
+    )
+    if testset is not None:
+        console.print(f"wrote {summary['testset']}")
+
+
+def _export_lce(run, output, point, repeat, testset, flip_seed, as_json) -> None:
+    from xnorfault.exporters.lce import export_lce_run
+    from xnorfault.runtimes.lce import lce_python
+
+    lce_python()  # a missing LCE environment is reported before any work
+    with console.status("exporting to Larq Compute Engine…") if not as_json else nullcontext():
+        summary = export_lce_run(run, output, point, repeat, testset, flip_seed)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(
+        f"wrote {summary['output']}: {summary['binary_kernels']} LCE binary kernels for "
+        f"{summary['binary_layers']} binary layers ({', '.join(summary['matched_layers'])})"
+    )
+    console.print(
+        f"parity with ONNX on {summary['test_images']} test images at p = 0: argmax agreement "
+        f"{summary['argmax_agreement_with_onnx']:.4f}, max |Δ logit| {summary['max_abs_logit_difference_to_onnx']:.2e}, "
+        f"accuracy LCE {summary['lce_test_accuracy']:.4f} / ONNX {summary['onnx_test_accuracy']:.4f}"
     )
     if testset is not None:
         console.print(f"wrote {summary['testset']}")
