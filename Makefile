@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
 	touch $@
 
-# tf-keras is installed without its dependencies: it asks for the full tensorflow package.
+# The pins of the `lce` extra (pyproject.toml); tf-keras without its dependencies (it asks for the
+# full tensorflow package), and xnorfault itself without its own (their onnx needs protobuf 6).
 $(LCE_STAMP): pyproject.toml
 	test -x $(LCE_VENV)/bin/python || $(PYTHON) -m venv $(LCE_VENV)
 	$(LCE_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.16.2" "larq==0.14.0" "larq-compute-engine==0.16.0" "numpy<2"
@@ -64,6 +65,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/flip_overhead.py
 	$(BIN)/python benchmarks/evaluate_sweep.py
+	$(BIN)/python benchmarks/lce_vs_onnx.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LCE_VENV) runs build *.egg-info .pytest_cache .ruff_cache
