@@ -10,13 +10,23 @@ from pathlib import Path
 
 from xnorfault.errors import XnorfaultError
 
-BACKENDS = ("onnxruntime", "lce")
+BACKENDS = ("onnxruntime", "lce", "lce-benchmark")
 EXTENSIONS = {".onnx": "onnxruntime", ".tflite": "lce"}
 
 
-def open_backend(model: str | Path, backend: str = "auto", threads: int | None = None):
-    """A backend for ``model``; ``auto`` picks it from the file extension."""
+def open_backend(
+    model: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    lce_benchmark_binary: str | Path | None = None,
+    lce_model: str | Path | None = None,
+):
+    """A backend for ``model``; ``auto`` picks it from the file extension. ``lce-benchmark``
+    takes the ONNX model for accuracy and times ``lce_model`` (default: the same name with
+    ``.tflite``) with ``lce_benchmark_binary``."""
     path = Path(model)
+    if lce_benchmark_binary is not None and backend != "lce-benchmark":
+        raise XnorfaultError("--lce-benchmark-binary goes with --backend lce-benchmark")
     if backend == "auto":
         backend = EXTENSIONS.get(path.suffix, "")
         if not backend:
@@ -31,4 +41,8 @@ def open_backend(model: str | Path, backend: str = "auto", threads: int | None =
         from xnorfault.runtimes.lce import LceBackend
 
         return LceBackend(path, threads=threads)
+    if backend == "lce-benchmark":
+        from xnorfault.runtimes.lce_benchmark import LceBenchmarkBackend
+
+        return LceBenchmarkBackend(path, lce_benchmark_binary, lce_model, threads=threads)
     raise XnorfaultError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

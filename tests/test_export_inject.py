@@ -410,3 +410,12 @@ def test_older_opset_models_are_converted():
         ["act", "act.flipped"], {"x": x, "flip_seed": np.array(4)}
     )
     assert_rate(int((clean_out != flipped).sum()), clean_out.size, 0.1)
+
+
+def test_flips_of_an_injected_model_can_be_exposed(clean, images):
+    """Re-injecting with ``expose`` (as a deployed bundle's check does) keeps shapes and rates."""
+    injected = inject_flips(clean, FlipRates(0.0, 0.0))
+    counts = flip_counts(injected, FlipRates(0.03, 0.1), images, runs=2)
+    for pos_flips, pos, neg_flips, neg in counts.values():
+        assert_rate(int(pos_flips), int(pos), 0.03)
+        assert_rate(int(neg_flips), int(neg), 0.1)

@@ -446,6 +446,7 @@ def inject_flips(
     model.graph.value_info.extend(g.value_info)
     model.graph.initializer.extend(g.initializers + new_initializers)
     model.graph.input.extend([i for i in new_inputs if i.name not in clean_inputs])
+    _topological_sort(model)  # shape inference below needs the nodes in order
     if expose:
         known = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
         for site in chosen:
@@ -456,7 +457,6 @@ def inject_flips(
                 )
                 typed.name = name
                 model.graph.output.append(typed)
-    _topological_sort(model)
     info = {
         "sites": chosen,
         "rates": {site: r.to_dict() for site, r in site_rates.items()},

@@ -12,6 +12,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
+from xnorfault.cli.deploy import deploy_command
 from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
@@ -36,6 +37,7 @@ app.command("report")(report_command)
 app.command("export")(export_command)
 app.command("inject")(inject_command)
 app.command("evaluate")(evaluate_command)
+app.command("deploy")(deploy_command)
 
 
 def _show_version(value: bool):

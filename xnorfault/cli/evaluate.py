@@ -39,8 +39,11 @@ def evaluate_command(
     repeats: int = typer.Option(
         20, "--repeats", min=1, help="Repeats per point, all on the same images."
     ),
-    batch_size: int = typer.Option(
-        256, "--batch-size", min=1, help="Batch size of the accuracy runs."
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="Batch size of the accuracy runs (default 256 or the target's).",
     ),
     batch: str | None = typer.Option(
         None, "--batch", help="Batch sizes to time, e.g. 1,256 (latency is skipped without it)."
@@ -49,10 +52,27 @@ def evaluate_command(
         20, "--latency-iterations", min=1, help="Timed runs per batch size and point."
     ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="Runtime threads (default: all cores)."
+        None, "--threads", min=1, help="Runtime threads (default: all cores, or the target's)."
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto (from the extension: .onnx, .tflite), onnxruntime or lce."
+        "auto",
+        "--backend",
+        help="auto (from the extension: .onnx, .tflite), onnxruntime, lce, or lce-benchmark "
+        "(accuracy from the ONNX model, latency from lce_benchmark_model).",
+    ),
+    lce_benchmark_binary: Path | None = typer.Option(
+        None,
+        "--lce-benchmark-binary",
+        help="LCE's lce_benchmark_model (for --backend lce-benchmark).",
+    ),
+    lce_model: Path | None = typer.Option(
+        None, "--lce-model", help="The .tflite to time (default: the model path with .tflite)."
+    ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="Target profile (raspberry-pi-4, raspberry-pi-5, host or a .toml): default threads and "
+        "batch sizes, recorded in the result.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Campaign seed: every batch run draws its own flips from it."
@@ -101,10 +121,19 @@ def evaluate_command(
         parse_rate(max_drop, "--max-drop")
     if plot_path is not None:
         figure_format(plot_path)
+    from xnorfault.targets import load_target, machine_description
+
+    profile = load_target(target) if target is not None else None
+    if profile is not None:
+        threads = threads or profile.threads
+        batch_size = batch_size or profile.batch_size
+        if batch is None:
+            batch = ",".join(str(b) for b in profile.latency_batches)
+    batch_size = batch_size or 256
     latency_batches = [] if batch is None else [int(b) for b in parse_list(batch, float)]
     if any(b < 1 for b in latency_batches):
         raise XnorfaultError("--batch sizes must be positive")
-    runner = open_backend(model, backend, threads)
+    runner = open_backend(model, backend, threads, lce_benchmark_binary, lce_model)
     try:
         images, labels = load_test_set(data, runner, limit)
         mtj = None
@@ -133,6 +162,9 @@ def evaluate_command(
         if close is not None:
             close()
     result["seed"] = seed
+    result["machine"] = machine_description()
+    if profile is not None:
+        result["target"] = profile.to_dict()
     result["data"] = data
     if mtj is not None:
         result["device"] = mtj.to_dict()
@@ -224,6 +256,12 @@ def print_result(result: dict, latency_batches) -> None:
         cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
         table.add_row(*cells)
     console.print(table)
+    if "accuracy_from" in info:
+        console.print(f"accuracy: {info['accuracy_from']}; latency (mean): {info['latency_from']}")
+    machine = result.get("machine", {})
+    target = result.get("target")
+    ran_on = f"ran on {machine.get('architecture', '?')} {machine.get('cpu', '')}, {machine.get('cores', '?')} cores"
+    console.print(ran_on + (f" with the {target['name']} profile" if target else ""))
     drop = result.get("max_drop")
     if drop:
         if drop.get("voltage") is not None:

@@ -1,0 +1,54 @@
+"""``xnorfault deploy``: a bundle that evaluates a trained network on a Raspberry Pi."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import typer
+
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+
+
+def deploy_command(
+    run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
+    target: str = typer.Option(
+        ...,
+        "--target",
+        help="raspberry-pi-4, raspberry-pi-5, raspberry-pi (= 4) or a target .toml.",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Bundle folder to write."),
+    point: str | None = typer.Option(
+        None, "--point", help="Fault point of the run, e.g. ber=0.04 (needed when it has several)."
+    ),
+    repeat: int = typer.Option(0, "--repeat", min=0, help="Repeat of that point."),
+    device: str = DEVICE_OPTION,
+    lce: bool = typer.Option(
+        False, "--lce", help="Also export model.tflite for LCE's lce_benchmark_model."
+    ),
+    wheel: Path | None = typer.Option(
+        None, "--wheel", help="xnorfault wheel to ship (default: built from the source tree)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty bundle folder."),
+    as_json: bool = JSON_OPTION,
+):
+    """Write a self-contained bundle for a target: the injected ONNX model (rates as inputs),
+    the preprocessed test set, the MRAM device, the target profile, a wheel of xnorfault, pinned
+    aarch64 requirements and a README with the commands to run there.
+
+    Example: xnorfault deploy runs/fm --point ber=0.04 --target raspberry-pi-4 -o bundle/
+    """
+    from xnorfault.deploy import deploy
+    from xnorfault.targets import load_target
+
+    load_target(target)  # an unknown target is reported before any work
+    with console.status("building the bundle…") if not as_json else nullcontext():
+        manifest = deploy(run, output, target, point, repeat, device, lce, wheel, force)
+    if as_json:
+        emit_json(manifest)
+        return
+    console.print(
+        f"wrote {manifest['output']}/ for {manifest['target']['description']}: "
+        + ", ".join(sorted(manifest["files"]))
+    )
+    console.print(f"next: copy it to the target and follow {manifest['output']}/README.md")
