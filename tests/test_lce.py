@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -50,6 +51,7 @@ def lce_export(tmp_path_factory):
             str(folder / "test.npz"),
             "--json",
         )
+    cli_ok("export", str(folder / "run"), "-o", str(folder / "model.onnx"))
     return folder, json.loads(output.getvalue())
 
 
@@ -210,3 +212,96 @@ def test_frames_round_trip():
     np.testing.assert_array_equal(first["images"], np.arange(6).reshape(2, 3))
     assert str(read_frame(stream)["command"]) == "quit"
     assert read_frame(stream) is None
+
+
+FAKE_BENCHMARK = """#!/usr/bin/env python3
+# Stands in for LCE's lce_benchmark_model: checks the flags as the TFLite benchmark tool parses
+# them, records the values it was fed and prints timings in the tool's format.
+import json, sys
+import numpy as np
+flags = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+names = flags["input_layer"].split(",")
+shapes = [[int(d) for d in s.split(",")] for s in flags["input_layer_shape"].split(":")]
+files = {}
+for item in flags["input_layer_value_files"].split(","):
+    name, _, path = item.replace("::", "\\0").partition(":")
+    files[name.replace("\\0", ":")] = path
+fed = {n: np.fromfile(files[n], np.float32).reshape(s).tolist() if n.startswith("serving_default_p_") else list(s)
+       for n, s in zip(names, shapes)}
+json.dump({"graph": flags["graph"], "threads": flags["num_threads"], "runs": flags["num_runs"], "fed": fed},
+          open(sys.argv[0] + ".log", "w"))
+print("STARTING!")
+print("Running benchmark for at least 3 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.")
+print("count=3 first=612 curr=415 min=401 max=612 avg=476.3 std=98")
+print("Running benchmark for at least %s iterations and at least 1 seconds but terminate if exceeding 150 seconds." % flags["num_runs"])
+print("count=%s first=420 curr=401 min=379 max=800 avg=405.25 std=15" % flags["num_runs"])
+print("Inference timings in us: Init: 3200, First inference: 612, Warmup (avg): 476.3, Inference (avg): 405.25")
+"""
+
+
+def test_tflite_inputs_are_read_without_tensorflow(lce_export):
+    from xnorfault.runtimes.tflite import tflite_inputs
+
+    folder, summary = lce_export
+    inputs = tflite_inputs(folder / "model.tflite")
+    assert [name for name, _ in inputs] == summary["inputs"]
+    shapes = dict(inputs)
+    assert shapes["serving_default_input:0"] == [1, 28, 28, 1]
+    assert shapes["serving_default_p_flip_pos_act1:0"] == [1]
+
+
+def test_lce_benchmark_backend_times_the_tflite_and_scores_the_onnx(lce_export, run_cli, tmp_path):
+    folder, summary = lce_export
+    binary = tmp_path / "lce_benchmark_model"
+    binary.write_text(FAKE_BENCHMARK.replace("#!/usr/bin/env python3", "#!" + sys.executable))
+    binary.chmod(0o755)
+    code, out, err = run_cli(
+        "evaluate",
+        str(folder / "model.onnx"),
+        "--data",
+        str(folder / "test.npz"),
+        "--backend",
+        "lce-benchmark",
+        "--lce-benchmark-binary",
+        str(binary),
+        "--ber",
+        "0,0.02",
+        "--repeats",
+        "1",
+        "--batch",
+        "1",
+        "--latency-iterations",
+        "50",
+        "--threads",
+        "2",
+        "--json",
+    )
+    assert code in (0, None), err
+    result = json.loads(out)
+    assert result["backend"]["backend"] == "lce-benchmark"
+    assert "onnxruntime" in result["backend"]["accuracy_from"]
+    assert result["baseline_accuracy"] == pytest.approx(summary["onnx_test_accuracy"])
+    latency = result["points"][1]["latency"]["1"]
+    assert latency["mean_ms"] == pytest.approx(0.40525) and latency["iterations"] == 50
+    assert "mean" in latency["statistic"]
+    log = json.loads((tmp_path / "lce_benchmark_model.log").read_text())
+    assert log["graph"] == str(folder / "model.tflite") and log["threads"] == "2"
+    fed = log["fed"]
+    assert fed["serving_default_input:0"] == [1, 28, 28, 1]
+    assert fed["serving_default_p_flip_pos_act2:0"] == [pytest.approx(0.02)]
+    assert fed["serving_default_p_flip_neg_act1:0"] == [pytest.approx(0.02)]
+
+
+def test_lce_benchmark_needs_an_executable_binary(lce_export, run_cli, tmp_path):
+    folder, _ = lce_export
+    code, _, err = run_cli(
+        "evaluate",
+        str(folder / "model.onnx"),
+        "--data",
+        str(folder / "test.npz"),
+        "--backend",
+        "lce-benchmark",
+        "--lce-benchmark-binary",
+        str(tmp_path / "missing"),
+    )
+    assert code == 2 and "not an executable file" in err and err.count("\n") == 1

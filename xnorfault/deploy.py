@@ -275,6 +275,10 @@ def deploy(
             },
         }
         atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        # temporary files are private; a bundle is meant to be copied and read by others
+        staging.chmod(0o755)
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if output.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
             output.rename(retired / output.name)
