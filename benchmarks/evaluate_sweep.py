@@ -17,19 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import run_cli
 
-from xnorfault.cli import main as cli
 from xnorfault.evaluation import Campaign, evaluate, voltage_points
 from xnorfault.mram import load_device
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
-
-
-def run_cli(*args: str) -> None:
-    try:
-        cli(list(args))
-    except SystemExit as done:
-        if done.code:
-            raise
 
 
 def main() -> None:

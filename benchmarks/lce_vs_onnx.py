@@ -22,19 +22,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from _common import run_cli
 
-from xnorfault.cli import main as cli
 from xnorfault.faults import FlipRates
 from xnorfault.runtimes.lce import LceBackend
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
-
-
-def run_cli(*args: str) -> None:
-    try:
-        cli(list(args))
-    except SystemExit as done:
-        if done.code:
-            raise
 
 
 def build(model: str, work: Path) -> tuple[Path, Path, np.ndarray]:

@@ -58,6 +58,18 @@ def _binary_weights(module) -> tuple[np.ndarray, np.ndarray]:
     return signs, alpha
 
 
+def _float_layer(module, op: str, arrays: _Arrays, **attributes) -> dict:
+    """A full-precision convolution or dense layer: weight and bias (zeros if none)."""
+    weight = _numpy(module.weight)
+    bias = _numpy(module.bias) if module.bias is not None else np.zeros(weight.shape[0])
+    return {
+        "op": op,
+        "kernel": arrays.add(weight, f"{op}.weight"),
+        "bias": arrays.add(bias, f"{op}.bias"),
+        **attributes,
+    }
+
+
 def _pool_spec(module, op: str) -> dict:
     if getattr(module, "ceil_mode", False):
         raise ValueError(f"{type(module).__name__}(ceil_mode=True) has no LCE lowering")
@@ -124,32 +136,16 @@ def layer_spec(model) -> tuple[dict, dict[str, np.ndarray]]:
             if module.groups != 1 or _pair(module.dilation) != [1, 1]:
                 raise ValueError("grouped or dilated convolutions have no LCE lowering")
             layers.append(
-                {
-                    "op": "conv",
-                    "kernel": arrays.add(_numpy(module.weight), "conv.weight"),
-                    "bias": arrays.add(
-                        _numpy(module.bias)
-                        if module.bias is not None
-                        else np.zeros(module.out_channels),
-                        "conv.bias",
-                    ),
-                    "stride": _pair(module.stride),
-                    "padding": _pair(module.padding),
-                }
+                _float_layer(
+                    module,
+                    "conv",
+                    arrays,
+                    stride=_pair(module.stride),
+                    padding=_pair(module.padding),
+                )
             )
         elif isinstance(module, nn.Linear):
-            layers.append(
-                {
-                    "op": "dense",
-                    "kernel": arrays.add(_numpy(module.weight), "dense.weight"),
-                    "bias": arrays.add(
-                        _numpy(module.bias)
-                        if module.bias is not None
-                        else np.zeros(module.out_features),
-                        "dense.bias",
-                    ),
-                }
-            )
+            layers.append(_float_layer(module, "dense", arrays))
         elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             mean = _numpy(module.running_mean)
             layers.append(

@@ -169,14 +169,7 @@ class LceBackend:
         )
 
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
-        positive, negative = self._rates(rates)
-        reply = self._request(
-            command="run",
-            images=np.ascontiguousarray(images, dtype=np.float32),
-            positive=positive,
-            negative=negative,
-        )
-        return reply["logits"]
+        return self.run_timed(images, rates, seed)[0]
 
     def run_timed(
         self, images: np.ndarray, rates: dict[str, FlipRates], seed: int

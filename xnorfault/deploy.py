@@ -37,6 +37,7 @@ DEPLOYED_REQUIREMENTS = (
     "scipy",
     "onnx",
     "onnxruntime",
+    "flatbuffers",
     "threadpoolctl",
     "typer",
     "rich",
