@@ -39,14 +39,10 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from xnorfault.runtimes.tflite import INPUT_NAME, rate_input_names  # noqa: E402
+
 BINARY_KERNELS = ("LceBconv2d",)
 FLOAT_FALLBACK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-INPUT_NAME = "input"
-
-
-def rate_input_names(site: str) -> tuple[str, str]:
-    """Model inputs of a site's flip rates: P(+1→−1) and P(−1→+1)."""
-    return f"p_flip_pos_{site}", f"p_flip_neg_{site}"
 
 
 def binary_layer_name(site: str) -> str:

@@ -28,17 +28,12 @@ import numpy as np
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
-from xnorfault.runtimes.tflite import tflite_inputs
+from xnorfault.runtimes.tflite import INPUT_NAME, feed_name, rate_input_site, tflite_inputs
 
 _COUNT_LINE = re.compile(
     r"count=(?P<count>\d+).*?min=(?P<min>[\d.]+)\s+max=(?P<max>[\d.]+)\s+avg=(?P<avg>[\d.e+]+)\s+std=(?P<std>[\d.]+)"
 )
 _TIMINGS_LINE = re.compile(r"Inference \(avg\):\s*(?P<avg>[\d.e+]+)")
-
-
-def _feed_name(tensor_name: str) -> str:
-    name = tensor_name.split(":")[0]
-    return name.removeprefix("serving_default_")
 
 
 def _escape(name: str) -> str:
@@ -99,12 +94,12 @@ class LceBenchmarkBackend:
         self.sites = self.onnx.sites
         self.input_shape = self.onnx.input_shape
         self.injected_rates = self.onnx.injected_rates
-        names = [_feed_name(name) for name, _ in self.inputs]
-        if "input" not in names:
+        names = [feed_name(name) for name, _ in self.inputs]
+        if INPUT_NAME not in names:
             raise XnorfaultError(
                 f"{self.tflite} has no 'input': export it with xnorfault export --format lce"
             )
-        tflite_sites = {n.removeprefix("p_flip_pos_") for n in names if n.startswith("p_flip_pos_")}
+        tflite_sites = {rate_input_site(n)[0] for n in names if rate_input_site(n)}
         if tflite_sites != set(self.sites):
             raise XnorfaultError(
                 f"{self.tflite} flips at {sorted(tflite_sites)} but {onnx_model} at {sorted(self.sites)}: "
@@ -123,16 +118,13 @@ class LceBenchmarkBackend:
         with tempfile.TemporaryDirectory(prefix="xnorfault-lce-bench-") as scratch:
             names, shapes, files = [], [], []
             for index, (tensor_name, shape) in enumerate(self.inputs):
-                feed = _feed_name(tensor_name)
-                if feed == "input":
+                feed = feed_name(tensor_name)
+                if feed == INPUT_NAME:
                     value = np.ascontiguousarray(images[:1].transpose(0, 2, 3, 1), np.float32)
                 else:
-                    site_rates = rates.get(feed.split("_", 3)[-1], FlipRates())
-                    p = (
-                        site_rates.pos_to_neg
-                        if feed.startswith("p_flip_pos_")
-                        else site_rates.neg_to_pos
-                    )
+                    site, direction = rate_input_site(feed)
+                    site_rates = rates.get(site, FlipRates())
+                    p = site_rates.pos_to_neg if direction == "pos" else site_rates.neg_to_pos
                     value = np.full(shape, p, np.float32)
                 path = Path(scratch) / f"input{index}.bin"
                 value.tofile(path)

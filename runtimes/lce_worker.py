@@ -21,34 +21,29 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
-def _feed_name(tensor_name: str) -> str:
-    """``serving_default_p_flip_pos_act1:0`` → ``p_flip_pos_act1``."""
-    name = tensor_name.split(":")[0]
-    return name[len("serving_default_") :] if name.startswith("serving_default_") else name
+from xnorfault.runtimes.tflite import (  # noqa: E402
+    INPUT_NAME,
+    feed_name,
+    rate_input_names,
+    rate_input_site,
+)
 
 
 class Worker:
     def __init__(self, model_path: str, threads: int):
         from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-        from xnorfault.exporters.lce_keras import INPUT_NAME, rate_input_names, read_tflite
+        from xnorfault.exporters.lce_keras import read_tflite
 
         flatbuffer = open(model_path, "rb").read()
         contents = read_tflite(flatbuffer)
-        self.input_names = [_feed_name(t["name"]) for t in contents["inputs"]]
+        self.input_names = [feed_name(t["name"]) for t in contents["inputs"]]
         if INPUT_NAME not in self.input_names:
             raise ValueError(
                 f"{model_path} has no '{INPUT_NAME}' input: export it with xnorfault export --format lce"
             )
-        self.sites = sorted(
-            {
-                name[len("p_flip_pos_") :]
-                for name in self.input_names
-                if name.startswith("p_flip_pos_")
-            },
-            key=lambda site: (len(site), site),
-        )
+        sites = {rate_input_site(name) for name in self.input_names} - {None}
+        self.sites = sorted({site for site, _ in sites}, key=lambda site: (len(site), site))
         self.rate_names = [rate_input_names(site) for site in self.sites]
         image = contents["inputs"][self.input_names.index(INPUT_NAME)]
         _, height, width, channels = image["shape"]
@@ -90,7 +85,7 @@ class Worker:
         outputs = []
         elapsed = 0.0
         for index in range(len(nhwc)):
-            feeds["input"] = nhwc[index : index + 1]
+            feeds[INPUT_NAME] = nhwc[index : index + 1]
             ordered = [feeds[name] for name in self.input_names]
             start = time.perf_counter()
             result = self.interpreter.interpreter.predict(ordered)

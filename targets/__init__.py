@@ -114,32 +114,34 @@ def host_target() -> Target:
     )
 
 
-def load_target(name_or_path: str | Path) -> Target:
-    """A target by name (``raspberry-pi-4``, ``raspberry-pi-5``, ``raspberry-pi`` = 4, ``host``)
-    or from a TOML file with the same keys."""
+def profile_text(name_or_path: str | Path) -> str:
+    """The TOML of a profile by name (aliases included) or file path — what a bundle carries.
+    ``host`` has none: it is read from the machine."""
     text = ALIASES.get(str(name_or_path), str(name_or_path))
-    if text == HOST:
-        return host_target()
-    if text in available_targets():
-        profile = resources.files("xnorfault.targets") / "profiles" / f"{text}.toml"
-        return _from_document(tomllib.loads(profile.read_text(encoding="utf-8")), text)
+    if text in available_targets() and text != HOST:
+        return (resources.files("xnorfault.targets") / "profiles" / f"{text}.toml").read_text(
+            encoding="utf-8"
+        )
     path = Path(text)
     if path.suffix == ".toml" and path.is_file():
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as error:
-            raise XnorfaultError(f"target file {path} is not valid TOML ({error})") from None
-        return _from_document(document, str(path))
+        return path.read_text(encoding="utf-8")
     raise XnorfaultError(
         f"unknown target {text!r}: use one of {', '.join(available_targets())}, raspberry-pi, "
         "or a .toml profile"
     )
 
 
-def profile_text(target: Target) -> str:
-    """The TOML of a built-in profile (what a bundle carries)."""
-    profile = resources.files("xnorfault.targets") / "profiles" / f"{target.name}.toml"
-    return profile.read_text(encoding="utf-8")
+def load_target(name_or_path: str | Path) -> Target:
+    """A target by name (``raspberry-pi-4``, ``raspberry-pi-5``, ``raspberry-pi`` = 4, ``host``)
+    or from a TOML file with the same keys."""
+    text = ALIASES.get(str(name_or_path), str(name_or_path))
+    if text == HOST:
+        return host_target()
+    try:
+        document = tomllib.loads(profile_text(text))
+    except tomllib.TOMLDecodeError as error:
+        raise XnorfaultError(f"target file {text} is not valid TOML ({error})") from None
+    return _from_document(document, text)
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from helpers import cli_ok
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.targets import available_targets, load_target, machine_description
+from xnorfault.targets import available_targets, load_target, machine_description, profile_text
 
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
 
@@ -44,6 +44,7 @@ def test_unknown_target_and_bad_profiles(tmp_path):
         'name = "b"\ndescription = "d"\narchitecture = "aarch64"\ncpu = "A53"\ncores = 4\nthreads = 2\n'
     )
     assert load_target(bad).threads == 2
+    assert profile_text(bad) == bad.read_text()
 
 
 def test_machine_description_reads_an_arm_cpuinfo(monkeypatch):

@@ -185,9 +185,10 @@ def deploy(
     from xnorfault import __version__
     from xnorfault.exporters.onnx import export_run
     from xnorfault.faults import FlipRates
-    from xnorfault.inject import inject_flips, load_model
+    from xnorfault.inject import inject_flips, load_model, metadata
     from xnorfault.io import atomic_write_text
     from xnorfault.mram import available_devices, load_device
+    from xnorfault.mram.device import preset_toml
     from xnorfault.targets import load_target, profile_text
 
     target = load_target(target_name)
@@ -203,12 +204,11 @@ def deploy(
             f"{output} is not empty: choose a new folder or pass --force to replace it"
         )
     mtj = load_device(device)
-    if str(device) in available_devices():
-        from importlib import resources
-
-        device_text = (resources.files("xnorfault") / "devices" / f"{device}.toml").read_text()
-    else:
-        device_text = Path(device).read_text(encoding="utf-8")
+    device_text = (
+        preset_toml(device)
+        if str(device) in available_devices()
+        else Path(device).read_text(encoding="utf-8")
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -216,19 +216,16 @@ def deploy(
         clean = load_model(staging / "model.onnx")
         injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
         (staging / "model.onnx").write_bytes(injected.SerializeToString())
-        model_info = json.loads(
-            next(p.value for p in clean.metadata_props if p.key == "xnorfault.source_run")
-        )
-        model_name = json.loads(
-            next(p.value for p in clean.metadata_props if p.key == "xnorfault.model")
-        )["name"]
+        props = metadata(clean)
+        model_info = json.loads(props["xnorfault.source_run"])
+        model_name = json.loads(props["xnorfault.model"])["name"]
         lce_summary = None
         if lce:
             from xnorfault.exporters.lce import export_lce_run
 
             lce_summary = export_lce_run(run_dir, staging / "model.tflite", point, repeat)
         (staging / "device.toml").write_text(device_text, encoding="utf-8")
-        (staging / "target.toml").write_text(profile_text(target), encoding="utf-8")
+        (staging / "target.toml").write_text(profile_text(target_name), encoding="utf-8")
         built = build_wheel(staging, wheel)
         requirements = pinned_requirements()
         header = (

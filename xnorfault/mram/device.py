@@ -320,12 +320,16 @@ def available_devices() -> list[str]:
     )
 
 
+def preset_toml(name: str) -> str:
+    """The TOML text of a shipped device preset."""
+    return (resources.files("xnorfault") / "devices" / f"{name}.toml").read_text(encoding="utf-8")
+
+
 def load_device(name_or_path: str | Path | None = None) -> MTJ:
     """A device by preset name (``"paper"``, the default) or from a TOML file path."""
     if name_or_path is None:
         name_or_path = "paper"
     text = str(name_or_path)
     if text in available_devices():
-        preset = resources.files("xnorfault") / "devices" / f"{text}.toml"
-        return MTJ._from_document(tomllib.loads(preset.read_text(encoding="utf-8")), source=text)
+        return MTJ._from_document(tomllib.loads(preset_toml(text)), source=text)
     return MTJ.from_toml(text)
