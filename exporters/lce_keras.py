@@ -39,7 +39,7 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from xnorfault.runtimes.tflite import INPUT_NAME, rate_input_names  # noqa: E402
+from xnorfault.contract import INPUT_NAME, rate_input_names  # noqa: E402
 
 BINARY_KERNELS = ("LceBconv2d",)
 FLOAT_FALLBACK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -106,7 +106,7 @@ def build_keras_model(
     image = tf.keras.Input((height, width, channels), name=INPUT_NAME)
     rate_inputs = {}
     for site in spec["sites"]:
-        positive, negative = rate_input_names(site)
+        positive, negative = rate_input_names(site, "tflite")
         rate_inputs[site] = (
             tf.keras.Input((), name=positive),
             tf.keras.Input((), name=negative),

@@ -26,10 +26,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from xnorfault.contract import INPUT_NAME, SITES_KEY, metadata_key
+
 OPSET = 18
-INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-SITES_KEY = "xnorfault.binary_sites"
 
 
 class _GraphBuilder:
@@ -266,7 +266,7 @@ def export_onnx(
     onnx_model.ir_version = 9
     props = {SITES_KEY: json.dumps(sites)}
     for key, value in (metadata or {}).items():
-        props[f"xnorfault.{key}"] = value if isinstance(value, str) else json.dumps(value)
+        props[metadata_key(key)] = value if isinstance(value, str) else json.dumps(value)
     helper.set_model_props(onnx_model, props)
     onnx_model = onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
     onnx.checker.check_model(onnx_model, full_check=True)
@@ -305,28 +305,36 @@ def load_trained_model(run_dir, point: str | None = None, repeat: int = 0):
     """
     from pathlib import Path
 
-    import torch
-
     from xnorfault.errors import XnorfaultError
     from xnorfault.models import create_model
+    from xnorfault.training.checkpoint import load_checkpoint
+    from xnorfault.training.records import read_json_object
     from xnorfault.training.runner import point_folder_name
 
     run_dir = Path(run_dir)
     _, job = select_job(run_dir, point, repeat)
-    record_path = run_dir / "record.json"
-    if not record_path.exists():
-        raise XnorfaultError(f"{record_path} is missing: resume the training run to rewrite it")
-    record = json.loads(record_path.read_text())
-    checkpoint = run_dir / "jobs" / point_folder_name(job["point"]) / f"repeat-{repeat}.pt"
-    if not checkpoint.exists():
+    record = read_json_object(
+        run_dir / "record.json",
+        "the merged record of a training run",
+        "run the same xnorfault train command again to rewrite it",
+    )
+    if not isinstance(record.get("data"), dict) or not isinstance(record.get("config"), dict):
         raise XnorfaultError(
-            f"checkpoint {checkpoint} is missing: train the run again to recreate it"
+            f"{run_dir / 'record.json'} lacks the run's data or settings: run the same "
+            "xnorfault train command again to rewrite it"
         )
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    checkpoint = run_dir / "jobs" / point_folder_name(job["point"]) / f"repeat-{repeat}.pt"
+    state = load_checkpoint(checkpoint)
     model_config = dict(state["model_config"])
     name = model_config.pop("name")
-    model = create_model(name, **model_config)
-    model.load_state_dict(state["model"])
+    try:
+        model = create_model(name, **model_config)
+        model.load_state_dict(state["model"])
+    except (TypeError, RuntimeError, KeyError) as error:
+        raise XnorfaultError(
+            f"checkpoint {checkpoint} does not fit its model description "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
     model.eval()
     return model, record, job
 
@@ -424,7 +432,9 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
     )
     summary = {
         "output": str(output),
-        "binary_sites": json.loads(onnx_model.metadata_props[0].value),
+        "binary_sites": json.loads(
+            next(p.value for p in onnx_model.metadata_props if p.key == SITES_KEY)
+        ),
         "test_images": int(len(y_all)),
         "argmax_agreement": float(np.mean(exported.argmax(1) == reference.argmax(1))),
         "max_abs_logit_difference": float(np.max(np.abs(exported - reference))),

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from xnorfault.contract import INPUT_NAME, parse_rate_input
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
-from xnorfault.runtimes.tflite import INPUT_NAME, feed_name, rate_input_site, tflite_inputs
+from xnorfault.runtimes.tflite import feed_name, tflite_inputs
 
 _COUNT_LINE = re.compile(
     r"count=(?P<count>\d+).*?min=(?P<min>[\d.]+)\s+max=(?P<max>[\d.]+)\s+avg=(?P<avg>[\d.e+]+)\s+std=(?P<std>[\d.]+)"
@@ -99,7 +100,7 @@ class LceBenchmarkBackend:
             raise XnorfaultError(
                 f"{self.tflite} has no 'input': export it with xnorfault export --format lce"
             )
-        tflite_sites = {rate_input_site(n)[0] for n in names if rate_input_site(n)}
+        tflite_sites = {parse_rate_input(n)[0] for n in names if parse_rate_input(n)}
         if tflite_sites != set(self.sites):
             raise XnorfaultError(
                 f"{self.tflite} flips at {sorted(tflite_sites)} but {onnx_model} at {sorted(self.sites)}: "
@@ -122,7 +123,7 @@ class LceBenchmarkBackend:
                 if feed == INPUT_NAME:
                     value = np.ascontiguousarray(images[:1].transpose(0, 2, 3, 1), np.float32)
                 else:
-                    site, direction = rate_input_site(feed)
+                    site, direction = parse_rate_input(feed)
                     site_rates = rates.get(site, FlipRates())
                     p = site_rates.pos_to_neg if direction == "pos" else site_rates.neg_to_pos
                     value = np.full(shape, p, np.float32)

@@ -21,12 +21,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from xnorfault.runtimes.tflite import (  # noqa: E402
-    INPUT_NAME,
-    feed_name,
-    rate_input_names,
-    rate_input_site,
-)
+from xnorfault.contract import INPUT_NAME, parse_rate_input, rate_input_names  # noqa: E402
+from xnorfault.runtimes.tflite import feed_name  # noqa: E402
 
 
 class Worker:
@@ -42,9 +38,9 @@ class Worker:
             raise ValueError(
                 f"{model_path} has no '{INPUT_NAME}' input: export it with xnorfault export --format lce"
             )
-        sites = {rate_input_site(name) for name in self.input_names} - {None}
+        sites = {parse_rate_input(name) for name in self.input_names} - {None}
         self.sites = sorted({site for site, _ in sites}, key=lambda site: (len(site), site))
-        self.rate_names = [rate_input_names(site) for site in self.sites]
+        self.rate_names = [rate_input_names(site, "tflite") for site in self.sites]
         image = contents["inputs"][self.input_names.index(INPUT_NAME)]
         _, height, width, channels = image["shape"]
         self.input_shape = [channels, height, width]

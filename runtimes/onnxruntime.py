@@ -15,16 +15,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from xnorfault.contract import INJECTED_KEY, SEED_INPUT, is_control_input, rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
-from xnorfault.inject import (
-    INJECTED_KEY,
-    SEED_INPUT,
-    inject_flips,
-    load_model,
-    metadata,
-    rate_inputs,
-)
+from xnorfault.inject import inject_flips, load_model, metadata, run_seed
 
 
 class OnnxRuntimeBackend:
@@ -53,11 +47,7 @@ class OnnxRuntimeBackend:
         self.session = ort.InferenceSession(
             proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
-        data_inputs = [
-            i
-            for i in self.session.get_inputs()
-            if i.name != SEED_INPUT and not i.name.startswith("p_flip_")
-        ]
+        data_inputs = [i for i in self.session.get_inputs() if not is_control_input(i.name)]
         if len(data_inputs) != 1:
             raise XnorfaultError(
                 f"the model has {len(data_inputs)} data inputs; evaluate needs exactly one (the images)"
@@ -65,12 +55,37 @@ class OnnxRuntimeBackend:
         self.input_name = data_inputs[0].name
         self.input_shape = tuple(data_inputs[0].shape[1:])
         self.input_type = data_inputs[0].type
+        if self.input_type != "tensor(float)":
+            raise XnorfaultError(
+                f"the model's input {self.input_name!r} is {self.input_type}; evaluate feeds "
+                "float32 images: export the model with a float32 input"
+            )
+        batch = data_inputs[0].shape[0] if data_inputs[0].shape else None
+        # a model exported with a fixed batch (often 1) is fed in slices of that size
+        self.fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
 
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
+        """Logits of ``images``. A model with a fixed batch B runs slice by slice (slice k with
+        the flip seed :func:`run_seed` (seed, k); the last one padded by repeating its final
+        image, whose extra outputs are dropped); flips stay independent per element."""
+        count = len(images)
+        if self.fixed_batch is None or count == self.fixed_batch:
+            return self._run(images, rates, seed)
+        size = self.fixed_batch
+        outputs = []
+        for index, start in enumerate(range(0, count, size)):
+            part = images[start : start + size]
+            if len(part) < size:
+                padding = np.repeat(part[-1:], size - len(part), axis=0)
+                part = np.concatenate([part, padding])
+            outputs.append(self._run(part, rates, run_seed(seed, index))[: count - start])
+        return np.concatenate(outputs)
+
+    def _run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         feeds = {self.input_name: images, SEED_INPUT: np.array(seed, dtype=np.int64)}
         for site in self.sites:
             site_rates = rates.get(site, FlipRates())
-            positive, negative = rate_inputs(site)
+            positive, negative = rate_input_names(site)
             feeds[positive] = np.array(site_rates.pos_to_neg, dtype=np.float32)
             feeds[negative] = np.array(site_rates.neg_to_pos, dtype=np.float32)
         return self.session.run(None, feeds)[0]
@@ -84,4 +99,5 @@ class OnnxRuntimeBackend:
             "graph_optimization": "all",
             "model": self.path,
             "sites": self.sites,
+            "fixed_batch": self.fixed_batch,
         }

@@ -17,28 +17,13 @@ from flatbuffers.table import Table
 from xnorfault.errors import XnorfaultError
 
 TFLITE_IDENTIFIER = b"TFL3"
-INPUT_NAME = "input"
 _SIGNATURE_PREFIX = "serving_default_"
-_RATE_PREFIXES = ("p_flip_pos_", "p_flip_neg_")
-
-
-def rate_input_names(site: str) -> tuple[str, str]:
-    """Inputs of an LCE export that carry a site's flip rates: P(+1→−1) and P(−1→+1)."""
-    return f"{_RATE_PREFIXES[0]}{site}", f"{_RATE_PREFIXES[1]}{site}"
 
 
 def feed_name(tensor_name: str) -> str:
     """The Keras input name behind a converted tensor name:
     ``serving_default_p_flip_pos_act1:0`` → ``p_flip_pos_act1``."""
     return tensor_name.split(":")[0].removeprefix(_SIGNATURE_PREFIX)
-
-
-def rate_input_site(name: str) -> tuple[str, str] | None:
-    """``(site, "pos" | "neg")`` of a rate input name, None for any other input."""
-    for prefix in _RATE_PREFIXES:
-        if name.startswith(prefix):
-            return name.removeprefix(prefix), prefix[len("p_flip_") : -1]
-    return None
 
 
 def _field(table: Table, index: int) -> int:

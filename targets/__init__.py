@@ -124,7 +124,14 @@ def profile_text(name_or_path: str | Path) -> str:
         )
     path = Path(text)
     if path.suffix == ".toml" and path.is_file():
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise XnorfaultError(
+                f"target file {path} is not UTF-8 text: save it as UTF-8 TOML"
+            ) from None
+        except OSError as error:
+            raise XnorfaultError(f"cannot read target file {path}: {error.strerror}") from None
     raise XnorfaultError(
         f"unknown target {text!r}: use one of {', '.join(available_targets())}, raspberry-pi, "
         "or a .toml profile"

@@ -25,3 +25,17 @@ def job_records(folder) -> dict:
 def without_timing(record: dict) -> list[dict]:
     """A job's per-epoch metrics without the wall-clock seconds."""
     return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in record["epochs"]]
+
+
+def train_and_export(folder, *train_args: str) -> None:
+    """Train ``folder/run`` with ``train_args``, export it to ``folder/model.onnx`` with its
+    test set ``folder/test.npz``."""
+    cli_ok("train", *train_args, "--out", str(folder / "run"))
+    cli_ok(
+        "export",
+        str(folder / "run"),
+        "-o",
+        str(folder / "model.onnx"),
+        "--testset",
+        str(folder / "test.npz"),
+    )

@@ -268,3 +268,27 @@ def test_digits_is_embedded_and_split():
 def test_bad_specs(spec, message):
     with pytest.raises(XnorfaultError, match=message):
         load_dataset(spec)
+
+
+def test_cifar_class_names_that_are_not_utf8(tmp_path):
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        (tmp_path / name).write_bytes(cifar_records(2, 10, 1)[0].tobytes())
+    (tmp_path / "batches.meta.txt").write_bytes("caf\xe9\n".encode("latin-1") * 10)
+    with pytest.raises(XnorfaultError, match="batches.meta.txt .*UTF-8"):
+        load_dataset(f"cifar10:{tmp_path}")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a["train-labels-idx1-ubyte"].__setitem__(3, 42), "hold 42, outside the 10"),
+        (lambda a: a.__setitem__("t10k-labels-idx1-ubyte", a["t10k-labels-idx1-ubyte"][:0]), ""),
+    ],
+)
+def test_idx_labels_are_checked_before_training(tmp_path, change, message):
+    arrays = make_idx_folder(tmp_path)
+    change(arrays)
+    for name, array in arrays.items():
+        write_idx(tmp_path / name, array)
+    with pytest.raises(XnorfaultError, match=message or "t10k"):
+        load_dataset(f"mnist:{tmp_path}")

@@ -172,7 +172,7 @@ def test_existing_bundle_is_kept_without_force(trained, run_cli):
     )
     assert code == 2 and "--force" in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
-    assert not list(trained.glob(".bundle.partial-*"))
+    assert not list(trained.glob(".bundle.deploy-staging.*"))
 
 
 def test_deploy_bad_input_is_one_line(trained, run_cli, tmp_path):
@@ -191,3 +191,41 @@ def test_deploy_bad_input_is_one_line(trained, run_cli, tmp_path):
     )
     assert code == 2 and "not a run directory" in err and err.count("\n") == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, tmp_path):
+    """Under umask 027 the new bundle's files are 0640 and its folder 0750 (a bundle follows the
+    umask like any output); a custom target's README names the shipped target.toml."""
+    import os
+    import shutil
+    import stat
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "bundle", bundle)
+    board = tmp_path / "my_board.toml"
+    board.write_text(
+        profile_text("raspberry-pi-4").replace('name = "raspberry-pi-4"', 'name = "my-board"')
+    )
+    previous = os.umask(0o027)
+    try:
+        code, _, err = run_cli(
+            "deploy",
+            str(trained / "run"),
+            "--point",
+            "ber=0",
+            "--target",
+            str(board),
+            "-o",
+            str(bundle),
+            "--force",
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["source_run"]["point"] == "ber=0" and manifest["target"]["name"] == "my-board"
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in bundle.iterdir()} == {0o640}
+    readme = (bundle / "README.md").read_text()
+    assert "--target target.toml" in readme and "--target my-board" not in readme
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "my_board.toml"]

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import cli_ok
+from helpers import cli_ok, train_and_export
 
 from xnorfault.errors import XnorfaultError
 
@@ -17,19 +17,8 @@ TINY = ["--data", "digits", "--limit-train", "300", "--limit-test", "200", "--ba
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
-    for args in (
-        ["train", *TINY, "--ber", "0.04", "--epochs", "2", "--out", str(folder / "run")],
-        [
-            "export",
-            str(folder / "run"),
-            "-o",
-            str(folder / "model.onnx"),
-            "--testset",
-            str(folder / "test.npz"),
-        ],
-        ["inject", str(folder / "model.onnx"), "-o", str(folder / "faulty.onnx"), "--ber", "0.05"],
-    ):
-        cli_ok(*args)
+    train_and_export(folder, *TINY, "--ber", "0.04", "--epochs", "2")
+    cli_ok("inject", str(folder / "model.onnx"), "-o", str(folder / "faulty.onnx"), "--ber", "0.05")
     return folder
 
 
@@ -334,3 +323,24 @@ def test_max_drop_on_a_ber_sweep(run_cli, trained):
             break
         expected = ber
     assert drop["ber"] == expected and drop["ber"] is not None and drop["ber"] < 0.5
+
+
+def test_model_with_a_fixed_batch_of_one_is_fed_image_by_image(run_cli, trained, tmp_path):
+    """A model exported with batch 1 evaluates (no onnxruntime shape error) with the same
+    error-free accuracy as the dynamic-batch export, and flips still cost accuracy."""
+    import onnx
+
+    model = onnx.load(str(trained / "model.onnx"))
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = 1
+    fixed = tmp_path / "batch1.onnx"
+    onnx.save(model, str(fixed))
+    common = ["--data", str(trained / "test.npz"), "--limit", "45", "--repeats", "2"]
+    dynamic = evaluate_json(run_cli, str(trained / "model.onnx"), *common, "--ber", "0")
+    result = evaluate_json(run_cli, str(fixed), *common, "--ber", "0,0.3", "--batch-size", "16")
+    assert result["backend"]["fixed_batch"] == 1
+    assert result["baseline_accuracy"] == dynamic["baseline_accuracy"]
+    assert result["points"][1]["accuracy_mean"] < result["baseline_accuracy"]

@@ -7,16 +7,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 from binomial_bounds import assert_rate
-from helpers import cli_ok
+from helpers import train_and_export
 from onnx import TensorProto, helper, numpy_helper
 
+from xnorfault.contract import rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.inject import (
     inject_flips,
     load_model,
     metadata,
-    rate_inputs,
     run_seed,
     stream_keys,
     uniforms,
@@ -37,15 +37,7 @@ def session(model):
 def exported(tmp_path_factory):
     """A tiny trained LeNet-4 exported to ONNX with its test set."""
     folder = tmp_path_factory.mktemp("export")
-    cli_ok("train", *TINY, "--ber", "0.04", "--epochs", "1", "--out", str(folder / "run"))
-    cli_ok(
-        "export",
-        str(folder / "run"),
-        "-o",
-        str(folder / "model.onnx"),
-        "--testset",
-        str(folder / "test.npz"),
-    )
+    train_and_export(folder, *TINY, "--ber", "0.04", "--epochs", "1")
     return folder
 
 
@@ -158,7 +150,7 @@ def test_zero_rate_is_bit_identical_to_the_clean_model(clean, images):
 def test_rates_are_inputs_with_defaults(clean, images):
     runner = session(inject_flips(clean, FlipRates(0.0, 0.0), expose=True))
     names = [o.name for o in runner.get_outputs()]
-    pos, neg = rate_inputs("act2")
+    pos, neg = rate_input_names("act2")
     feeds = {
         "input": images,
         "flip_seed": np.array(3),

@@ -14,15 +14,24 @@ prepared:
 * ``README.md`` (the commands to run on the target) and ``manifest.json`` (sha256 of every file,
   source run, parity of the export).
 
-The bundle is assembled in a temporary folder beside the output and renamed into place, so an
-interrupted deploy leaves no half bundle.
+The bundle is assembled in a staging folder beside the output and moved into place in one
+atomic step (an exchange of the two folder names where the system has ``renameat2``), so a
+deploy killed at any moment leaves the old bundle or the new one, never half of one and never
+neither. Staging folders of killed deploys are removed by the next deploy to the same output.
+``--force`` replaces only a folder that is recognisably an earlier bundle: its
+``manifest.json`` is a bundle manifest and lists every file the folder holds. An output that is,
+contains or lies inside the source run is refused, so a deploy can never delete a run.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +39,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.io import process_alive
+
+BUNDLE_FORMAT = "xnorfault-bundle/1"
+STAGING_TAG = ".deploy-staging."
 
 # What the deployed side imports; their own dependencies are added by walking the metadata.
 DEPLOYED_REQUIREMENTS = (
@@ -117,7 +130,9 @@ def build_wheel(destination: Path, wheel: Path | None = None) -> Path:
         return Path(shutil.move(str(built[0]), destination / built[0].name))
 
 
-def _readme(target, wheel_name: str, device_name: str, lce: bool, summary: dict) -> str:
+def _readme(
+    target, target_option: str, wheel_name: str, device_name: str, lce: bool, summary: dict
+) -> str:
     batches = ",".join(str(b) for b in target.latency_batches)
     lines = [
         f"# xnorfault bundle for {target.description}",
@@ -133,14 +148,14 @@ def _readme(target, wheel_name: str, device_name: str, lce: bool, summary: dict)
         "python3 -m venv ~/xnorfault-env",
         f"~/xnorfault-env/bin/pip install -r requirements-aarch64.txt {wheel_name}",
         "# error-free accuracy and latency",
-        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target.name} --ber 0",
+        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} --ber 0",
         "# accuracy under a write-voltage sweep of the MRAM device, with latency",
-        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target.name} \\",
+        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} \\",
         "    --device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
         f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",
         "```",
         "",
-        f"`--target {target.name}` sets {target.threads} threads and latency batch size(s) {batches} "
+        f"`--target {target_option}` sets {target.threads} threads and latency batch size(s) {batches} "
         "and records the profile and the machine the evaluation ran on in the JSON.",
     ]
     if lce:
@@ -152,7 +167,7 @@ def _readme(target, wheel_name: str, device_name: str, lce: bool, summary: dict)
             "aarch64 from the Larq Compute Engine releases, then:",
             "",
             "```sh",
-            f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target.name} --ber 0,0.01 \\",
+            f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} --ber 0,0.01 \\",
             "    --backend lce-benchmark --lce-benchmark-binary ./lce_benchmark_model --lce-model model.tflite",
             "```",
             "",
@@ -170,6 +185,126 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_bundle_output(output: Path, run_dir: Path, force: bool) -> None:
+    """Refuse an output that could destroy what deploy did not create: the source run, a folder
+    holding it or one inside it, and (without ``force``, or when it is not an earlier bundle) a
+    non-empty folder."""
+    resolved, run = output.resolve(), Path(run_dir).resolve()
+    if resolved == run or run in resolved.parents or resolved in run.parents:
+        raise XnorfaultError(
+            f"-o {output} is, holds or lies inside the source run {run_dir}: write the bundle to a "
+            "folder outside the run"
+        )
+    if output.exists() and not output.is_dir():
+        raise XnorfaultError(f"{output} exists and is not a folder: give a folder for the bundle")
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not force:
+        raise XnorfaultError(
+            f"{output} is not empty: choose a new folder or pass --force to replace an earlier bundle"
+        )
+    foreign = bundle_strangers(output)
+    if foreign is None:
+        raise XnorfaultError(
+            f"{output} is not a bundle of xnorfault deploy (no bundle manifest.json): --force "
+            "replaces only an earlier bundle; choose a new folder"
+        )
+    if foreign:
+        raise XnorfaultError(
+            f"{output} holds files its bundle manifest does not list ({', '.join(foreign[:5])}): "
+            "--force would delete them; move them out or choose a new folder"
+        )
+
+
+def bundle_strangers(folder: Path) -> list[str] | None:
+    """Entries of ``folder`` that its bundle manifest does not list (``[]``: a pristine bundle),
+    or ``None`` when ``folder`` holds no readable bundle manifest."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        return None
+    listed = set(manifest.get("files") or {}) | {"manifest.json"}
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name not in listed or not entry.is_file() or entry.is_symlink()
+    )
+
+
+def _staging_prefix(output: Path) -> str:
+    return f".{output.name}{STAGING_TAG}{socket.gethostname()}.{os.getpid()}."
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Remove the staging folders that deploys to ``output`` killed on this host left beside it
+    (their process is gone): a half-built bundle, or the earlier bundle an exchange moved out.
+    Folders of deploys still running, and of other hosts, are left alone."""
+    removed = []
+    host = socket.gethostname()
+    prefix = f".{output.name}{STAGING_TAG}{host}."
+    if not output.parent.is_dir():
+        return removed
+    for entry in output.parent.iterdir():
+        if not entry.name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
+            continue
+        pid_text = entry.name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or process_alive(int(pid_text)):
+            continue
+        retired = entry / output.name
+        if not output.exists() and retired.is_dir():
+            retired.rename(output)  # a fallback replace was killed between its two renames
+        shutil.rmtree(entry)
+        removed.append(entry)
+    return removed
+
+
+def exchange_folders(first: Path, second: Path) -> bool:
+    """Swap two folder names in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+    Returns False where the system or file system cannot, so the caller falls back."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_current_folder, rename_exchange = -100, 2
+    result = renameat2(
+        at_current_folder,
+        os.fsencode(first),
+        at_current_folder,
+        os.fsencode(second),
+        ctypes.c_uint(rename_exchange),
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def move_into_place(staging: Path, output: Path) -> None:
+    """Put the finished bundle ``staging`` at ``output``, replacing an earlier bundle there.
+
+    With an exchange the old bundle ends up in ``staging`` in the same step, then is removed; a
+    kill at any point leaves one complete bundle at ``output``. Without one, the old bundle is
+    moved into the staging folder first and the new one renamed into place; a kill between the
+    two renames is repaired by :func:`remove_stale_staging` on the next deploy, which moves the
+    old bundle back."""
+    if not output.exists():
+        staging.rename(output)
+        return
+    if exchange_folders(staging, output):
+        shutil.rmtree(staging)
+        return
+    holder = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
+    output.rename(holder / output.name)
+    staging.rename(output)
+    shutil.rmtree(holder)
+
+
 def deploy(
     run_dir,
     output,
@@ -183,42 +318,47 @@ def deploy(
 ) -> dict:
     """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the manifest."""
     from xnorfault import __version__
+    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY
     from xnorfault.exporters.onnx import export_run
     from xnorfault.faults import FlipRates
     from xnorfault.inject import inject_flips, load_model, metadata
-    from xnorfault.io import atomic_write_text
+    from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device
     from xnorfault.mram.device import preset_toml
-    from xnorfault.targets import load_target, profile_text
+    from xnorfault.targets import ALIASES, available_targets, load_target, profile_text
 
     target = load_target(target_name)
+    # a built-in profile is known by name on the target too; a custom one travels as target.toml
+    builtin = str(target_name) in available_targets() or str(target_name) in ALIASES
+    target_option = target.name if builtin else "target.toml"
     if target.name == "host":
         raise XnorfaultError(
             "deploy needs a device target such as raspberry-pi-4 (host is for evaluate --target)"
         )
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise XnorfaultError(f"{output} exists and is not a folder: give a folder for the bundle")
-    if output.is_dir() and any(output.iterdir()) and not force:
-        raise XnorfaultError(
-            f"{output} is not empty: choose a new folder or pass --force to replace it"
-        )
+    remove_stale_staging(output)
+    check_bundle_output(output, Path(run_dir), force)
     mtj = load_device(device)
     device_text = (
         preset_toml(device)
         if str(device) in available_devices()
         else Path(device).read_text(encoding="utf-8")
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    ensure_folder(output.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
+    except OSError as error:
+        raise XnorfaultError(
+            f"cannot write a bundle into {output.parent}: {error.strerror}"
+        ) from None
     try:
         summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
         clean = load_model(staging / "model.onnx")
         injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
         (staging / "model.onnx").write_bytes(injected.SerializeToString())
         props = metadata(clean)
-        model_info = json.loads(props["xnorfault.source_run"])
-        model_name = json.loads(props["xnorfault.model"])["name"]
+        model_info = json.loads(props[SOURCE_RUN_KEY])
+        model_name = json.loads(props[MODEL_KEY])["name"]
         lce_summary = None
         if lce:
             from xnorfault.exporters.lce import export_lce_run
@@ -242,10 +382,10 @@ def deploy(
             "test_images": summary["test_images"],
         }
         (staging / "README.md").write_text(
-            _readme(target, built.name, mtj.name, lce, readme_summary)
+            _readme(target, target_option, built.name, mtj.name, lce, readme_summary)
         )
         manifest = {
-            "format": "xnorfault-bundle/1",
+            "format": BUNDLE_FORMAT,
             "xnorfault_version": __version__,
             "target": target.to_dict(),
             "source_run": model_info,
@@ -273,17 +413,9 @@ def deploy(
             },
         }
         atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        # temporary files are private; a bundle is meant to be copied and read by others
-        staging.chmod(0o755)
-        for path in staging.iterdir():
-            path.chmod(0o644)
-        if output.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            output.rename(retired / output.name)
-            staging.rename(output)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(output)
+        # mkdtemp makes a private folder; the bundle folder follows the umask like any other
+        staging.chmod(0o777 & ~current_umask())
+        move_into_place(staging, output)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

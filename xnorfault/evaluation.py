@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from xnorfault.contract import PREPROCESSING_KEY
+from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.inject import run_seed
@@ -89,9 +91,19 @@ class Campaign:
     """Runs a backend over a test set; every batch run gets the next seed of the campaign."""
 
     def __init__(
-        self, backend, images: np.ndarray, labels: np.ndarray, seed: int, batch_size: int = 256
+        self,
+        backend,
+        images: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        batch_size: int = 256,
+        labels_source: str = "test labels",
     ):
         check_inputs(backend, images, labels)
+        # one image through the model before the long work: it runs at all, and its output
+        # width is the number of classes the labels must index
+        num_classes = int(np.asarray(backend.run(images[:1], {}, 0)).shape[-1])
+        check_labels(labels, num_classes, labels_source)
         self.backend = backend
         self.images = images
         self.labels = labels
@@ -150,7 +162,10 @@ class Campaign:
 
 
 def check_inputs(backend, images: np.ndarray, labels: np.ndarray) -> None:
-    """Shape and dtype of the test set against the model's input, with a clear error."""
+    """Shape and dtype of the test set against the model's input, with a clear error; no NaN or
+    infinite pixel, at least one image, integer labels."""
+    if images.shape[:1] == (0,) or labels.size == 0:
+        raise XnorfaultError("the test set holds no images: give at least one image and label")
     if images.dtype != np.float32:
         raise XnorfaultError(
             f"test images are {images.dtype}, the model takes float32: export the test set with 'xnorfault export --testset'"
@@ -164,6 +179,13 @@ def check_inputs(backend, images: np.ndarray, labels: np.ndarray) -> None:
         )
     if labels.shape != (images.shape[0],):
         raise XnorfaultError(f"{images.shape[0]} test images but labels of shape {labels.shape}")
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        shown = ", ".join(str(i) for i in bad[:5]) + (", …" if bad.size > 5 else "")
+        raise XnorfaultError(
+            f"test images {shown} hold NaN or infinite pixels ({bad.size} of {len(images)}): mend or drop them"
+        )
 
 
 def rates_everywhere(sites, rates: FlipRates) -> dict[str, FlipRates]:
@@ -291,30 +313,47 @@ def load_test_set(spec: str, backend, limit: int | None = None) -> tuple[np.ndar
     from pathlib import Path
 
     if spec.endswith(".npz"):
-        path = Path(spec)
-        if not path.is_file():
-            raise XnorfaultError(f"test set {path} not found")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "x" not in data or "y" not in data:
-                    raise XnorfaultError(
-                        f"{path} lacks the arrays x and y (write it with 'xnorfault export --testset')"
-                    )
-                images, labels = data["x"], data["y"]
-        except (OSError, ValueError) as error:
-            raise XnorfaultError(f"{path} is not a readable .npz file ({error})") from None
+        images, labels = read_test_npz(Path(spec))
     else:
         images, labels = _preprocess_dataset(spec, backend)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    check_labels(labels, None, "test labels")  # their range is checked against the model
     return images, labels.astype(np.int64)
+
+
+def read_test_npz(path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``x`` and labels ``y`` of a preprocessed test set, read without pickles; a
+    missing, empty, truncated or foreign file is a one-line error."""
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise XnorfaultError(f"test set {path} not found")
+    if path.stat().st_size == 0:
+        raise XnorfaultError(
+            f"test set {path} is empty (0 bytes): write it again with 'xnorfault export --testset'"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or "x" not in data.files or "y" not in data.files:
+                raise XnorfaultError(
+                    f"{path} lacks the arrays x and y (write it with 'xnorfault export --testset')"
+                )
+            return data["x"], data["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, XnorfaultError):
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise XnorfaultError(f"{path} is not a readable .npz file ({reason})") from None
 
 
 def _preprocess_dataset(spec: str, backend) -> tuple[np.ndarray, np.ndarray]:
     import json
 
     preprocessing = (
-        backend.metadata.get("xnorfault.preprocessing") if hasattr(backend, "metadata") else None
+        backend.metadata.get(PREPROCESSING_KEY) if hasattr(backend, "metadata") else None
     )
     if preprocessing is None:
         raise XnorfaultError(

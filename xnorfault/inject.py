@@ -46,22 +46,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from xnorfault.contract import INJECTED_KEY, SEED_INPUT, SITES_KEY, rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
 
-SEED_INPUT = "flip_seed"
 FLIP_PREFIX = "xnorfault/flip/"
 TENSOR_PREFIX = "xnorfault_flip."
-INJECTED_KEY = "xnorfault.injected"
-SITES_KEY = "xnorfault.binary_sites"
 GOLDEN = 0x9E3779B97F4A7C15
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 MIX_SHIFTS = (30, 27, 31)
-
-
-def rate_inputs(site: str) -> tuple[str, str]:
-    """Names of the graph inputs holding a site's flip rates (+1→−1, −1→+1)."""
-    return f"p_flip_pos.{site}", f"p_flip_neg.{site}"
 
 
 def flipped_name(site: str) -> str:
@@ -270,7 +263,7 @@ def strip_flips(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     sites = json.loads(info)["sites"]
     rename = {flipped_name(site): site for site in sites}
-    removed_inputs = {SEED_INPUT} | {name for site in sites for name in rate_inputs(site)}
+    removed_inputs = {SEED_INPUT} | {name for site in sites for name in rate_input_names(site)}
     kept = [n for n in model.graph.node if not n.name.startswith(FLIP_PREFIX)]
     for node in kept:
         for i, name in enumerate(node.input):
@@ -375,6 +368,7 @@ def inject_flips(
         chosen = [s for s in found if s in sites]
     else:
         chosen = found
+    _check_site_types(model, chosen)
     site_rates = {site: _rates_for(rates, site) for site in chosen}
 
     g = _Nodes([], [])
@@ -425,7 +419,7 @@ def inject_flips(
     new_initializers = [numpy_helper.from_array(np.array(-1, np.int64), SEED_INPUT)]
     one_f64 = g.const("f64_one", 1.0, np.float64)
     for position, site in enumerate(chosen):
-        pos_name, neg_name = rate_inputs(site)
+        pos_name, neg_name = rate_input_names(site)
         for name, value in (
             (pos_name, site_rates[site].pos_to_neg),
             (neg_name, site_rates[site].neg_to_pos),
@@ -461,7 +455,7 @@ def inject_flips(
         "sites": chosen,
         "rates": {site: r.to_dict() for site, r in site_rates.items()},
         "seed_input": SEED_INPUT,
-        "generator": "splitmix-lowbias32 counter hash, geometric skipping",
+        "generator": "SplitMix64 counter-based generator, geometric skipping",
         "source": source or (rates.source if isinstance(rates, FaultSpec) else {}),
     }
     props = {p.key: p.value for p in model.metadata_props}
@@ -470,6 +464,33 @@ def inject_flips(
     helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     return model
+
+
+def _check_site_types(model: onnx.ModelProto, sites: list[str]) -> None:
+    """The flip subgraph multiplies float32 tensors: refuse sites of any other element type
+    (a float64 model would otherwise yield a file onnxruntime cannot load)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as error:  # onnx raises InferenceError and plain RuntimeErrors
+        raise XnorfaultError(
+            f"the model does not pass ONNX shape inference ({type(error).__name__}): check it with onnx.checker"
+        ) from None
+    graph = inferred.graph
+    types = {
+        value.name: value.type.tensor_type.elem_type
+        for value in [*graph.value_info, *graph.output, *graph.input]
+    }
+    wrong = {
+        site: TensorProto.DataType.Name(types[site])
+        for site in sites
+        if types.get(site, TensorProto.UNDEFINED) not in (TensorProto.UNDEFINED, TensorProto.FLOAT)
+    }
+    if wrong:
+        listed = ", ".join(f"{site} ({kind.lower()})" for site, kind in wrong.items())
+        raise XnorfaultError(
+            f"binary site(s) {listed} are not float32: xnorfault injects flips into float32 "
+            "activations; export the model in float32"
+        )
 
 
 def _rates_for(rates, site: str) -> FlipRates:

@@ -1,14 +1,19 @@
 """Atomic file output: a result is either absent or complete, never half written.
 
 Each writer writes to a temporary file in the destination's folder, flushes it to disk and
-renames it over the destination (``os.replace`` is atomic on POSIX and Windows).
+renames it over the destination (``os.replace`` is atomic on POSIX and Windows). The file gets
+the mode a plain ``open()`` would give it (``0o666`` less the umask), or keeps the mode of the
+file it replaces. Temporaries are named ``.NAME.HOST.PID.RANDOM.tmp`` so that a later run can
+tell the leftovers of a killed writer (its process is gone) from a writer still at work.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -20,24 +25,103 @@ from xnorfault.errors import XnorfaultError
 TEMPORARY_SUFFIX = ".tmp"
 
 
+def current_umask() -> int:
+    """The process's umask (read from ``/proc`` where possible: setting it to read it back is
+    not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode(existing: Path | None = None) -> int:
+    """The mode a new file gets from ``open()`` (``0o666 & ~umask``), or that of ``existing``."""
+    if existing is not None:
+        try:
+            return stat.S_IMODE(existing.stat().st_mode)
+        except OSError:
+            pass
+    return 0o666 & ~current_umask()
+
+
+def temporary_prefix(name: str) -> str:
+    """Prefix of this process's temporaries for ``name``: ``.NAME.HOST.PID.``."""
+    return f".{name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _output_error(path: Path, error: OSError) -> XnorfaultError:
+    reason = error.strerror or type(error).__name__
+    return XnorfaultError(
+        f"cannot write {path}: {reason} (choose a writable folder, or mend its permissions)"
+    )
+
+
+def ensure_folder(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents), with a one-line error when that is impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise XnorfaultError(
+            f"cannot create folder {folder}: {error.strerror or type(error).__name__}"
+        ) from None
+    return folder
+
+
+def check_output_file(path: str | Path, option: str = "output") -> Path:
+    """Check, before any long work, that ``path`` can be written as a file: it is not a folder,
+    and its folder (or the nearest existing ancestor, which the write would create folders in)
+    accepts new files. The check writes and removes a temporary file of its own, so it holds for
+    root and read-only file systems alike; nothing at ``path`` is created or changed."""
+    path = Path(path)
+    if path.is_dir():
+        raise XnorfaultError(f"{option} {path} is a folder: give a file name")
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise XnorfaultError(f"{option} {path}: {folder} is not a folder")
+    try:
+        descriptor, probe = tempfile.mkstemp(
+            prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=folder
+        )
+    except OSError as error:
+        raise _output_error(path, error) from None
+    os.close(descriptor)
+    os.unlink(probe)
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(file)`` on a temporary binary file, then move it to ``path`` atomically."""
     path = Path(path)
+    ensure_folder(path.parent)
+    mode = default_file_mode(path if path.is_file() else None)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent
+        )
     except OSError as error:
-        raise XnorfaultError(f"cannot create folder {path.parent}: {error.strerror}") from None
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+        raise _output_error(path, error) from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, XnorfaultError):
+            raise _output_error(path, error) from None
         raise
     return path
 
@@ -47,9 +131,12 @@ def folder_lock(folder: str | Path, name: str = ".lock"):
     """An exclusive advisory lock (``flock``) on ``folder/name`` for the duration of the block:
     serialises read-merge-write sequences of processes sharing a folder on one machine or a
     filesystem with working ``flock`` (local disks; most cluster filesystems)."""
-    path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    path = ensure_folder(folder) / name
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise _output_error(path, error) from None
+    with handle:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: atomic replaces still protect each file
@@ -73,14 +160,15 @@ def remove_stale_temporaries(folder: str | Path) -> int:
             pid = int(parts[-3])
         except (IndexError, ValueError):
             continue
-        if f".{host}.{pid}." not in path.name or _alive(pid):
+        if f".{host}.{pid}." not in path.name or process_alive(pid):
             continue
         path.unlink(missing_ok=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -95,9 +183,26 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def finite_json(data):
+    """``data`` with every non-finite float (NaN, ±inf) replaced by ``None``: strict JSON, which
+    ``json.dumps`` would otherwise break with bare ``NaN`` tokens."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    return data
+
+
+def json_text(data) -> str:
+    """Indented, strict JSON (no ``NaN``) of ``data``."""
+    return json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | Path, data) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented strict JSON to ``path`` atomically (non-finite floats as null)."""
+    return atomic_write_text(path, json_text(data))
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
@@ -112,6 +217,12 @@ def figure_format(path: str | Path) -> str:
             + ", ".join(f".{ext}" for ext in FIGURE_FORMATS)
         )
     return image_format
+
+
+def check_figure_output(path: str | Path, option: str = "--output") -> Path:
+    """Before any work: ``path`` names a figure format and can be written."""
+    figure_format(path)
+    return check_output_file(path, option)
 
 
 def atomic_save_figure(figure, path: str | Path, **savefig_kwargs) -> Path:

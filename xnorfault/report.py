@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from scipy import stats
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation import summarise
+from xnorfault.training.records import read_json_object
 
 # The paper's findings (arXiv:1905.10927, §I-II, Figs. 1-4), per model and dataset family.
 PAPER_FINDINGS = {
@@ -218,13 +218,16 @@ def _evaluation_section(result: dict) -> list[str]:
 def load_evaluations(paths) -> list[dict]:
     results = []
     for path in paths:
-        try:
-            result = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise XnorfaultError(
-                f"cannot read evaluation {path}: {error} (write it with 'xnorfault evaluate … --json > FILE')"
-            ) from None
-        if "points" not in result or "baseline_accuracy" not in result:
+        result = read_json_object(
+            path,
+            "the JSON output of 'xnorfault evaluate'",
+            "write it with 'xnorfault evaluate … --json > FILE'",
+        )
+        if (
+            not isinstance(result.get("points"), list)
+            or "baseline_accuracy" not in result
+            or "baseline_accuracy" not in result
+        ):
             raise XnorfaultError(f"{path} is not the JSON output of 'xnorfault evaluate'")
         results.append(result)
     return results

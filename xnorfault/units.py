@@ -89,8 +89,26 @@ def parse_probability(text: str | float, what: str = "WER") -> float:
     return value
 
 
+def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (batch sizes, epochs) from ``"256"``."""
+    raw = str(text).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise XnorfaultError(
+            f"cannot read {what} {text!r}: write a whole number, e.g. 256"
+        ) from None
+    if value < minimum:
+        raise XnorfaultError(f"{what} must be at least {minimum}, got {value}")
+    return value
+
+
+MAX_LIST_LENGTH = 10_000  # a sweep longer than this is a typo (a step in the wrong unit)
+
+
 def parse_list(text: str, parse_one) -> list[float]:
-    """A comma-separated list, or a range ``start:stop:step`` with ``stop`` included."""
+    """A comma-separated list, or a range ``start:stop:step`` with ``stop`` included; at most
+    :data:`MAX_LIST_LENGTH` values."""
     text = str(text).strip()
     if ":" in text:
         parts = text.split(":")
@@ -101,11 +119,18 @@ def parse_list(text: str, parse_one) -> list[float]:
         start, stop, step = (parse_one(p) for p in parts)
         if step <= 0 or stop < start:
             raise XnorfaultError(f"range {text!r} needs start <= stop and a positive step")
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        ratio = (stop - start) / step
+        if not math.isfinite(ratio) or ratio >= MAX_LIST_LENGTH:
+            raise XnorfaultError(
+                f"range {text!r} has more than {MAX_LIST_LENGTH} values: use a larger step"
+            )
+        count = int(math.floor(ratio + 1e-9)) + 1
         return [start + i * step for i in range(count)]
     items = [item for item in text.split(",") if item.strip()]
     if not items:
         raise XnorfaultError("empty list: give at least one value, e.g. 0.5,0.6")
+    if len(items) > MAX_LIST_LENGTH:
+        raise XnorfaultError(f"list of {len(items)} values: give at most {MAX_LIST_LENGTH}")
     return [parse_one(item) for item in items]
 
 

@@ -7,6 +7,7 @@ machine-readable output on stdout.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from typer.exceptions import Abort, TyperException
@@ -62,6 +63,7 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI, turning bad input into one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
+    warnings.showwarning = _show_warning
     try:
         result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
     except XnorfaultError as error:
@@ -72,13 +74,24 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         _fail(error.format_message().replace("\n", " ") + hint)
-    except Abort:
+    except Abort as abort:
+        # click turns any EOFError into Abort; only an interrupt is a user's abort
+        cause = abort.__cause__ or abort.__context__
+        if isinstance(cause, EOFError):
+            _fail(
+                f"a file ended before its content did ({cause or 'EOFError'}): it is truncated or empty"
+            )
         print("aborted", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach the user as one line on stderr, without the source location."""
+    print(f"warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
 
 def _fail(message: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.io import json_text
 from xnorfault.mram import MTJ, load_device
 
 # Tables stay readable when piped (rich falls back to 80 columns without a terminal).
@@ -65,18 +65,8 @@ def parse_rate(value, option: str) -> float:
 
 
 def emit_json(data) -> None:
-    """Print ``data`` as JSON on stdout (non-finite floats become null)."""
-    sys.stdout.write(json.dumps(_finite(data), indent=2) + "\n")
-
-
-def _finite(data):
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {key: _finite(value) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(value) for value in data]
-    return data
+    """Print ``data`` as strict JSON on stdout (non-finite floats become null)."""
+    sys.stdout.write(json_text(data))
 
 
 def sci(value: float, digits: int = 3) -> str:

@@ -18,7 +18,7 @@ from xnorfault.cli._common import (
     progress_bar,
 )
 from xnorfault.errors import XnorfaultError
-from xnorfault.units import parse_duration, parse_list, parse_voltage
+from xnorfault.units import parse_count, parse_duration, parse_list, parse_voltage
 
 
 def evaluate_command(
@@ -110,7 +110,7 @@ def evaluate_command(
         voltage_points,
     )
     from xnorfault.faults import FlipRates
-    from xnorfault.io import atomic_write_text, figure_format
+    from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
     from xnorfault.runtimes import open_backend
 
     if ber is not None and voltage is not None:
@@ -120,7 +120,9 @@ def evaluate_command(
     if max_drop is not None:
         parse_rate(max_drop, "--max-drop")
     if plot_path is not None:
-        figure_format(plot_path)
+        check_figure_output(plot_path, "--plot")
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
     from xnorfault.targets import load_target, machine_description
 
     profile = load_target(target) if target is not None else None
@@ -130,9 +132,9 @@ def evaluate_command(
         if batch is None:
             batch = ",".join(str(b) for b in profile.latency_batches)
     batch_size = batch_size or 256
-    latency_batches = [] if batch is None else [int(b) for b in parse_list(batch, float)]
-    if any(b < 1 for b in latency_batches):
-        raise XnorfaultError("--batch sizes must be positive")
+    latency_batches = (
+        [] if batch is None else parse_list(batch, lambda text: parse_count(text, "--batch size"))
+    )
     runner = open_backend(model, backend, threads, lce_benchmark_binary, lce_model)
     try:
         images, labels = load_test_set(data, runner, limit)
@@ -151,7 +153,7 @@ def evaluate_command(
                 from xnorfault.evaluation import SweepPoint
 
                 points = [SweepPoint("injected", rates)]
-        campaign = Campaign(runner, images, labels, seed, batch_size)
+        campaign = Campaign(runner, images, labels, seed, batch_size, f"{data}: labels (y)")
         with progress_bar(disabled=as_json) as progress:
             result = evaluate(
                 campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress

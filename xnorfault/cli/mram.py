@@ -114,10 +114,10 @@ def curve_command(
 
     Example: xnorfault mram curve -o fig5.png --closed-form
     """
-    from xnorfault.io import figure_format
+    from xnorfault.io import check_figure_output
     from xnorfault.plots import plot_write_voltage_vs_pulse, write_voltage_curves
 
-    figure_format(output)
+    check_figure_output(output)
     mtj = device_from_option(device)
     targets = parse_list(wer, parse_probability)
     with console.status("solving the Fokker–Planck equation…") if not as_json else nullcontext():

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json, parse_rate
 from xnorfault.errors import XnorfaultError
+from xnorfault.io import check_output_file
 from xnorfault.units import parse_duration, parse_voltage
 
 
@@ -54,6 +55,9 @@ def export_command(
         )
     if testset is not None and testset.suffix != ".npz":
         raise XnorfaultError(f"--testset {testset} should end in .npz")
+    check_output_file(output, "--output")
+    if testset is not None:
+        check_output_file(testset, "--testset")
     if format == "lce":
         _export_lce(run, output, point, repeat, testset, flip_seed, as_json)
         return
@@ -123,6 +127,7 @@ def inject_command(
     Examples: xnorfault inject model.onnx -o faulty.onnx --ber 0.01;
     xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --device paper
     """
+    from xnorfault.contract import INJECTED_KEY
     from xnorfault.faults import FlipRates
     from xnorfault.inject import inject_flips, load_model, metadata
     from xnorfault.io import atomic_write
@@ -166,12 +171,13 @@ def inject_command(
         )
         source = {"kind": "rates", **rates.to_dict()}
     sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
+    check_output_file(output, "--output")
     clean = load_model(model)
     injected = inject_flips(clean, rates, sites=sites, source=source)
     atomic_write(output, lambda handle: handle.write(injected.SerializeToString()))
     import json
 
-    info = json.loads(metadata(injected)["xnorfault.injected"])
+    info = json.loads(metadata(injected)[INJECTED_KEY])
     summary = {
         "output": str(output),
         "sites": info["sites"],

@@ -10,7 +10,7 @@ from rich.table import Table
 from xnorfault.cli._common import JSON_OPTION, console, emit_json, parse_rate, progress_bar
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
-from xnorfault.units import parse_duration, parse_list, parse_voltage
+from xnorfault.units import parse_count, parse_duration, parse_list, parse_voltage
 
 
 def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
@@ -75,6 +75,11 @@ def build_fault_points(
     if voltage_schedule is not None:
         device = load_device(device_name)
         volts = parse_list(voltage_schedule, parse_voltage)
+        if len(volts) > epochs:
+            raise XnorfaultError(
+                f"--voltage-schedule gives {len(volts)} voltages for {epochs} epoch(s): give one "
+                "per epoch at most (the last holds for later epochs), or raise --epochs"
+            )
         spec = FaultSpec.voltage_schedule(device, volts, parse_duration(pulse), **extra)
         return [FaultPoint("voltage-schedule", spec)]
     values = parse_list(ber if ber is not None else "0", lambda text: parse_rate(text, "--ber"))
@@ -238,7 +243,9 @@ def train_command(
         batch_size=batch_size,
         learning_rate=lr,
         weight_decay=weight_decay,
-        milestones=None if milestones is None else [int(m) for m in parse_list(milestones, float)],
+        milestones=None
+        if milestones is None
+        else parse_list(milestones, lambda text: parse_count(text, "--milestones epoch")),
         gradient=gradient,
         weight_scaling=weight_scaling,
         input_size=input_size,
@@ -345,11 +352,11 @@ def plot_command(
 
     Example: xnorfault plot runs/fm -o fig1.png
     """
-    from xnorfault.io import figure_format
+    from xnorfault.io import check_figure_output
     from xnorfault.plots import plot_accuracy_vs_epoch
     from xnorfault.training.records import load_record
 
-    figure_format(output)
+    check_figure_output(output)
     if band not in ("std", "minmax"):
         raise XnorfaultError(f"unknown --band {band!r}: use std or minmax")
     record = load_record(run)
@@ -378,19 +385,23 @@ def report_command(
 
     Example: xnorfault report runs/fm --evaluation eval_ber0.json --evaluation eval_ber4.json -o REPORT.md --csv curves.csv
     """
-    import json as json_module
-
-    from xnorfault.io import atomic_write_text
+    from xnorfault.io import atomic_write_text, check_output_file
     from xnorfault.plots import plot_accuracy_vs_epoch
     from xnorfault.report import build_report, curves_csv, load_evaluations
-    from xnorfault.training.records import load_record
+    from xnorfault.training.records import load_record, read_json_object
 
     if output.suffix.lower() != ".md":
         raise XnorfaultError(f"--output {output} should end in .md")
+    check_output_file(output, "--output")
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
     record = load_record(run)
     merged = run / "record.json"
     if merged.exists():
-        record = {**json_module.loads(merged.read_text()), **record}
+        full = read_json_object(
+            merged, "the merged record of a training run", "run the training command again"
+        )
+        record = {**full, **record}
     evaluations = load_evaluations(evaluation)
     figure = output.with_name(output.stem + "_accuracy_vs_epoch.png")
     plot_accuracy_vs_epoch(record, figure)

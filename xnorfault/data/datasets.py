@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from xnorfault.data import formats
+from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
 
 DATASET_KINDS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder")
@@ -89,6 +90,26 @@ class Dataset:
                 list(pool.map(lambda path: formats.read_image(path, size, self.channels), chosen))
             )
 
+    def validate(self) -> None:
+        """Refuse data that would train or test silently wrong: an empty split, labels that are
+        not integers or lie outside the classes, images that are not uint8 (N, C, H, W)."""
+        where = self.source.get("folder") or self.name
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            if len(split) == 0:
+                raise XnorfaultError(
+                    f"{where}: the {split_name} split holds no images; give a dataset with both splits"
+                )
+            check_labels(split.labels, self.num_classes, f"{where}: {split_name} labels")
+            if split.images is not None and (
+                split.images.dtype != np.uint8
+                or split.images.ndim != 4
+                or split.images.shape[0] != len(split)
+            ):
+                raise XnorfaultError(
+                    f"{where}: {split_name} images are {split.images.dtype} {split.images.shape}, "
+                    f"expected uint8 N×C×H×W with N = {len(split)} labels"
+                )
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -150,6 +171,7 @@ def load_dataset(
         raise XnorfaultError("--classes picks class subsets of image folders only")
     if kind != "svhn" and extra:
         raise XnorfaultError("--extra applies to svhn only")
+    dataset.validate()
     dataset.compute_statistics()
     return dataset
 
@@ -190,7 +212,14 @@ def _idx(kind: str, folder: Path) -> Dataset:
 
     def read(stem: str) -> np.ndarray:
         path = formats.find_file(folder, [stem, stem + ".gz"], f"{kind} needs {expected}")
-        return formats.read_idx(path)
+        array = formats.read_idx(path)
+        if "labels" in stem:
+            check_labels(array, 10, f"{path}: labels")
+        elif array.dtype != np.uint8:
+            raise XnorfaultError(
+                f"{path}: images are {array.dtype}, expected unsigned bytes (IDX type 0x08)"
+            )
+        return array
 
     train_x, train_y, test_x, test_y = (
         read(s)
@@ -246,7 +275,13 @@ def _cifar(kind: str, folder: Path) -> Dataset:
 def _cifar_classes(base: Path, hundred: bool, count: int) -> list[str]:
     for meta in ("batches.meta.txt", "fine_label_names.txt"):
         if (base / meta).is_file():
-            names = [n.strip() for n in (base / meta).read_text().splitlines() if n.strip()]
+            try:
+                text = (base / meta).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                raise XnorfaultError(
+                    f"cannot read the class names in {base / meta} ({error}): it should be UTF-8 text, one name a line"
+                ) from None
+            names = [n.strip() for n in text.splitlines() if n.strip()]
             if len(names) == count:
                 return names
     for meta in ("batches.meta", "meta"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import struct
 from pathlib import Path
@@ -43,7 +44,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise XnorfaultError(f"{path} is truncated (IDX header)")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    # Python integers: a forged header (2^31 × 2^31 images) must not wrap around in int64
+    expected = math.prod(shape) * dtype.itemsize
     if len(raw) - header != expected:
         raise XnorfaultError(
             f"{path} is truncated or padded: header says {shape} ({expected} bytes), found {len(raw) - header}"

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,25 @@ from xnorfault.mram import switching
 from xnorfault.units import format_duration, format_voltage, parse_duration, parse_voltage
 
 Direction = Literal["p_to_ap", "ap_to_p"]
+
+# Without these a device file does not describe a junction's switching at all.
+REQUIRED_DEVICE_KEYS = ("switching.delta", "switching.tau_d", "switching.vc0_p_to_ap")
+# These may be left out: they keep the paper's values, and the device says which it defaulted.
+# (vc0_ap_to_p defaults to vc0_p_to_ap, a symmetric junction; max_pulse bounds the solver only.)
+DEFAULTED_DEVICE_KEYS = (
+    "breakdown.vbd",
+    "breakdown.gamma",
+    "breakdown.time_at_vbd",
+    "resistance.r_p",
+    "resistance.r_ap",
+    "retention.attempt_time",
+)
+
+
+class DeviceDefaultsWarning(UserWarning):
+    """A device file left out parameters that were filled with the paper's values."""
+
+
 DIRECTIONS: tuple[Direction, ...] = ("p_to_ap", "ap_to_p")
 
 
@@ -76,9 +96,11 @@ class MTJ:
     max_pulse: float = 1.0
     name: str = "custom"
     description: str = ""
+    # keys a device file left out, filled with the paper's values (said, never silent)
+    defaulted: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
-        for field in (
+        for name in (
             "delta",
             "tau_d",
             "vc0",
@@ -90,10 +112,10 @@ class MTJ:
             "attempt_time",
             "max_pulse",
         ):
-            value = getattr(self, field)
+            value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise XnorfaultError(
-                    f"device parameter {field} must be a positive number, got {value!r}"
+                    f"device parameter {name} must be a positive number, got {value!r}"
                 )
         if self.vc0_ap_to_p is not None and not (
             math.isfinite(self.vc0_ap_to_p) and self.vc0_ap_to_p > 0
@@ -112,12 +134,25 @@ class MTJ:
             return self.vc0 if self.vc0_ap_to_p is None else self.vc0_ap_to_p
         raise XnorfaultError(f"unknown write direction {direction!r}: use 'p_to_ap' or 'ap_to_p'")
 
+    def operating_voltage(self, voltage) -> np.ndarray:
+        """``voltage`` as an array, checked to be positive and not above the breakdown voltage
+        :math:`V_{bd}`: above it the junction breaks down on the first write, so a WER or an
+        endurance there would be a number without meaning."""
+        volts = _positive(voltage, "voltage", "V")
+        if np.any(volts > self.vbd):
+            worst = float(np.max(volts))
+            raise XnorfaultError(
+                f"write voltage {format_voltage(worst)} exceeds the breakdown voltage "
+                f"{format_voltage(self.vbd)} of device '{self.name}': keep voltages at or below it"
+            )
+        return volts
+
     # --- write errors --------------------------------------------------------------------
 
     def wer(self, voltage, pulse, direction: Direction = "p_to_ap"):
         """Write error rate at ``voltage`` (V) and ``pulse`` (s): exact Fokker–Planck solution,
         :math:`\\mathrm{WER}(V/V_{c0}, \\tau/\\tau_D)` (:func:`switching.wer_exact`)."""
-        volts = _positive(voltage, "voltage", "V")
+        volts = self.operating_voltage(voltage)
         seconds = _positive(pulse, "pulse", "s")
         reduced = switching.wer_exact(
             volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
@@ -127,7 +162,7 @@ class MTJ:
     def wer_closed_form(self, voltage, pulse, direction: Direction = "p_to_ap"):
         """Closed-form approximation of :meth:`wer` (:func:`switching.wer_closed_form`); ``nan``
         below the critical voltage, where it does not apply."""
-        volts = _positive(voltage, "voltage", "V")
+        volts = self.operating_voltage(voltage)
         seconds = _positive(pulse, "pulse", "s")
         reduced = switching.wer_closed_form(
             volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
@@ -198,7 +233,7 @@ class MTJ:
 
     def time_to_breakdown(self, voltage):
         """E-model time to dielectric breakdown (s): :math:`t_{BD}(V_{bd})e^{\\gamma(V_{bd}-V)}`."""
-        volts = _positive(voltage, "voltage", "V")
+        volts = self.operating_voltage(voltage)
         value = self.breakdown_time_at_vbd * np.exp(self.breakdown_gamma * (self.vbd - volts))
         return _scalar_or_array(value, voltage)
 
@@ -250,6 +285,10 @@ class MTJ:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise XnorfaultError(
+                f"device file {path} is not UTF-8 text: save it as UTF-8 TOML"
+            ) from None
         except FileNotFoundError:
             raise XnorfaultError(
                 f"device file {path} not found: give a TOML file or a preset "
@@ -307,7 +346,29 @@ class MTJ:
                     "(known: name, description, switching, breakdown, resistance, retention)"
                 )
         kwargs.setdefault("name", Path(source).stem)
-        return cls(**kwargs)
+        device = cls(**kwargs)
+        given = {
+            f"{section}.{key}"
+            for section, table in document.items()
+            if isinstance(table, dict)
+            for key in table
+        }
+        missing = [key for key in REQUIRED_DEVICE_KEYS if key not in given]
+        if missing:
+            raise XnorfaultError(
+                f"{source}: the device file lacks {', '.join(missing)}; the write-error model "
+                "needs them (see 'xnorfault mram devices' and paper.toml for the format)"
+            )
+        defaulted = tuple(key for key in DEFAULTED_DEVICE_KEYS if key not in given)
+        if defaulted:
+            warnings.warn(
+                f"device file {source} does not give {', '.join(defaulted)}: the paper's "
+                "values are used for them",
+                DeviceDefaultsWarning,
+                stacklevel=3,
+            )
+            device = replace(device, defaulted=defaulted)
+        return device
 
 
 def available_devices() -> list[str]:

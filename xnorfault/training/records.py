@@ -12,12 +12,48 @@ from xnorfault.errors import XnorfaultError
 RECORD_FORMAT = "xnorfault-run/1"
 
 
+JOB_KEYS = ("point", "repeat", "status", "epochs", "fault_spec")
+
+
 def read_json(path: Path) -> dict | None:
     """A JSON file's content, or ``None`` when it is absent or unreadable."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: bad JSON, or bytes that are not UTF-8
         return None
+
+
+def read_json_object(path: str | Path, what: str, mend: str) -> dict:
+    """The JSON object in ``path``; a missing, unreadable or malformed file is a one-line
+    error that names it, says ``what`` it should be and how to ``mend`` it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise XnorfaultError(f"{path} is missing ({what}): {mend}") from None
+    except OSError as error:
+        raise XnorfaultError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise XnorfaultError(f"{path} is not valid JSON ({what}; {error}): {mend}") from None
+    if not isinstance(data, dict):
+        raise XnorfaultError(f"{path} is not {what}: {mend}")
+    return data
+
+
+def _job_record(path: Path) -> dict:
+    job = read_json_object(
+        path, "a job record of xnorfault train", "delete it to recompute that job"
+    )
+    missing = [key for key in JOB_KEYS if key not in job]
+    malformed = not isinstance(job.get("epochs", []), list) or not all(
+        isinstance(epoch, dict) and "test_accuracy" in epoch for epoch in job.get("epochs", [])
+    )
+    if missing or malformed:
+        detail = f"lacks {', '.join(missing)}" if missing else "has malformed epochs"
+        raise XnorfaultError(
+            f"{path} is not a job record of xnorfault train ({detail}): delete it to recompute that job"
+        )
+    return job
 
 
 def load_record(folder: str | Path) -> dict:
@@ -39,12 +75,18 @@ def build_record(folder: Path) -> dict:
         raise XnorfaultError(
             f"{folder} is not a run directory (no config.json): give the --out folder of a training run"
         )
-    config = json.loads(config_path.read_text())
+    config = read_json_object(
+        config_path,
+        "the settings of a training run",
+        "restore it, or train into a new --out folder",
+    )
+    if not isinstance(config.get("config"), dict):
+        raise XnorfaultError(
+            f"{config_path} lacks the run settings ('config'): restore it, or train into a new --out folder"
+        )
     points: dict[str, dict] = {}
     for path in sorted((folder / "jobs").glob("*/repeat-*.json")):
-        job = read_json(path)
-        if job is None:
-            continue
+        job = _job_record(path)
         point = points.setdefault(
             job["point"],
             {

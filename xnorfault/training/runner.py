@@ -33,6 +33,7 @@ from xnorfault.faults import FaultSpec
 from xnorfault.io import atomic_write, atomic_write_json, folder_lock, remove_stale_temporaries
 from xnorfault.models import create_model, model_info
 from xnorfault.models.layers import BinaryConv2d, BinaryLinear
+from xnorfault.training.checkpoint import load_checkpoint
 from xnorfault.training.faults import configure_faults
 from xnorfault.training.records import RECORD_FORMAT, build_record, read_json
 
@@ -321,6 +322,7 @@ class Run:
                     f"{self.folder} holds a run with other settings (different {', '.join(differing)}): "
                     "use another --out, or the same settings to resume"
                 )
+            build_record(self.folder)  # a damaged job record is reported before any training
         else:
             atomic_write_json(config_path, current)
 
@@ -355,10 +357,16 @@ class Run:
         if checkpoint_path.exists():
             # the checkpoint carries the metrics of the epochs it holds: it is the truth on
             # resume, whatever a kill left in the record file
-            state = torch.load(checkpoint_path, map_location=self.device, weights_only=False)
-            network.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            state = load_checkpoint(checkpoint_path, map_location=self.device)
+            try:
+                network.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                raise XnorfaultError(
+                    f"checkpoint {checkpoint_path} does not belong to this run "
+                    f"({type(error).__name__}): move it aside to retrain that job"
+                ) from None
             if "epochs" in state:
                 epochs_done = list(state["epochs"])
             else:  # checkpoints of earlier versions kept the metrics in the record only
