@@ -58,14 +58,6 @@ def build(model: str, work: Path) -> tuple[Path, Path, np.ndarray]:
     return work / "m.onnx", work / "m.tflite", images
 
 
-def time_onnx(backend, image, rates) -> float:
-    import time
-
-    start = time.perf_counter()
-    backend.run(image, rates, 0)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,7 +83,7 @@ def main() -> None:
                 onnx_times, lce_times = [], []
                 for index in range(args.iterations + 10):
                     image = images[index % len(images)][None]
-                    onnx_seconds = time_onnx(onnx_backend, image, rates)
+                    _, onnx_seconds = onnx_backend.run_timed(image, rates, 0)
                     _, lce_seconds = lce_backend.run_timed(image, rates, 0)
                     if index >= 10:  # warm-up
                         onnx_times.append(onnx_seconds)

@@ -1,32 +1,88 @@
-"""The backend protocol: what ``xnorfault evaluate`` needs from a runtime.
+"""The backend: what ``xnorfault evaluate`` needs from a runtime, as one abstract base class.
 
 A backend loads a model file once, runs batches with given flip rates (fed through the rate
-inputs, never by rebuilding the model) and a seed, and reports what it is. onnxruntime is the
-first backend; Larq Compute Engine plugs in behind the same protocol.
+inputs, never by rebuilding the model) and a seed, times them, and says what it is. Callers
+use it as a context manager (``with open_backend(path) as backend:``) and never probe for
+optional parts: everything a caller may use is here, with a default where one makes sense.
+onnxruntime, Larq Compute Engine (a worker process) and ``lce_benchmark_model`` (latency from
+LCE's own tool) implement it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from xnorfault.faults import FlipRates
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """A loaded model that classifies batches under bit flips."""
+class Backend(ABC):
+    """A loaded model that classifies batches under bit flips.
 
-    name: str
+    Attributes every backend sets: ``sites`` (binary sites, graph order), ``input_shape``
+    ((channels, height, width), batch excluded), ``threads``; ``injected_rates`` (the rates a
+    model file carries as defaults, by site) and ``metadata`` (the model's metadata) default to
+    empty.
+    """
+
+    name: str = "backend"
     sites: list[str]
-    input_shape: tuple  # (channels, height, width), batch excluded
+    input_shape: tuple
+    threads: int
+    injected_rates: Mapping[str, FlipRates] = MappingProxyType({})
+    metadata: Mapping[str, str] = MappingProxyType({})
 
+    @abstractmethod
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         """Logits for ``images`` (N, C, H, W) float32 with each site flipping at its rates
         (sites missing from ``rates`` do not flip); ``seed`` makes the draw reproducible."""
-        ...
 
+    @abstractmethod
     def describe(self) -> dict:
         """Runtime name and version, threads, execution provider, model file."""
-        ...
+
+    def run_timed(
+        self, images: np.ndarray, rates: dict[str, FlipRates], seed: int
+    ) -> tuple[np.ndarray, float]:
+        """Logits and the seconds the run took (a backend that runs out of process times its
+        runtime itself, transfers excluded)."""
+        start = time.perf_counter()
+        logits = self.run(images, rates, seed)
+        return logits, time.perf_counter() - start
+
+    def latency(
+        self,
+        images: np.ndarray,
+        rates: dict[str, FlipRates],
+        iterations: int,
+        next_seed: Callable[[], int],
+        warmup: int = 3,
+    ) -> dict:
+        """Median, p90, p99 of the time per batch of ``images`` (ms) and throughput (images/s)
+        over ``iterations`` timed runs after ``warmup`` untimed ones, each with its own seed."""
+        times = []
+        for index in range(warmup + iterations):
+            _, elapsed = self.run_timed(images, rates, next_seed())
+            if index >= warmup:
+                times.append(elapsed)
+        p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
+        return {
+            "p50_ms": float(p50),
+            "p90_ms": float(p90),
+            "p99_ms": float(p99),
+            "throughput_per_s": float(len(images) / np.median(times)),
+            "iterations": iterations,
+        }
+
+    def close(self) -> None:  # noqa: B027 - a backend holding nothing to release keeps it
+        """Release the runtime (a worker process, a session); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -31,6 +31,7 @@ import numpy as np
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
+from xnorfault.runtimes.base import Backend
 
 LCE_PYTHON_VARIABLE = "XNORFAULT_LCE_PYTHON"
 LCE_VENV = ".venv-lce"
@@ -111,7 +112,7 @@ def read_frame(stream) -> dict[str, np.ndarray] | None:
         return {key: data[key] for key in data.files}
 
 
-class LceBackend:
+class LceBackend(Backend):
     """Runs a ``.tflite`` exported by ``xnorfault export --format lce`` with LCE's interpreter."""
 
     name = "lce"
@@ -209,12 +210,6 @@ class LceBackend:
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         process = getattr(self, "process", None)

@@ -28,6 +28,7 @@ import numpy as np
 from xnorfault.contract import INPUT_NAME, parse_rate_input
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
+from xnorfault.runtimes.base import Backend
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 from xnorfault.runtimes.tflite import feed_name, tflite_inputs
 
@@ -61,7 +62,7 @@ def parse_benchmark_output(text: str) -> dict:
     }
 
 
-class LceBenchmarkBackend:
+class LceBenchmarkBackend(Backend):
     """Accuracy through onnxruntime, latency through ``lce_benchmark_model`` (see the module)."""
 
     name = "lce-benchmark"
@@ -95,6 +96,7 @@ class LceBenchmarkBackend:
         self.sites = self.onnx.sites
         self.input_shape = self.onnx.input_shape
         self.injected_rates = self.onnx.injected_rates
+        self.metadata = self.onnx.metadata
         names = [feed_name(name) for name, _ in self.inputs]
         if INPUT_NAME not in names:
             raise XnorfaultError(
@@ -110,9 +112,18 @@ class LceBenchmarkBackend:
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         return self.onnx.run(images, rates, seed)
 
-    def latency(self, images: np.ndarray, rates: dict[str, FlipRates], batch: int, iterations: int):
-        """Timings of ``iterations`` invokes of the .tflite at batch 1 with these rates."""
-        if batch != 1:
+    def latency(
+        self,
+        images: np.ndarray,
+        rates: dict[str, FlipRates],
+        iterations: int,
+        next_seed=None,
+        warmup: int = 3,
+    ) -> dict:
+        """Timings of ``iterations`` invokes of the .tflite at batch 1 with these rates, as
+        ``lce_benchmark_model`` reports them (after its own 3 warm-up runs; it draws flips
+        from the model's own generator, so ``next_seed`` is not used)."""
+        if len(images) != 1:
             raise XnorfaultError(
                 "lce_benchmark_model times the .tflite at its batch size of 1: use --batch 1"
             )
@@ -162,6 +173,9 @@ class LceBenchmarkBackend:
             "statistic": "mean (lce_benchmark_model reports no percentiles)",
             "source": f"lce_benchmark_model on {self.tflite.name}",
         }
+
+    def close(self) -> None:
+        self.onnx.close()
 
     def describe(self) -> dict:
         info = self.onnx.describe()

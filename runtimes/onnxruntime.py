@@ -19,9 +19,10 @@ from xnorfault.contract import INJECTED_KEY, SEED_INPUT, is_control_input, rate_
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.inject import inject_flips, load_model, metadata, run_seed
+from xnorfault.runtimes.base import Backend
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """Runs an (injected) ONNX model with onnxruntime's CPU execution provider."""
 
     name = "onnxruntime"

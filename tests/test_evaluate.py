@@ -344,3 +344,46 @@ def test_model_with_a_fixed_batch_of_one_is_fed_image_by_image(run_cli, trained,
     assert result["backend"]["fixed_batch"] == 1
     assert result["baseline_accuracy"] == dynamic["baseline_accuracy"]
     assert result["points"][1]["accuracy_mean"] < result["baseline_accuracy"]
+
+
+def test_backend_base_class_is_the_whole_contract():
+    """A backend must implement run and describe; timing, latency statistics, metadata and the
+    context manager come from the base class, and the campaign uses nothing else."""
+    from xnorfault.evaluation import Campaign
+    from xnorfault.runtimes.base import Backend
+
+    class Incomplete(Backend):
+        def describe(self):
+            return {}
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+
+    class Constant(Backend):
+        name = "constant"
+        sites = ["act1"]
+        input_shape = (1, 2, 2)
+        threads = 1
+        closed = False
+        seeds: list = []
+
+        def run(self, images, rates, seed):
+            self.seeds.append(seed)
+            return np.tile(np.eye(3, dtype=np.float32)[1], (len(images), 1))
+
+        def describe(self):
+            return {"backend": self.name}
+
+        def close(self):
+            self.closed = True
+
+    with Constant() as backend:
+        images = np.zeros((5, 1, 2, 2), np.float32)
+        campaign = Campaign(backend, images, np.array([1, 1, 0, 1, 2]), seed=3, batch_size=2)
+        assert campaign.accuracy({}) == pytest.approx(3 / 5)
+        latency = campaign.latency({}, batch=8, iterations=4)
+        assert latency["iterations"] == 4 and latency["p50_ms"] <= latency["p99_ms"]
+        assert dict(backend.metadata) == {} and dict(backend.injected_rates) == {}
+    assert backend.closed
+    # every batch run after the probe got a distinct seed from the campaign
+    assert len(set(backend.seeds[1:])) == len(backend.seeds) - 1

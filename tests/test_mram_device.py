@@ -136,7 +136,18 @@ def test_device_toml_round_trip_and_units(tmp_path):
         'name = "mine"\n[switching]\ndelta = 45\ntau_d = "1.5ns"\nvc0_p_to_ap = "320mV"\n'
         "vc0_ap_to_p = 0.28\n[breakdown]\nvbd = 1.3\n[resistance]\nr_p = 2500\n"
     )
-    device = load_device(path)
+    with pytest.warns(UserWarning, match="does not give breakdown.gamma, .*retention"):
+        device = load_device(path)
+    assert device.defaulted == (
+        "breakdown.gamma",
+        "breakdown.time_at_vbd",
+        "resistance.r_ap",
+        "retention.attempt_time",
+    )
+    assert (
+        device.to_dict()["defaulted"] == list(device.defaulted)
+        or device.to_dict()["defaulted"] == device.defaulted
+    )
     assert device.name == "mine"
     assert (device.delta, device.tau_d, device.vc0, device.vc0_ap_to_p) == pytest.approx(
         (45.0, 1.5e-9, 0.32, 0.28), rel=1e-12

@@ -14,7 +14,6 @@ energy and endurance there. Imports numpy and scipy only (plus the backend's run
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,11 +114,8 @@ class Campaign:
         correct = 0
         for start in range(0, len(self.labels), self.batch_size):
             logits = self.backend.run(
-                self.images[start : start + self.batch_size],
-                rates,
-                run_seed(self.seed, self.counter),
+                self.images[start : start + self.batch_size], rates, self.next_seed()
             )
-            self.counter += 1
             correct += int(
                 (logits.argmax(axis=1) == self.labels[start : start + self.batch_size]).sum()
             )
@@ -128,37 +124,20 @@ class Campaign:
     def repeated(self, rates: dict[str, FlipRates], repeats: int) -> list[float]:
         return [self.accuracy(rates) for _ in range(repeats)]
 
+    def next_seed(self) -> int:
+        """The flip seed of the campaign's next batch run."""
+        seed = run_seed(self.seed, self.counter)
+        self.counter += 1
+        return seed
+
     def latency(
         self, rates: dict[str, FlipRates], batch: int, iterations: int, warmup: int = 3
     ) -> dict:
-        """Median, p90, p99 of the time per batch (ms) and throughput (images/s)."""
+        """The backend's latency statistics of batches of ``batch`` test images (repeated
+        when the test set is smaller), each run with the campaign's next seed."""
         reps = math.ceil(batch / len(self.images))
         images = np.concatenate([self.images] * reps)[:batch] if reps > 1 else self.images[:batch]
-        # lce_benchmark_model times whole runs itself and hands back its own statistics.
-        own_latency = getattr(self.backend, "latency", None)
-        if own_latency is not None:
-            return own_latency(images, rates, batch, iterations)
-        times = []
-        # A backend that runs out of process times its runtime itself (transfers excluded).
-        timed_run = getattr(self.backend, "run_timed", None)
-        for index in range(warmup + iterations):
-            if timed_run is not None:
-                _, elapsed = timed_run(images, rates, run_seed(self.seed, self.counter))
-            else:
-                start = time.perf_counter()
-                self.backend.run(images, rates, run_seed(self.seed, self.counter))
-                elapsed = time.perf_counter() - start
-            self.counter += 1
-            if index >= warmup:
-                times.append(elapsed)
-        p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
-        return {
-            "p50_ms": float(p50),
-            "p90_ms": float(p90),
-            "p99_ms": float(p99),
-            "throughput_per_s": float(batch / np.median(times)),
-            "iterations": iterations,
-        }
+        return self.backend.latency(images, rates, iterations, self.next_seed, warmup)
 
 
 def check_inputs(backend, images: np.ndarray, labels: np.ndarray) -> None:
@@ -352,9 +331,7 @@ def read_test_npz(path) -> tuple[np.ndarray, np.ndarray]:
 def _preprocess_dataset(spec: str, backend) -> tuple[np.ndarray, np.ndarray]:
     import json
 
-    preprocessing = (
-        backend.metadata.get(PREPROCESSING_KEY) if hasattr(backend, "metadata") else None
-    )
+    preprocessing = backend.metadata.get(PREPROCESSING_KEY)
     if preprocessing is None:
         raise XnorfaultError(
             "this model carries no xnorfault preprocessing metadata: give the test set as a preprocessed .npz"

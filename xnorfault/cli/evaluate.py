@@ -135,8 +135,7 @@ def evaluate_command(
     latency_batches = (
         [] if batch is None else parse_list(batch, lambda text: parse_count(text, "--batch size"))
     )
-    runner = open_backend(model, backend, threads, lce_benchmark_binary, lce_model)
-    try:
+    with open_backend(model, backend, threads, lce_benchmark_binary, lce_model) as runner:
         images, labels = load_test_set(data, runner, limit)
         mtj = None
         if voltage is not None:
@@ -159,10 +158,6 @@ def evaluate_command(
                 campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
             )
         result["backend"] = runner.describe()
-    finally:
-        close = getattr(runner, "close", None)
-        if close is not None:
-            close()
     result["seed"] = seed
     result["machine"] = machine_description()
     if profile is not None:
