@@ -15,17 +15,10 @@ The spec serialises to plain JSON (run records, ONNX ``metadata_props``). Import
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 from xnorfault.errors import XnorfaultError
-
-
-def _check_probability(value: float, what: str) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise XnorfaultError(f"{what} must lie between 0 and 1, got {value:g}")
-    return value
+from xnorfault.units import check_probability
 
 
 @dataclass(frozen=True)
@@ -38,10 +31,10 @@ class FlipRates:
 
     def __post_init__(self):
         object.__setattr__(
-            self, "pos_to_neg", _check_probability(self.pos_to_neg, "flip rate +1→−1")
+            self, "pos_to_neg", check_probability(self.pos_to_neg, "flip rate +1→−1")
         )
         object.__setattr__(
-            self, "neg_to_pos", _check_probability(self.neg_to_pos, "flip rate −1→+1")
+            self, "neg_to_pos", check_probability(self.neg_to_pos, "flip rate −1→+1")
         )
 
     @classmethod

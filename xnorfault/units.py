@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from xnorfault.errors import XnorfaultError
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
@@ -72,8 +74,26 @@ def parse_voltage(text: str | float) -> float:
     return _parse(text, _VOLTAGE_SCALE, "voltage", '"550mV" or "0.55"')
 
 
-def parse_probability(text: str | float, what: str = "WER") -> float:
-    """A probability strictly between 0 and 1, given as ``"1e-6"``, ``"0.01"`` or ``"1%"``."""
+def check_probability(value, what: str = "probability", *, exclusive: bool = False):
+    """``value`` (a number or an array of them) checked to be finite and in :math:`[0, 1]` —
+    in :math:`(0, 1)` with ``exclusive`` (a WER target: 0 and 1 cannot be solved for). The one
+    validator of probabilities: flip rates, BERs, accuracy budgets, WER targets."""
+    array = np.asarray(value, dtype=float)
+    if exclusive:
+        valid = (array > 0) & (array < 1)
+    else:
+        valid = (array >= 0) & (array <= 1)
+    valid &= np.isfinite(array)
+    if not np.all(valid):
+        bad = float(array[~valid].ravel()[0])
+        interval = "strictly between 0 and 1" if exclusive else "between 0 and 1"
+        raise XnorfaultError(f"{what} must lie {interval}, got {bad:g}")
+    return float(array) if array.ndim == 0 else array
+
+
+def parse_probability(text: str | float, what: str = "WER", *, exclusive: bool = True) -> float:
+    """A probability from ``"1e-6"``, ``"0.01"`` or ``"1%"``, checked by
+    :func:`check_probability` (strictly between 0 and 1 unless ``exclusive`` is False)."""
     raw = str(text).strip()
     scale = 1.0
     if raw.endswith("%"):
@@ -82,11 +102,14 @@ def parse_probability(text: str | float, what: str = "WER") -> float:
         value = float(raw) * scale
     except ValueError:
         raise XnorfaultError(
-            f"cannot read {what} {text!r}: write a number such as 1e-6 or 1%"
+            f"cannot read {what} {text!r}: write a number between 0 and 1, such as 1e-6 or 1%"
         ) from None
-    if not 0.0 < value < 1.0:
-        raise XnorfaultError(f"{what} must lie strictly between 0 and 1, got {text!r}")
-    return value
+    return check_probability(value, what, exclusive=exclusive)
+
+
+def parse_rate(text: str | float, option: str) -> float:
+    """A flip or error rate in :math:`[0, 1]` from an option value (0 and 1 allowed)."""
+    return parse_probability(text, option, exclusive=False)
 
 
 def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:

@@ -8,7 +8,6 @@ import sys
 import typer
 from rich.console import Console
 
-from xnorfault.errors import XnorfaultError
 from xnorfault.io import json_text
 from xnorfault.mram import MTJ, load_device
 
@@ -49,19 +48,6 @@ def progress_bar(disabled: bool):
         transient=True,
         disable=disabled,
     )
-
-
-def parse_rate(value, option: str) -> float:
-    """A flip or error rate in [0, 1] from an option value (number or text)."""
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise XnorfaultError(
-            f"cannot read {option} {value!r}: write a number between 0 and 1"
-        ) from None
-    if not 0 <= rate <= 1:
-        raise XnorfaultError(f"{option} must lie between 0 and 1, got {value}")
-    return rate
 
 
 def emit_json(data) -> None:

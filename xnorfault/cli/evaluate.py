@@ -14,11 +14,10 @@ from xnorfault.cli._common import (
     JSON_OPTION,
     console,
     emit_json,
-    parse_rate,
     progress_bar,
 )
 from xnorfault.errors import XnorfaultError
-from xnorfault.units import parse_count, parse_duration, parse_list, parse_voltage
+from xnorfault.units import parse_count, parse_duration, parse_list, parse_rate, parse_voltage
 
 
 def evaluate_command(

@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json, parse_rate
+from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
 from xnorfault.errors import XnorfaultError
 from xnorfault.io import check_output_file
-from xnorfault.units import parse_duration, parse_voltage
+from xnorfault.units import parse_duration, parse_rate, parse_voltage
 
 
 def export_command(

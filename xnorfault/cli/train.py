@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import JSON_OPTION, console, emit_json, parse_rate, progress_bar
+from xnorfault.cli._common import JSON_OPTION, console, emit_json, progress_bar
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates
-from xnorfault.units import parse_count, parse_duration, parse_list, parse_voltage
+from xnorfault.units import parse_count, parse_duration, parse_list, parse_rate, parse_voltage
 
 
 def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:

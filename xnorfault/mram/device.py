@@ -29,7 +29,13 @@ import numpy as np
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.mram import switching
-from xnorfault.units import format_duration, format_voltage, parse_duration, parse_voltage
+from xnorfault.units import (
+    check_probability,
+    format_duration,
+    format_voltage,
+    parse_duration,
+    parse_voltage,
+)
 
 Direction = Literal["p_to_ap", "ap_to_p"]
 
@@ -63,14 +69,6 @@ def _positive(values, what: str, unit: str) -> np.ndarray:
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
         bad = array[~(np.isfinite(array) & (array > 0))].ravel()[0]
         raise XnorfaultError(f"{what} must be positive and finite, got {bad:g} {unit}")
-    return array
-
-
-def _probability(values, what: str = "WER") -> np.ndarray:
-    array = np.asarray(values, dtype=float)
-    if np.any(~((array > 0) & (array < 1))):
-        bad = array[~((array > 0) & (array < 1))].ravel()[0]
-        raise XnorfaultError(f"{what} must lie strictly between 0 and 1, got {bad:g}")
     return array
 
 
@@ -184,7 +182,7 @@ class MTJ:
 
         Raises :class:`XnorfaultError` when the voltage would exceed the breakdown voltage.
         """
-        targets = _probability(wer)
+        targets = np.asarray(check_probability(wer, "WER", exclusive=True))
         seconds = _positive(pulse, "pulse", "s")
         vc0 = self.critical_voltage(direction)
         targets_b, seconds_b = np.broadcast_arrays(targets, seconds)
@@ -209,7 +207,7 @@ class MTJ:
 
         Raises :class:`XnorfaultError` when no pulse up to ``max_pulse`` reaches the target.
         """
-        targets = _probability(wer)
+        targets = np.asarray(check_probability(wer, "WER", exclusive=True))
         volts = _positive(voltage, "voltage", "V")
         vc0 = self.critical_voltage(direction)
         targets_b, volts_b = np.broadcast_arrays(targets, volts)
