@@ -35,7 +35,7 @@ $(LCE_STAMP): pyproject.toml
 # LeNet-4 trained with bit errors in its activations at BER 0 and 0.04; both exported to ONNX
 # and evaluated under a write-voltage sweep of the paper's MRAM (10 ns pulses).
 DEMO := runs/demo
-SWEEP := --voltage 0.40:0.80:0.05 --pulse 10ns --device paper --repeats 5 --max-drop 0.01
+SWEEP := --voltage 0.40:0.80:0.05 --pulse 10ns --mram-device paper --repeats 5 --max-drop 0.01
 
 demo: setup
 	mkdir -p $(DEMO)

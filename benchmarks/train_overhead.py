@@ -26,7 +26,7 @@ from torch import nn
 from xnorfault.data import load_dataset
 from xnorfault.faults import FaultSpec
 from xnorfault.models import create_model
-from xnorfault.training import flips as flips_module
+from xnorfault.models import flips as flips_module
 from xnorfault.training.faults import configure_faults
 from xnorfault.training.runner import BatchMaker
 

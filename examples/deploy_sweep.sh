@@ -12,9 +12,9 @@ for point in ber=0 "$best"; do
     tag=${point//=/}
     $XNORFAULT export "$run" --point "$point" -o "$RESULTS/${name}_${tag}.onnx" --testset "$RESULTS/${name}_test.npz"
     $XNORFAULT inject "$RESULTS/${name}_${tag}.onnx" -o "$RESULTS/${name}_${tag}_faulty.onnx" \
-        --voltage 0.5 --pulse "$pulse" --device paper
+        --voltage 0.5 --pulse "$pulse" --mram-device paper
     $XNORFAULT evaluate "$RESULTS/${name}_${tag}_faulty.onnx" --data "$RESULTS/${name}_test.npz" \
-        --voltage 0.40:0.85:0.05 --pulse "$pulse" --device paper --repeats "${EVAL_REPEATS:-10}" --batch 1,256 --max-drop 0.01 \
+        --voltage 0.40:0.85:0.05 --pulse "$pulse" --mram-device paper --repeats "${EVAL_REPEATS:-10}" --batch 1,256 --max-drop 0.01 \
         --plot "$RESULTS/${name}_${tag}_voltage_sweep.png" --json > "$RESULTS/${name}_${tag}_voltage_sweep.json"
 done
 discussion=()

@@ -170,7 +170,11 @@ EVALUATE_CASES = [
     (None, ["--csv", "{bad}/a_file/points.csv"], "a_file"),
     (None, ["--voltage", "1.5", "--pulse", "10ns"], "exceeds the breakdown voltage"),
     (None, ["--voltage", "0.1:0.9:1e-9", "--pulse", "10ns"], "more than 10000 values"),
-    (None, ["--voltage", "0.5", "--pulse", "10ns", "--device", "{bad}/latin1.toml"], "not UTF-8"),
+    (
+        None,
+        ["--voltage", "0.5", "--pulse", "10ns", "--mram-device", "{bad}/latin1.toml"],
+        "not UTF-8",
+    ),
     (None, ["--batch", "nan"], "write a whole number"),
     (None, ["--batch", "0"], "at least 1"),
 ]
@@ -193,7 +197,11 @@ def test_evaluate_refuses(run_cli, workspace, test_set, args, message):
 INJECT_CASES = [
     ("{bad}/float64.onnx", ["--ber", "0.1"], "are not float32"),
     ("{model}", ["--voltage", "1.5", "--pulse", "10ns"], "exceeds the breakdown voltage"),
-    ("{model}", ["--voltage", "0.5", "--pulse", "10ns", "--device", "{bad}/latin1.toml"], "UTF-8"),
+    (
+        "{model}",
+        ["--voltage", "0.5", "--pulse", "10ns", "--mram-device", "{bad}/latin1.toml"],
+        "UTF-8",
+    ),
     ("{bad}/truncated.npz", ["--ber", "0.1"], "not a valid ONNX model"),
 ]
 

@@ -7,8 +7,8 @@ from binomial_bounds import assert_rate
 
 from xnorfault.faults import FaultSpec, FlipRates
 from xnorfault.models import create_model
+from xnorfault.models.flips import BitFlip, apply_flips, flip_indices
 from xnorfault.training.faults import configure_faults
-from xnorfault.training.flips import BitFlip, apply_flips, flip_indices
 
 
 @pytest.mark.parametrize("p", [0.001, 0.01, 0.05, 0.3, 0.5])

@@ -151,7 +151,7 @@ def _readme(
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} --ber 0",
         "# accuracy under a write-voltage sweep of the MRAM device, with latency",
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} \\",
-        "    --device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
+        "    --mram-device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
         f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",
         "```",
         "",

@@ -17,7 +17,9 @@ from xnorfault.cli.deploy import deploy_command
 from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
-from xnorfault.cli.train import plot_command, report_command, train_command
+from xnorfault.cli.plot import plot_command
+from xnorfault.cli.report import report_command
+from xnorfault.cli.train import train_command
 from xnorfault.errors import XnorfaultError
 
 app = typer.Typer(

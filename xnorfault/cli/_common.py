@@ -14,11 +14,14 @@ from xnorfault.mram import MTJ, load_device
 # Tables stay readable when piped (rich falls back to 80 columns without a terminal).
 console = Console(width=None if sys.stdout.isatty() else 120)
 
+# One name for the MRAM device in every command (train's --device is where it trains);
+# --device/-d stay as aliases where they were the name.
 DEVICE_OPTION = typer.Option(
     "paper",
+    "--mram-device",
     "--device",
     "-d",
-    help="Device preset (see 'xnorfault mram devices') or path to a device TOML file.",
+    help="MRAM device preset (see 'xnorfault mram devices') or path to a device TOML file.",
 )
 JSON_OPTION = typer.Option(
     False, "--json", help="Print one JSON object on stdout instead of a table."

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.training.flips import BitFlip
+from xnorfault.models.flips import BitFlip
 
 
 class BinarizedNet(nn.Module):

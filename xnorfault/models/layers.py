@@ -21,7 +21,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from torch import nn
 
-from xnorfault.training.flips import BitFlip
+from xnorfault.models.flips import BitFlip
 
 WEIGHT_SCALINGS = ("channel", "tensor")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from xnorfault.faults import FaultSpec
-from xnorfault.training.flips import GRADIENTS
+from xnorfault.models.flips import GRADIENTS
 
 
 def configure_faults(
