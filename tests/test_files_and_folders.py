@@ -196,3 +196,14 @@ def test_stale_staging_of_a_live_deploy_is_kept(tmp_path):
     other.mkdir()
     assert remove_stale_staging(output) == []
     assert live.exists() and other.exists()
+
+
+def test_a_file_added_while_the_bundle_was_built_blocks_the_replacement(tmp_path):
+    from xnorfault.deploy import _staging_prefix, move_into_place
+
+    output = _bundle(tmp_path / "bundle", "old")
+    staging = _bundle(Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=tmp_path)), "new")
+    (output / "notes.txt").write_text("written during the build")
+    with pytest.raises(XnorfaultError, match="no longer a pristine bundle"):
+        move_into_place(staging, output)
+    assert _tag(output) == "old" and (output / "notes.txt").exists()

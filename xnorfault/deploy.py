@@ -296,6 +296,11 @@ def move_into_place(staging: Path, output: Path) -> None:
     if not output.exists():
         staging.rename(output)
         return
+    if bundle_strangers(output) != []:  # changed since the check that allowed --force
+        raise XnorfaultError(
+            f"{output} changed while the bundle was built and is no longer a pristine bundle: "
+            "nothing was replaced; run deploy again"
+        )
     if exchange_folders(staging, output):
         shutil.rmtree(staging)
         return
