@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +38,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.io import process_alive
+from xnorfault.io import left_by_dead_writer, temporary_prefix
 
 BUNDLE_FORMAT = "xnorfault-bundle/1"
-STAGING_TAG = ".deploy-staging."
+STAGING_TAG = ".deploy-staging"
 
 # What the deployed side imports; their own dependencies are added by walking the metadata.
 DEPLOYED_REQUIREMENTS = (
@@ -234,7 +233,7 @@ def bundle_strangers(folder: Path) -> list[str] | None:
 
 
 def _staging_prefix(output: Path) -> str:
-    return f".{output.name}{STAGING_TAG}{socket.gethostname()}.{os.getpid()}."
+    return temporary_prefix(output.name + STAGING_TAG)
 
 
 def remove_stale_staging(output: Path) -> list[Path]:
@@ -242,15 +241,13 @@ def remove_stale_staging(output: Path) -> list[Path]:
     (their process is gone): a half-built bundle, or the earlier bundle an exchange moved out.
     Folders of deploys still running, and of other hosts, are left alone."""
     removed = []
-    host = socket.gethostname()
-    prefix = f".{output.name}{STAGING_TAG}{host}."
+    prefix = f".{output.name}{STAGING_TAG}."
     if not output.parent.is_dir():
         return removed
     for entry in output.parent.iterdir():
         if not entry.name.startswith(prefix) or not entry.is_dir() or entry.is_symlink():
             continue
-        pid_text = entry.name[len(prefix) :].split(".", 1)[0]
-        if not pid_text.isdigit() or process_alive(int(pid_text)):
+        if not left_by_dead_writer(entry.name):
             continue
         retired = entry / output.name
         if not output.exists() and retired.is_dir():

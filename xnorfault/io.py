@@ -120,7 +120,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, XnorfaultError):
+        if isinstance(error, OSError):
             raise _output_error(path, error) from None
         raise
     return path
@@ -152,19 +152,21 @@ def folder_lock(folder: str | Path, name: str = ".lock"):
 def remove_stale_temporaries(folder: str | Path) -> int:
     """Delete temporary files under ``folder`` left by writers on this host that were killed
     mid-write (their process is gone). Writers still alive, and other hosts', are left alone."""
-    host = socket.gethostname()
     removed = 0
     for path in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
-        parts = path.name.rsplit(".", 4)  # .NAME.HOST.PID.RANDOM.tmp, NAME and HOST may hold dots
-        try:
-            pid = int(parts[-3])
-        except (IndexError, ValueError):
-            continue
-        if f".{host}.{pid}." not in path.name or process_alive(pid):
-            continue
-        path.unlink(missing_ok=True)
-        removed += 1
+        if path.is_file() and left_by_dead_writer(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
+
+
+def left_by_dead_writer(name: str) -> bool:
+    """Whether ``name`` (begun with :func:`temporary_prefix`) was made by a process of this host
+    that is gone: ``.NAME.HOST.PID.…`` with PID no longer running. Names of other hosts, of
+    live processes, and any other name are not."""
+    _, marker, rest = name.rpartition(f".{socket.gethostname()}.")
+    pid = rest.split(".", 1)[0]
+    return bool(marker) and pid.isdigit() and not process_alive(int(pid))
 
 
 def process_alive(pid: int) -> bool:
