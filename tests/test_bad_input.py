@@ -309,6 +309,7 @@ REPORT_CASES = [
     (["--evaluation", "{bad}/not_json.json"], "is not valid JSON"),
     (["--evaluation", "{bad}/a_list.json"], "is not the JSON output of 'xnorfault evaluate'"),
     (["--csv", "{bad}/a_folder"], "is a folder"),
+    (["--discussion", "{bad}/latin1.toml"], "is not UTF-8 text"),
 ]
 
 

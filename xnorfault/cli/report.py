@@ -41,6 +41,18 @@ def report_command(
     check_output_file(output, "--output")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
+    discussion_text = ""
+    if discussion is not None:
+        try:
+            discussion_text = discussion.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise XnorfaultError(
+                f"--discussion {discussion} is not UTF-8 text: save it as UTF-8 Markdown"
+            ) from None
+        except OSError as error:
+            raise XnorfaultError(
+                f"cannot read --discussion {discussion}: {error.strerror}"
+            ) from None
     record = load_record(run)
     merged = run / "record.json"
     if merged.exists():
@@ -53,12 +65,7 @@ def report_command(
     plot_accuracy_vs_epoch(record, figure)
     text = build_report(record, figure.name, evaluations, title)
     if discussion is not None:
-        try:
-            text += "\n## Discussion\n\n" + discussion.read_text(encoding="utf-8").strip() + "\n"
-        except OSError as error:
-            raise XnorfaultError(
-                f"cannot read --discussion {discussion}: {error.strerror}"
-            ) from None
+        text += "\n## Discussion\n\n" + discussion_text + "\n"
     atomic_write_text(output, text)
     if csv_path is not None:
         atomic_write_text(csv_path, curves_csv(record))
