@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from _common import run_cli
 
-from xnorfault.evaluation import Campaign, evaluate, voltage_points
+from xnorfault.evaluation import Campaign, evaluate, sweep_points
+from xnorfault.faults import FaultSource
 from xnorfault.mram import load_device
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
@@ -46,7 +47,8 @@ def main() -> None:
         images, labels = data["x"], data["y"]
         backend = OnnxRuntimeBackend(work / "model.onnx", threads=args.threads)
         device = load_device("paper")
-        points = voltage_points(device, np.linspace(0.40, 0.85, 10), 10e-9)
+        voltages = tuple(np.linspace(0.40, 0.85, 10))
+        points = sweep_points(FaultSource(voltages=voltages, pulse=10e-9, device=device), None)
         campaign = Campaign(backend, images, labels, seed=0, batch_size=256)
         start = time.perf_counter()
         evaluate(campaign, points, args.repeats)

@@ -21,7 +21,8 @@ import torch
 
 from xnorfault.exporters.onnx import export_onnx
 from xnorfault.faults import FlipRates
-from xnorfault.inject import inject_flips, run_seed
+from xnorfault.generator import run_seed
+from xnorfault.inject import inject_flips
 from xnorfault.models import create_model
 
 

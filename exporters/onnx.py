@@ -7,9 +7,9 @@ exporter walks the network's modules and emits standard opset-18 nodes with ``on
 * binary activation site ``actK``: ``Where(GreaterOrEqual(x, 0), 1, -1)`` — 0 maps to +1 exactly
   as in training (``Sign`` would map it to 0); the output tensor is named after the site;
 * binary weights: folded to constants :math:`\\pm\\alpha_c` (their binarized values);
-* a convolution followed by batch norm: the batch norm folded into the convolution,
-  :math:`W' = W\\gamma/\\sigma`, :math:`b' = (b-\\mu)\\gamma/\\sigma + \\beta`; other batch norms
-  stay ``BatchNormalization`` nodes;
+* a convolution followed by batch norm: the batch norm folded into the convolution by
+  onnxscript's rewrite rule, :math:`W' = W\\gamma/\\sigma`,
+  :math:`b' = (b-\\mu)\\gamma/\\sigma + \\beta`; other batch norms stay ``BatchNormalization`` nodes;
 * dropout disappears (inference).
 
 The graph takes ``input`` (batch, C, H, W) with a dynamic batch and returns ``logits``. Binary
@@ -63,16 +63,6 @@ def _numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().astype(np.float32)
 
 
-def _batch_norm_scale_shift(bn) -> tuple[np.ndarray, np.ndarray]:
-    """Batch norm in eval mode as :math:`y = a x + c`."""
-    variance = _numpy(bn.running_var)
-    mean = _numpy(bn.running_mean)
-    std = np.sqrt(variance + bn.eps).astype(np.float32)
-    gamma = _numpy(bn.weight) if bn.affine else np.ones_like(mean)
-    beta = _numpy(bn.bias) if bn.affine else np.zeros_like(mean)
-    return gamma / std, beta - gamma * mean / std
-
-
 def _emit_batch_norm(builder: _GraphBuilder, bn, x: str, stem: str) -> str:
     mean = _numpy(bn.running_mean)
     variance = _numpy(bn.running_var)
@@ -121,10 +111,7 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
 
     from xnorfault.models.layers import BinaryActivation
 
-    index = 0
-    while index < len(modules):
-        module = modules[index]
-        following = modules[index + 1] if index + 1 < len(modules) else None
+    for module in modules:
         if isinstance(module, BinaryActivation):
             site = module.flip.site
             greater = builder.node(
@@ -145,11 +132,6 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
             sites.append(site)
         elif isinstance(module, nn.Conv2d):
             weight, bias, stem = _weight_and_bias(module, builder, "conv")
-            if isinstance(following, nn.BatchNorm2d):
-                scale, shift = _batch_norm_scale_shift(following)
-                weight = weight * scale[:, None, None, None]
-                bias = bias * scale + shift
-                index += 1
             x = builder.node(
                 "Conv",
                 [
@@ -215,7 +197,6 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
             pass
         else:
             raise ValueError(f"the ONNX exporter has no lowering for {type(module).__name__}")
-        index += 1
     return x
 
 
@@ -264,6 +245,7 @@ def export_onnx(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xnorfault"
     )
     onnx_model.ir_version = 9
+    onnx_model = _fuse_batch_norms(onnx_model)
     props = {SITES_KEY: json.dumps(sites)}
     for key, value in (metadata or {}).items():
         props[metadata_key(key)] = value if isinstance(value, str) else json.dumps(value)
@@ -271,6 +253,20 @@ def export_onnx(
     onnx_model = onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
     onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model
+
+
+def _fuse_batch_norms(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold each batch norm that follows a convolution into it with onnxscript's rule
+    (:math:`W' = W\\gamma/\\sigma`, :math:`b' = (b-\\mu)\\gamma/\\sigma + \\beta`); the others
+    stay ``BatchNormalization`` nodes."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+    from onnxscript.rewriter.rules.common import fuse_batchnorm_into_conv_rule
+
+    graph = ir.from_proto(model)
+    fuse_batchnorm_into_conv_rule.apply_to_model(graph)
+    RemoveUnusedNodesPass()(graph)  # the folded batch norms' parameters
+    return ir.to_proto(graph)
 
 
 def select_job(run_dir, point: str | None, repeat: int) -> tuple[dict, dict]:

@@ -18,7 +18,8 @@ import onnxruntime as ort
 from xnorfault.contract import INJECTED_KEY, SEED_INPUT, is_control_input, rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
-from xnorfault.inject import inject_flips, load_model, metadata, run_seed
+from xnorfault.generator import run_seed
+from xnorfault.inject import inject_flips, load_model, metadata
 from xnorfault.runtimes.base import Backend
 
 

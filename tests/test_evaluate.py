@@ -201,8 +201,11 @@ def test_clean_model_is_injected_in_memory_behind_the_protocol(trained):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
-        (["--ber", "0.1", "--voltage", "0.5"], "either --ber or --voltage"),
+        (["--backend", "tensorrt"], "'tensorrt' is not one of 'auto', 'onnxruntime'"),
+        (
+            ["--ber", "0.1", "--voltage", "0.5"],
+            "one source of fault rates, not --ber and --voltage",
+        ),
         (["--voltage", "0.5"], "needs --pulse"),
         (["--plot", "x.gif"], "cannot write a figure"),
         (["--max-drop", "2"], "between 0 and 1"),

@@ -1,6 +1,7 @@
 """ONNX export (parity with the trained model) and the bit-flip graph rewrite."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,15 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 from xnorfault.contract import rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
-from xnorfault.inject import (
-    inject_flips,
-    load_model,
-    metadata,
-    run_seed,
-    stream_keys,
-    uniforms,
-)
+from xnorfault.generator import flip_mask, run_seed, stream_keys, uniforms
+from xnorfault.inject import inject_flips, load_model, metadata
 
+DATA = Path(__file__).parent / "data"
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "150", "--batch-size", "64"]
 
 
@@ -140,6 +136,51 @@ def test_graph_draws_match_the_reference_generator(clean, images):
     expected = np.zeros(count, bool)
     expected[positions[positions < count].astype(np.int64)] = True
     assert np.array_equal(expected, outputs["act1"].ravel() != outputs["act1.flipped"].ravel())
+
+
+@pytest.mark.parametrize("rates", [FlipRates(0.02, 0.02), FlipRates(0.08, 0.01), FlipRates(0, 0.3)])
+def test_every_site_flips_exactly_as_the_numpy_reference(clean, images, rates):
+    injected = inject_flips(clean, rates, expose=True)
+    runner = session(injected)
+    names = [o.name for o in runner.get_outputs()]
+    sites = json.loads(metadata(injected)["xnorfault.binary_sites"])
+    for seed in (0, 5, run_seed(3, 17)):
+        feeds = {"input": images, "flip_seed": np.array(seed)}
+        outputs = dict(zip(names, runner.run(None, feeds), strict=True))
+        for index, site in enumerate(sites):
+            expected = flip_mask(outputs[site], rates.pos_to_neg, rates.neg_to_pos, seed, index)
+            assert np.array_equal(expected, outputs[site] != outputs[site + ".flipped"])
+
+
+def test_one_bitflip_node_per_site_and_one_function(clean):
+    injected = inject_flips(clean, FlipRates(0.01, 0.02))
+    sites = json.loads(metadata(injected)["xnorfault.injected"])["sites"]
+    flips = [n for n in injected.graph.node if (n.domain, n.op_type) == ("xnorfault", "BitFlip")]
+    assert [n.input[0] for n in flips] == sites
+    assert [n.output[0] for n in flips] == [site + ".flipped" for site in sites]
+    assert [list(n.input[1:]) for n in flips] == [
+        [*rate_input_names(site), "flip_seed"] for site in sites
+    ]
+    assert [(f.domain, f.name) for f in injected.functions] == [("xnorfault", "BitFlip")]
+    assert len(injected.graph.node) == len(clean.graph.node) + len(sites)  # nothing else added
+    again = inject_flips(injected, FlipRates(0.1, 0.1))  # re-injection replaces the nodes
+    assert len(again.graph.node) == len(injected.graph.node) and len(again.functions) == 1
+
+
+def test_flips_injected_as_loose_nodes_by_earlier_versions_are_replaced():
+    legacy = onnx.load(str(DATA / "legacy_injected_where.onnx"))
+    assert len(legacy.graph.node) > 60 and not legacy.functions
+    injected = inject_flips(legacy, FlipRates.symmetric(0.1), expose=True)
+    assert [n.op_type for n in injected.graph.node] == [
+        "GreaterOrEqual",
+        "Where",
+        "BitFlip",
+        "ReduceSum",
+    ]
+    assert not [i for i in injected.graph.initializer if i.name.startswith("xnorfault_flip.")]
+    x = np.random.default_rng(6).standard_normal((50, 64)).astype(np.float32)
+    act, flipped = session(injected).run(["act", "act.flipped"], {"x": x, "flip_seed": np.array(1)})
+    assert np.array_equal(flipped != act, flip_mask(act, 0.1, 0.1, 1, 0))
 
 
 def test_zero_rate_is_bit_identical_to_the_clean_model(clean, images):
@@ -325,7 +366,7 @@ def test_foreign_qonnx_bipolar_quant_is_lowered_and_injected():
         ],
     )
     zero = inject_flips(model, FlipRates.symmetric(0.0))
-    assert {o.domain for o in zero.opset_import} == {""}
+    assert {o.domain for o in zero.opset_import} == {"", "xnorfault"}  # QONNX lowered away
     x = np.random.default_rng(4).standard_normal((4, 50)).astype(np.float32)
     x[0, :5] = 0.0  # BipolarQuant maps 0 to +1
     y = session(zero).run(None, {"x": x})[0]
@@ -355,7 +396,12 @@ def test_graph_without_binary_sites(tmp_path, run_cli):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--ber", "0.1", "--voltage", "0.5"], "exactly one of"),
+        (
+            ["--ber", "0.1", "--voltage", "0.5"],
+            "one source of fault rates, not --ber and --voltage",
+        ),
+        ([], "give one of --ber"),
+        (["--ber", "0.1,0.2"], "--ber takes one value here"),
         (["--ber", "1.5"], "between 0 and 1"),
         (["--voltage", "0.5"], "needs --pulse"),
         (["--ber", "0.1", "--layers", "act7"], "unknown site"),

@@ -67,8 +67,8 @@ def test_repeats_start_from_different_weights(tmp_path):
     import torch
 
     from xnorfault.data import load_dataset
-    from xnorfault.faults import FaultSpec
-    from xnorfault.training.runner import FaultPoint, Run, TrainConfig
+    from xnorfault.faults import FaultPoint, FaultSpec
+    from xnorfault.training.runner import Run, TrainConfig
 
     config = TrainConfig(epochs=1, limit_train=64, limit_test=32)
     run = Run(
@@ -166,10 +166,11 @@ def test_plot_draws_the_run(run_cli, tmp_path):
         (["--data", "cifar10:/nonexistent"], "does not exist"),
         (["--ber", "1.5"], "between 0 and 1"),
         (["--ber", "0.1", "--voltage", "0.5"], "one source of fault rates"),
-        (["--voltage", "0.5"], "need --pulse"),
+        (["--voltage", "0.5"], "--voltage needs --pulse"),
+        (["--voltage-schedule", "0.6"], "--voltage-schedule needs --pulse"),
         (["--layer-ber", "act9=0.1"], "unknown binary site"),
         (["--layer-ber", "act1"], "SITE=RATE"),
-        (["--gradient", "sideways"], "unknown --gradient"),
+        (["--gradient", "sideways"], "'sideways' is not one of 'straight_through'"),
         (["--model", "alexnet", "--input-size", "32"], "cannot take 32×32"),
         (
             ["--device", "cuda:7"]

@@ -57,3 +57,12 @@ def parse_rate_input(name: str) -> tuple[str, Direction] | None:
 def is_control_input(name: str) -> bool:
     """Whether an input is the flip seed or a rate input (not data)."""
     return name == SEED_INPUT or parse_rate_input(name) is not None
+
+
+BITFLIP_DOMAIN = "xnorfault"  # the ONNX domain of xnorfault's model-local functions
+BITFLIP_OP = "BitFlip"  # one node per binary site: BitFlip<site_index>(x, p_pos, p_neg, flip_seed)
+
+
+def flipped_name(site: str) -> str:
+    """The tensor a site's consumers read after injection: the site with its flips."""
+    return f"{site}.flipped"

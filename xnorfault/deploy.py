@@ -49,6 +49,8 @@ DEPLOYED_REQUIREMENTS = (
     "scipy",
     "onnx",
     "onnxruntime",
+    "onnx_ir",
+    "onnxscript",
     "flatbuffers",
     "threadpoolctl",
     "typer",

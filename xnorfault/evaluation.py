@@ -1,7 +1,7 @@
 r"""Accuracy and latency of a model under bit flips, over sweeps of BER or write voltage.
 
 Statistics. Each sweep point is evaluated ``repeats`` times on the same test images, every
-batch with a fresh flip seed (:func:`xnorfault.inject.run_seed` of the campaign seed and a run
+batch with a fresh flip seed (:func:`xnorfault.generator.run_seed` of the campaign seed and a run
 counter). The point reports the mean accuracy, the sample standard deviation and the 95 %
 confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t).
 The error-free baseline is the same images with every rate 0 (deterministic).
@@ -14,7 +14,8 @@ energy and endurance there. Imports numpy and scipy only (plus the backend's run
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -22,47 +23,10 @@ from scipy import stats
 from xnorfault.contract import PREPROCESSING_KEY
 from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FlipRates
-from xnorfault.inject import run_seed
+from xnorfault.faults import FaultPoint, FaultSource, FaultSpec, FlipRates, fault_points
+from xnorfault.generator import run_seed
 
 CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
-
-
-@dataclass
-class SweepPoint:
-    label: str
-    rates: FlipRates
-    ber: float | None = None
-    voltage: float | None = None
-    pulse: float | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def ber_points(bers) -> list[SweepPoint]:
-    return [SweepPoint(f"ber={b:g}", FlipRates.symmetric(b), ber=float(b)) for b in bers]
-
-
-def voltage_points(device, voltages, pulse: float) -> list[SweepPoint]:
-    """Sweep points of an MRAM activation memory written at ``voltages`` with ``pulse``."""
-    points = []
-    for voltage in sorted(voltages, reverse=True):
-        pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
-        extra = {
-            "wer_p_to_ap": float(neg_to_pos),
-            "wer_ap_to_p": float(pos_to_neg),
-            "write_energy": float(device.write_energy(voltage, pulse)),
-            "endurance_cycles": float(device.endurance(voltage, pulse)),
-        }
-        points.append(
-            SweepPoint(
-                f"V={voltage:.4g}",
-                FlipRates(pos_to_neg, neg_to_pos),
-                voltage=float(voltage),
-                pulse=float(pulse),
-                extra=extra,
-            )
-        )
-    return points
 
 
 def summarise(values) -> dict:
@@ -173,7 +137,7 @@ def rates_everywhere(sites, rates: FlipRates) -> dict[str, FlipRates]:
 
 def evaluate(
     campaign: Campaign,
-    points: list[SweepPoint],
+    points: list[FaultPoint],
     repeats: int,
     latency_batches=(),
     latency_iterations: int = 20,
@@ -215,6 +179,101 @@ def evaluate(
         "sites": sites,
         "test_images": int(len(campaign.labels)),
     }
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``xnorfault evaluate`` asks: a model, a test set, where the fault rates come from
+    (``None``: the rates injected into the model), and how to run and time it."""
+
+    model: Path
+    data: str
+    source: FaultSource | None = None
+    repeats: int = 20
+    batch_size: int | None = None  # default: the target's, else 256
+    latency_batches: tuple[int, ...] | None = None  # default: the target's, else none
+    latency_iterations: int = 20
+    threads: int | None = None
+    backend: str = "auto"
+    lce_benchmark_binary: Path | None = None
+    lce_model: Path | None = None
+    target: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    max_drop: float | None = None
+    per_layer: bool = False
+
+
+def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
+    """The points of an evaluation: those of ``source`` — voltages from the highest (safest)
+    down — or, without one, the rates injected into the model."""
+    if source is not None:
+        points = fault_points(source)
+        if source.voltages:
+            points.sort(key=lambda point: point.voltage, reverse=True)
+        return points
+    rates = next(iter(backend.injected_rates.values()), FlipRates())
+    if rates.is_symmetric:
+        return fault_points(FaultSource(bers=(rates.pos_to_neg,)))
+    return [FaultPoint("injected", FaultSpec.from_rates(rates))]
+
+
+def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
+    """Evaluate ``request``: open its backend, load the test set, run the baseline and every
+    point (:func:`evaluate`), and describe the backend, machine, target and device with the
+    result; with ``max_drop`` also the lowest voltage (or highest BER) within that drop."""
+    from xnorfault.runtimes import open_backend
+    from xnorfault.targets import load_target, machine_description
+
+    profile = load_target(request.target) if request.target is not None else None
+    threads, batch_size, latency_batches = (
+        request.threads,
+        request.batch_size,
+        request.latency_batches,
+    )
+    if profile is not None:
+        threads = threads or profile.threads
+        batch_size = batch_size or profile.batch_size
+        if latency_batches is None:
+            latency_batches = tuple(profile.latency_batches)
+    with open_backend(
+        request.model,
+        request.backend,
+        threads,
+        request.lce_benchmark_binary,
+        request.lce_model,
+    ) as runner:
+        images, labels = load_test_set(request.data, runner, request.limit)
+        points = sweep_points(request.source, runner)
+        campaign = Campaign(
+            runner, images, labels, request.seed, batch_size or 256, f"{request.data}: labels (y)"
+        )
+        result = evaluate(
+            campaign,
+            points,
+            request.repeats,
+            latency_batches or (),
+            request.latency_iterations,
+            request.per_layer,
+            progress,
+        )
+        result["backend"] = runner.describe()
+    result["latency_batches"] = list(latency_batches or ())
+    result["seed"] = request.seed
+    result["machine"] = machine_description()
+    if profile is not None:
+        result["target"] = profile.to_dict()
+    result["data"] = request.data
+    device = request.source.device if request.source is not None else None
+    if device is not None:
+        result["device"] = device.to_dict()
+    if request.max_drop is not None:
+        result["max_drop"] = (
+            lowest_voltage_within(result, request.max_drop, device)
+            if request.source is not None and request.source.voltages
+            else highest_ber_within(result, request.max_drop)
+        )
+    return result
 
 
 def _last_within(points: list[dict], floor: float) -> dict | None:

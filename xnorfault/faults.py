@@ -90,18 +90,24 @@ class FaultSpec:
         )
 
     @classmethod
+    def from_rates(cls, rates: FlipRates, **kwargs) -> FaultSpec:
+        """Every binary activation flips with ``rates`` (one probability per polarity)."""
+        return cls(activations=rates, source={"kind": "rates", **rates.to_dict()}, **kwargs)
+
+    @classmethod
     def from_mram(cls, device, voltage: float, pulse: float, **kwargs) -> FaultSpec:
         """Rates of an MRAM activation memory written at ``voltage`` (V) with ``pulse`` (s):
         :math:`p_{+\\to-} = \\mathrm{WER}_{AP\\to P}`, :math:`p_{-\\to+} = \\mathrm{WER}_{P\\to AP}`
         (:meth:`xnorfault.mram.MTJ.flip_rates`)."""
-        pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+        rates = FlipRates(*device.flip_rates(voltage, pulse))
         source = {
             "kind": "mram",
             "voltage": float(voltage),
             "pulse": float(pulse),
             "device": device.to_dict(),
+            **rates.to_dict(),
         }
-        return cls(activations=FlipRates(pos_to_neg, neg_to_pos), source=source, **kwargs)
+        return cls(activations=rates, source=source, **kwargs)
 
     @classmethod
     def ber_ramp(cls, start: float, end: float, epochs: int, **kwargs) -> FaultSpec:
@@ -193,3 +199,99 @@ class FaultSpec:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as error:
             raise XnorfaultError(f"fault spec is not valid JSON: {error}") from None
+
+
+@dataclass(frozen=True)
+class FaultPoint:
+    """One point of a sweep — of training jobs or of an evaluation: a label (``ber=0.04``,
+    ``V=0.5``) and its fault spec, with the numeric BER or MRAM operating point it stands for
+    and, for MRAM points, the figures of that operating point (``extra``: WER per write
+    direction, write energy, endurance)."""
+
+    label: str
+    spec: FaultSpec
+    ber: float | None = None
+    voltage: float | None = None
+    pulse: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rates(self) -> FlipRates:
+        """The activation rates after training (every site without an override)."""
+        return self.spec.activations
+
+
+@dataclass(frozen=True)
+class FaultSource:
+    """Where the fault rates of a command come from — one of: ``bers`` (both polarities
+    alike; ``ramp``: rising linearly over the training epochs), ``rates`` (one pair per
+    polarity), ``voltages`` (an MRAM activation memory written at each voltage with
+    ``pulse`` on ``device``), or ``voltage_schedule`` (one write voltage per training epoch).
+    The command line builds it from ``--ber``, ``--p-flip-pos/--p-flip-neg``, ``--voltage``
+    with ``--pulse`` and ``--mram-device``, or ``--voltage-schedule``."""
+
+    bers: tuple[float, ...] = ()
+    rates: FlipRates | None = None
+    voltages: tuple[float, ...] = ()
+    voltage_schedule: tuple[float, ...] = ()
+    pulse: float | None = None
+    device: object = None  # an xnorfault.mram.MTJ for voltages and schedules
+    ramp: bool = False
+
+
+def mram_figures(device, voltage: float, pulse: float) -> dict:
+    """WER of each write direction, write energy (J per bit) and endurance (cycles) of an
+    MRAM written at ``voltage`` with ``pulse`` (:mod:`xnorfault.mram`)."""
+    pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+    return {
+        "wer_p_to_ap": float(neg_to_pos),
+        "wer_ap_to_p": float(pos_to_neg),
+        "write_energy": float(device.write_energy(voltage, pulse)),
+        "endurance_cycles": float(device.endurance(voltage, pulse)),
+    }
+
+
+def fault_points(
+    source: FaultSource,
+    *,
+    epochs: int = 1,
+    layers: dict[str, FlipRates] | None = None,
+    weights: FlipRates | None = None,
+) -> list[FaultPoint]:
+    """The sweep points of ``source``, in its order. ``epochs``: training epochs (for a BER
+    ramp and a voltage schedule); ``layers``/``weights``: per-site overrides and weight rates
+    added to every point's spec."""
+    extra = {"layers": dict(layers or {}), "weights": weights}
+    if source.rates is not None:
+        rates = source.rates
+        label = f"p+-={rates.pos_to_neg:g},p-+={rates.neg_to_pos:g}"
+        return [FaultPoint(label, FaultSpec.from_rates(rates, **extra))]
+    if source.voltages:
+        return [
+            FaultPoint(
+                f"V={voltage:g}",
+                FaultSpec.from_mram(source.device, voltage, source.pulse, **extra),
+                voltage=float(voltage),
+                pulse=float(source.pulse),
+                extra=mram_figures(source.device, voltage, source.pulse),
+            )
+            for voltage in source.voltages
+        ]
+    if source.voltage_schedule:
+        if len(source.voltage_schedule) > epochs:
+            raise XnorfaultError(
+                f"--voltage-schedule gives {len(source.voltage_schedule)} voltages for {epochs} "
+                "epoch(s): give one per epoch at most (the last holds for later epochs), or raise --epochs"
+            )
+        spec = FaultSpec.voltage_schedule(
+            source.device, source.voltage_schedule, source.pulse, **extra
+        )
+        return [FaultPoint("voltage-schedule", spec, pulse=float(source.pulse))]
+    if source.ramp:
+        return [
+            FaultPoint(f"ber-ramp={ber:g}", FaultSpec.ber_ramp(0.0, ber, epochs, **extra), ber)
+            for ber in source.bers
+        ]
+    return [
+        FaultPoint(f"ber={ber:g}", FaultSpec.from_ber(ber, **extra), ber) for ber in source.bers
+    ]

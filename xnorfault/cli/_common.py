@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import sys
 
-import typer
 from rich.console import Console
 
 from xnorfault.io import json_text
@@ -13,19 +12,6 @@ from xnorfault.mram import MTJ, load_device
 
 # Tables stay readable when piped (rich falls back to 80 columns without a terminal).
 console = Console(width=None if sys.stdout.isatty() else 120)
-
-# One name for the MRAM device in every command (train's --device is where it trains);
-# --device/-d stay as aliases where they were the name.
-DEVICE_OPTION = typer.Option(
-    "paper",
-    "--mram-device",
-    "--device",
-    "-d",
-    help="MRAM device preset (see 'xnorfault mram devices') or path to a device TOML file.",
-)
-JSON_OPTION = typer.Option(
-    False, "--json", help="Print one JSON object on stdout instead of a table."
-)
 
 
 def device_from_option(value: str) -> MTJ:

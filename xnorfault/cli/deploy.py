@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.cli._common import console, emit_json
+from xnorfault.cli._options import JsonOption, MramDeviceOption
 
 
 def deploy_command(
@@ -22,7 +23,7 @@ def deploy_command(
         None, "--point", help="Fault point of the run, e.g. ber=0.04 (needed when it has several)."
     ),
     repeat: int = typer.Option(0, "--repeat", min=0, help="Repeat of that point."),
-    device: str = DEVICE_OPTION,
+    device: MramDeviceOption = "paper",
     lce: bool = typer.Option(
         False, "--lce", help="Also export model.tflite for LCE's lce_benchmark_model."
     ),
@@ -30,7 +31,7 @@ def deploy_command(
         None, "--wheel", help="xnorfault wheel to ship (default: built from the source tree)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty bundle folder."),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Write a self-contained bundle for a target: the injected ONNX model (rates as inputs),
     the preprocessed test set, the MRAM device, the target profile, a wheel of xnorfault, pinned

@@ -9,15 +9,19 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import (
-    DEVICE_OPTION,
-    JSON_OPTION,
-    console,
-    emit_json,
-    progress_bar,
+from xnorfault.cli._common import console, emit_json, progress_bar
+from xnorfault.cli._options import (
+    BackendChoice,
+    BerOption,
+    JsonOption,
+    MramDeviceOption,
+    PFlipNegOption,
+    PFlipPosOption,
+    PulseOption,
+    VoltageOption,
+    fault_source,
 )
-from xnorfault.errors import XnorfaultError
-from xnorfault.units import parse_count, parse_duration, parse_list, parse_rate, parse_voltage
+from xnorfault.units import parse_count, parse_list, parse_rate
 
 
 def evaluate_command(
@@ -29,12 +33,12 @@ def evaluate_command(
         "--data",
         help="Test set: .npz from 'xnorfault export --testset', or a dataset spec (needs torch).",
     ),
-    ber: str | None = typer.Option(None, "--ber", help="BERs to sweep, e.g. 0,0.01,0.05."),
-    voltage: str | None = typer.Option(
-        None, "--voltage", help="Write voltages to sweep, e.g. 0.45:0.85:0.05 (with --pulse)."
-    ),
-    pulse: str | None = typer.Option(None, "--pulse", help="Write pulse for --voltage, e.g. 10ns."),
-    device: str = DEVICE_OPTION,
+    ber: BerOption = None,
+    p_flip_pos: PFlipPosOption = None,
+    p_flip_neg: PFlipNegOption = None,
+    voltage: VoltageOption = None,
+    pulse: PulseOption = None,
+    mram_device: MramDeviceOption = "paper",
     repeats: int = typer.Option(
         20, "--repeats", min=1, help="Repeats per point, all on the same images."
     ),
@@ -53,8 +57,8 @@ def evaluate_command(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Runtime threads (default: all cores, or the target's)."
     ),
-    backend: str = typer.Option(
-        "auto",
+    backend: BackendChoice = typer.Option(
+        BackendChoice.auto,
         "--backend",
         help="auto (from the extension: .onnx, .tflite), onnxruntime, lce, or lce-benchmark "
         "(accuracy from the ONNX model, latency from lce_benchmark_model).",
@@ -91,7 +95,7 @@ def evaluate_command(
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Draw accuracy vs voltage (or BER)."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Accuracy (mean, std, 95 % interval over repeats) and latency of a model under bit flips,
     swept over BER or MRAM write voltage, against the error-free baseline.
@@ -99,87 +103,46 @@ def evaluate_command(
     Examples: xnorfault evaluate faulty.onnx --data test.npz --ber 0,0.01,0.05 --repeats 20;
     xnorfault evaluate model.onnx --data test.npz --voltage 0.45:0.85:0.05 --pulse 10ns --max-drop 0.01 --plot acc.png
     """
-    from xnorfault.evaluation import (
-        Campaign,
-        ber_points,
-        evaluate,
-        highest_ber_within,
-        load_test_set,
-        lowest_voltage_within,
-        voltage_points,
-    )
-    from xnorfault.faults import FlipRates
+    from xnorfault.evaluation import EvaluationRequest, run_evaluation
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
-    from xnorfault.runtimes import open_backend
 
-    if ber is not None and voltage is not None:
-        raise XnorfaultError("sweep either --ber or --voltage, not both")
-    if voltage is not None and pulse is None:
-        raise XnorfaultError("--voltage needs --pulse, e.g. --pulse 10ns")
-    if max_drop is not None:
-        parse_rate(max_drop, "--max-drop")
+    request = EvaluationRequest(
+        model=model,
+        data=data,
+        source=fault_source(ber, p_flip_pos, p_flip_neg, voltage, pulse, mram_device),
+        repeats=repeats,
+        batch_size=batch_size,
+        latency_batches=None
+        if batch is None
+        else tuple(parse_list(batch, lambda text: parse_count(text, "--batch size"))),
+        latency_iterations=latency_iterations,
+        threads=threads,
+        backend=backend.value,
+        lce_benchmark_binary=lce_benchmark_binary,
+        lce_model=lce_model,
+        target=target,
+        seed=seed,
+        limit=limit,
+        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
+        per_layer=per_layer,
+    )
     if plot_path is not None:
         check_figure_output(plot_path, "--plot")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
-    from xnorfault.targets import load_target, machine_description
-
-    profile = load_target(target) if target is not None else None
-    if profile is not None:
-        threads = threads or profile.threads
-        batch_size = batch_size or profile.batch_size
-        if batch is None:
-            batch = ",".join(str(b) for b in profile.latency_batches)
-    batch_size = batch_size or 256
-    latency_batches = (
-        [] if batch is None else parse_list(batch, lambda text: parse_count(text, "--batch size"))
-    )
-    with open_backend(model, backend, threads, lce_benchmark_binary, lce_model) as runner:
-        images, labels = load_test_set(data, runner, limit)
-        mtj = None
-        if voltage is not None:
-            from xnorfault.mram import load_device
-
-            mtj = load_device(device)
-            points = voltage_points(mtj, parse_list(voltage, parse_voltage), parse_duration(pulse))
-        elif ber is not None:
-            points = ber_points(parse_list(ber, lambda text: parse_rate(text, "--ber")))
-        else:
-            rates = next(iter(runner.injected_rates.values()), FlipRates())
-            points = ber_points([rates.pos_to_neg]) if rates.is_symmetric else []
-            if not points:
-                from xnorfault.evaluation import SweepPoint
-
-                points = [SweepPoint("injected", rates)]
-        campaign = Campaign(runner, images, labels, seed, batch_size, f"{data}: labels (y)")
-        with progress_bar(disabled=as_json) as progress:
-            result = evaluate(
-                campaign, points, repeats, latency_batches, latency_iterations, per_layer, progress
-            )
-        result["backend"] = runner.describe()
-    result["seed"] = seed
-    result["machine"] = machine_description()
-    if profile is not None:
-        result["target"] = profile.to_dict()
-    result["data"] = data
-    if mtj is not None:
-        result["device"] = mtj.to_dict()
-    if max_drop is not None:
-        result["max_drop"] = (
-            lowest_voltage_within(result, max_drop, mtj)
-            if voltage is not None
-            else highest_ber_within(result, max_drop)
-        )
+    with progress_bar(disabled=as_json) as progress:
+        result = run_evaluation(request, progress)
     if csv_path is not None:
         atomic_write_text(csv_path, points_csv(result))
     if plot_path is not None:
         from xnorfault.plots import plot_evaluation
 
-        plot_evaluation(result, plot_path, mtj)
+        device = request.source.device if request.source is not None else None
+        plot_evaluation(result, plot_path, device)
     if as_json:
         emit_json(result)
         return
-    print_result(result, latency_batches)
+    print_result(result, result["latency_batches"])
 
 
 CSV_COLUMNS = [

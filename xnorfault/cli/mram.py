@@ -10,14 +10,13 @@ import typer
 from rich.table import Table
 
 from xnorfault.cli._common import (
-    DEVICE_OPTION,
-    JSON_OPTION,
     console,
     device_from_option,
     emit_json,
     percent,
     sci,
 )
+from xnorfault.cli._options import JsonOption, MramDeviceOption
 from xnorfault.errors import XnorfaultError
 from xnorfault.mram import DIRECTIONS, available_devices, load_device, table_one
 from xnorfault.units import (
@@ -53,9 +52,9 @@ def _check_direction(direction: str) -> str:
 
 @mram_app.command("table")
 def table_command(
-    device: str = DEVICE_OPTION,
+    device: MramDeviceOption = "paper",
     direction: str = DIRECTION_OPTION,
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """The paper's Table I from the model: how far the write voltage or pulse can drop when the
     network tolerates WER 0.01 or 0.1 instead of 1e-6, with energy and endurance.
@@ -101,14 +100,14 @@ def table_command(
 @mram_app.command("curve")
 def curve_command(
     output: Path = typer.Option(..., "--output", "-o", help="Figure file (.png, .pdf, .svg)."),
-    device: str = DEVICE_OPTION,
+    device: MramDeviceOption = "paper",
     wer: str = typer.Option("0.1,0.01,1e-6", "--wer", help="Comma-separated WER targets."),
     direction: str = DIRECTION_OPTION,
     points: int = typer.Option(36, "--points", min=4, max=400, help="Voltages per curve."),
     closed_form: bool = typer.Option(
         False, "--closed-form", help="Overlay the closed form, dashed."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """The paper's Fig. 5: write voltage vs pulse length for WER targets, with Table I marked.
 
@@ -137,9 +136,9 @@ def wer_command(
     pulse: str = typer.Option(
         ..., "--pulse", "-t", help='Pulse length(s): "10ns", "1.5e-8", list or range.'
     ),
-    device: str = DEVICE_OPTION,
+    device: MramDeviceOption = "paper",
     closed_form: bool = typer.Option(False, "--closed-form", help="Also show the closed-form WER."),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Write error rate at one or more operating points, per write direction, with the flip
     probabilities of a stored binary value, write energy and endurance.
@@ -205,9 +204,9 @@ def solve_command(
     voltage: str | None = typer.Option(
         None, "--voltage", "-V", help="Fixed voltage: solve for the pulse."
     ),
-    device: str = DEVICE_OPTION,
+    device: MramDeviceOption = "paper",
     direction: str = DIRECTION_OPTION,
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """The write voltage (given --pulse) or the pulse length (given --voltage) that reaches a
     target WER, with the write energy and endurance there.
@@ -281,8 +280,8 @@ def retention_command(
     time: str = typer.Option(
         "1s,1h,1d,1y,10y", "--time", help='Storage times, e.g. "1y" or "1h,1d,1y".'
     ),
-    device: str = DEVICE_OPTION,
-    as_json: bool = JSON_OPTION,
+    device: MramDeviceOption = "paper",
+    as_json: JsonOption = False,
 ):
     """Probability that a stored bit flips thermally within a storage time (Néel–Brown).
 
@@ -312,7 +311,7 @@ def retention_command(
 
 
 @mram_app.command("devices")
-def devices_command(as_json: bool = JSON_OPTION):
+def devices_command(as_json: JsonOption = False):
     """Device presets shipped with xnorfault (use a name, or a TOML file, with --device).
 
     Example: xnorfault mram devices

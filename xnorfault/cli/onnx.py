@@ -8,10 +8,21 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import DEVICE_OPTION, JSON_OPTION, console, emit_json
+from xnorfault.cli._common import console, emit_json
+from xnorfault.cli._options import (
+    BerOption,
+    ExportFormat,
+    JsonOption,
+    MramDeviceOption,
+    PFlipNegOption,
+    PFlipPosOption,
+    PulseOption,
+    VoltageOption,
+    fault_source,
+)
 from xnorfault.errors import XnorfaultError
+from xnorfault.faults import fault_points
 from xnorfault.io import check_output_file
-from xnorfault.units import parse_duration, parse_rate, parse_voltage
 
 
 def export_command(
@@ -19,8 +30,8 @@ def export_command(
     output: Path = typer.Option(
         ..., "--output", "-o", help="Model file to write (model.onnx, or model.tflite for lce)."
     ),
-    format: str = typer.Option(
-        "onnx",
+    format: ExportFormat = typer.Option(
+        ExportFormat.onnx,
         "--format",
         help="onnx (standard ONNX for onnxruntime) or lce (Larq Compute Engine .tflite).",
     ),
@@ -36,7 +47,7 @@ def export_command(
     flip_seed: int = typer.Option(
         0, "--flip-seed", min=0, help="lce: seed of the in-model RandomUniform flip streams."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Export a trained network to standard ONNX that stock onnxruntime runs, or to a Larq
     Compute Engine .tflite with binary XNOR-popcount kernels, checking parity on its test set
@@ -46,9 +57,7 @@ def export_command(
     Examples: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz;
     xnorfault export runs/fm --point ber=0.04 --format lce -o model.tflite
     """
-    suffixes = {"onnx": ".onnx", "lce": ".tflite"}
-    if format not in suffixes:
-        raise XnorfaultError(f"unknown --format {format!r}: use onnx or lce")
+    suffixes = {ExportFormat.onnx: ".onnx", ExportFormat.lce: ".tflite"}
     if output.suffix != suffixes[format]:
         raise XnorfaultError(
             f"--output {output} should end in {suffixes[format]} for --format {format}"
@@ -105,75 +114,38 @@ def inject_command(
         ..., help="ONNX model (exported by xnorfault, or any with binary activations)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Injected model to write."),
-    ber: float | None = typer.Option(
-        None, "--ber", help="Flip probability of every binary activation, both polarities."
-    ),
-    p_flip_pos: float | None = typer.Option(None, "--p-flip-pos", help="P(+1→−1)."),
-    p_flip_neg: float | None = typer.Option(None, "--p-flip-neg", help="P(−1→+1)."),
-    voltage: str | None = typer.Option(
-        None, "--voltage", help="MRAM write voltage: rates from the device model (with --pulse)."
-    ),
-    pulse: str | None = typer.Option(None, "--pulse", help="MRAM write pulse, e.g. 10ns."),
-    device: str = DEVICE_OPTION,
+    ber: BerOption = None,
+    p_flip_pos: PFlipPosOption = None,
+    p_flip_neg: PFlipNegOption = None,
+    voltage: VoltageOption = None,
+    pulse: PulseOption = None,
+    mram_device: MramDeviceOption = "paper",
     layers: str | None = typer.Option(
         None, "--layers", help="Comma-separated binary sites to inject (default: all)."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Insert random bit flips at every binary activation of an ONNX model. The rates become
     graph inputs (p_flip_pos.SITE, p_flip_neg.SITE) defaulting to the values given here, and
     flip_seed makes the draw reproducible.
 
     Examples: xnorfault inject model.onnx -o faulty.onnx --ber 0.01;
-    xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --device paper
+    xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --mram-device paper
     """
     from xnorfault.contract import INJECTED_KEY
-    from xnorfault.faults import FlipRates
     from xnorfault.inject import inject_flips, load_model, metadata
     from xnorfault.io import atomic_write
 
-    modes = [
-        name
-        for name, given in (
-            ("--ber", ber is not None),
-            ("--p-flip-pos/--p-flip-neg", p_flip_pos is not None or p_flip_neg is not None),
-            ("--voltage", voltage is not None),
-        )
-        if given
-    ]
-    if len(modes) != 1:
+    source = fault_source(ber, p_flip_pos, p_flip_neg, voltage, pulse, mram_device, single=True)
+    if source is None:
         raise XnorfaultError(
-            "give exactly one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
+            "give one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
         )
-    source: dict
-    if ber is not None:
-        rates = FlipRates.symmetric(parse_rate(ber, "--ber"))
-        source = {"kind": "ber", "ber": ber}
-    elif voltage is not None:
-        if pulse is None:
-            raise XnorfaultError("--voltage needs --pulse, e.g. --pulse 10ns")
-        from xnorfault.mram import load_device
-
-        mtj = load_device(device)
-        volts, seconds = parse_voltage(voltage), parse_duration(pulse)
-        rates = FlipRates(*mtj.flip_rates(volts, seconds))
-        source = {
-            "kind": "mram",
-            "voltage": volts,
-            "pulse": seconds,
-            "device": mtj.to_dict(),
-            **rates.to_dict(),
-        }
-    else:
-        rates = FlipRates(
-            parse_rate(p_flip_pos or 0.0, "--p-flip-pos"),
-            parse_rate(p_flip_neg or 0.0, "--p-flip-neg"),
-        )
-        source = {"kind": "rates", **rates.to_dict()}
+    (point,) = fault_points(source)
     sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
     check_output_file(output, "--output")
     clean = load_model(model)
-    injected = inject_flips(clean, rates, sites=sites, source=source)
+    injected = inject_flips(clean, point.spec, sites=sites)
     atomic_write(output, lambda handle: handle.write(injected.SerializeToString()))
     import json
 
@@ -182,7 +154,7 @@ def inject_command(
         "output": str(output),
         "sites": info["sites"],
         "rates": info["rates"],
-        "source": source,
+        "source": point.spec.source,
         "seed_input": info["seed_input"],
     }
     if as_json:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from xnorfault.cli._common import JSON_OPTION, console, emit_json, progress_bar
+from xnorfault.cli._common import console, emit_json, progress_bar
+from xnorfault.cli._options import (
+    BerOption,
+    BerSchedule,
+    JsonOption,
+    MramDeviceNoAliasOption,
+    PFlipNegOption,
+    PFlipPosOption,
+    PulseOption,
+    VoltageOption,
+    fault_source,
+)
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSpec, FlipRates
-from xnorfault.units import parse_count, parse_duration, parse_list, parse_rate, parse_voltage
+from xnorfault.faults import FaultSpec, FlipRates, fault_points
+from xnorfault.units import parse_count, parse_list, parse_rate
 
 
 def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
@@ -25,72 +37,16 @@ def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
     return layers
 
 
-def build_fault_points(
-    ber: str | None,
-    p_flip_pos: float | None,
-    p_flip_neg: float | None,
-    voltage: str | None,
-    pulse: str | None,
-    voltage_schedule: str | None,
-    schedule: str,
-    layer_ber: list[str],
-    weight_ber: float | None,
-    device_name: str,
-    epochs: int,
-):
-    """The sweep points of a training command, from its fault options."""
-    from xnorfault.mram import load_device
-    from xnorfault.training.runner import FaultPoint
+class Gradient(StrEnum):
+    """How the flip passes gradients: ignore flips (the paper's code) or through them."""
 
-    sources = [
-        name
-        for name, given in (
-            ("--ber", ber is not None),
-            ("--p-flip-pos/--p-flip-neg", p_flip_pos is not None or p_flip_neg is not None),
-            ("--voltage", voltage is not None),
-            ("--voltage-schedule", voltage_schedule is not None),
-        )
-        if given
-    ]
-    if len(sources) > 1:
-        raise XnorfaultError(f"give one source of fault rates, not {' and '.join(sources)}")
-    if schedule not in ("constant", "ramp"):
-        raise XnorfaultError(f"unknown --schedule {schedule!r}: use constant or ramp")
-    extra = {"layers": _layer_overrides(layer_ber)}
-    if weight_ber:
-        extra["weights"] = FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
-    if (voltage is not None or voltage_schedule is not None) and pulse is None:
-        raise XnorfaultError("--voltage and --voltage-schedule need --pulse, e.g. --pulse 10ns")
-    if p_flip_pos is not None or p_flip_neg is not None:
-        rates = FlipRates(p_flip_pos or 0.0, p_flip_neg or 0.0)
-        spec = FaultSpec(activations=rates, source={"kind": "rates", **rates.to_dict()}, **extra)
-        return [FaultPoint(f"p+-={rates.pos_to_neg:g},p-+={rates.neg_to_pos:g}", spec)]
-    if voltage is not None:
-        device = load_device(device_name)
-        seconds = parse_duration(pulse)
-        return [
-            FaultPoint(f"V={v:g}", FaultSpec.from_mram(device, v, seconds, **extra))
-            for v in parse_list(voltage, parse_voltage)
-        ]
-    if voltage_schedule is not None:
-        device = load_device(device_name)
-        volts = parse_list(voltage_schedule, parse_voltage)
-        if len(volts) > epochs:
-            raise XnorfaultError(
-                f"--voltage-schedule gives {len(volts)} voltages for {epochs} epoch(s): give one "
-                "per epoch at most (the last holds for later epochs), or raise --epochs"
-            )
-        spec = FaultSpec.voltage_schedule(device, volts, parse_duration(pulse), **extra)
-        return [FaultPoint("voltage-schedule", spec)]
-    values = parse_list(ber if ber is not None else "0", lambda text: parse_rate(text, "--ber"))
-    points = []
-    for value in values:
-        if schedule == "ramp":
-            spec = FaultSpec.ber_ramp(0.0, value, epochs, **extra)
-            points.append(FaultPoint(f"ber-ramp={value:g}", spec, value))
-        else:
-            points.append(FaultPoint(f"ber={value:g}", FaultSpec.from_ber(value, **extra), value))
-    return points
+    straight_through = "straight_through"
+    flipped = "flipped"
+
+
+class WeightScaling(StrEnum):
+    channel = "channel"  # XNOR-Net: mean |W| per output filter
+    tensor = "tensor"
 
 
 def train_command(
@@ -103,35 +59,21 @@ def train_command(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run directory (created; an existing one is resumed)."
     ),
-    ber: str | None = typer.Option(
-        None,
-        "--ber",
-        help="Bit-error rate(s) of the binary activations during training, e.g. 0.04 or 0,0.02,0.04.",
-    ),
-    p_flip_pos: float | None = typer.Option(
-        None, "--p-flip-pos", help="P(+1→−1) during training (asymmetric errors)."
-    ),
-    p_flip_neg: float | None = typer.Option(
-        None, "--p-flip-neg", help="P(−1→+1) during training (asymmetric errors)."
-    ),
-    voltage: str | None = typer.Option(
-        None, "--voltage", help="MRAM write voltage(s): rates from the device model."
-    ),
-    pulse: str | None = typer.Option(
-        None, "--pulse", help="MRAM write pulse for --voltage or --voltage-schedule."
-    ),
+    ber: BerOption = None,
+    p_flip_pos: PFlipPosOption = None,
+    p_flip_neg: PFlipNegOption = None,
+    voltage: VoltageOption = None,
+    pulse: PulseOption = None,
     voltage_schedule: str | None = typer.Option(
-        None, "--voltage-schedule", help="One write voltage per epoch, e.g. 0.8,0.7,0.6."
+        None,
+        "--voltage-schedule",
+        help="One write voltage per epoch, e.g. 0.8,0.7,0.6 (with --pulse).",
     ),
-    mram_device: str = typer.Option(
-        "paper",
-        "--mram-device",
-        help="MRAM device preset or TOML file for --voltage and --voltage-schedule.",
-    ),
-    schedule: str = typer.Option(
-        "constant",
+    mram_device: MramDeviceNoAliasOption = "paper",
+    schedule: BerSchedule = typer.Option(
+        BerSchedule.constant,
         "--schedule",
-        help="constant, or ramp (BER rising linearly from 0 over the epochs).",
+        help="How --ber runs over the epochs: constant, or ramp (rising linearly from 0).",
     ),
     layer_ber: list[str] = typer.Option(
         [], "--layer-ber", help="Per-site BER override, SITE=RATE (repeatable), e.g. act1=0."
@@ -142,8 +84,8 @@ def train_command(
     test_ber: float | None = typer.Option(
         None, "--test-ber", help="Also measure test accuracy with this BER in the activations."
     ),
-    gradient: str = typer.Option(
-        "straight_through",
+    gradient: Gradient = typer.Option(
+        Gradient.straight_through,
         "--gradient",
         help="straight_through (ignore flips; the paper's code) or flipped.",
     ),
@@ -160,8 +102,10 @@ def train_command(
     milestones: str | None = typer.Option(
         None, "--milestones", help="Epochs at which the learning rate drops ×0.1, e.g. 40,80."
     ),
-    weight_scaling: str = typer.Option(
-        "channel", "--weight-scaling", help="channel (XNOR-Net mean|W| per filter) or tensor."
+    weight_scaling: WeightScaling = typer.Option(
+        WeightScaling.channel,
+        "--weight-scaling",
+        help="channel (XNOR-Net mean|W| per filter) or tensor.",
     ),
     input_size: int | None = typer.Option(
         None,
@@ -192,7 +136,7 @@ def train_command(
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="Synchronise batch norm across torchrun processes (CUDA)."
     ),
-    as_json: bool = JSON_OPTION,
+    as_json: JsonOption = False,
 ):
     """Train binarized networks with random bit errors in their binary activations, and record
     error-free test accuracy after every epoch (the paper's experiments).
@@ -205,22 +149,22 @@ def train_command(
     from xnorfault.training.runner import Run, TrainConfig, resolve_device
 
     info = model_info(model)
-    if gradient not in ("straight_through", "flipped"):
-        raise XnorfaultError(f"unknown --gradient {gradient!r}: use straight_through or flipped")
-    if weight_scaling not in ("channel", "tensor"):
-        raise XnorfaultError(f"unknown --weight-scaling {weight_scaling!r}: use channel or tensor")
-    points = build_fault_points(
+    source = fault_source(
         ber,
         p_flip_pos,
         p_flip_neg,
         voltage,
         pulse,
-        voltage_schedule,
-        schedule,
-        layer_ber,
-        weight_ber,
         mram_device,
-        epochs,
+        voltage_schedule=voltage_schedule,
+        ramp=schedule is BerSchedule.ramp,
+        default_ber="0",
+    )
+    weights = (
+        None if weight_ber is None else FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
+    )
+    points = fault_points(
+        source, epochs=epochs, layers=_layer_overrides(layer_ber), weights=weights
     )
     shard_index, shard_count = parse_shard(shard)
     from xnorfault.training.runner import Distributed
@@ -246,8 +190,8 @@ def train_command(
         milestones=None
         if milestones is None
         else parse_list(milestones, lambda text: parse_count(text, "--milestones epoch")),
-        gradient=gradient,
-        weight_scaling=weight_scaling,
+        gradient=gradient.value,
+        weight_scaling=weight_scaling.value,
         input_size=input_size,
         limit_train=limit_train,
         limit_test=limit_test,

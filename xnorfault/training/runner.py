@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from xnorfault import __version__
 from xnorfault.data import Dataset
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSpec
+from xnorfault.faults import FaultPoint, FaultSpec
 from xnorfault.io import atomic_write, atomic_write_json, folder_lock, remove_stale_temporaries
 from xnorfault.models import create_model, model_info
 from xnorfault.models.layers import BinaryConv2d, BinaryLinear
@@ -74,15 +74,6 @@ class TrainConfig:
                 if m * config.epochs // info.epochs > 0
             ]
         return config
-
-
-@dataclass
-class FaultPoint:
-    """One point of a sweep: a label (``ber=0.04``), the spec, and its numeric BER if any."""
-
-    label: str
-    spec: FaultSpec
-    ber: float | None = None
 
 
 def point_folder_name(label: str) -> str:

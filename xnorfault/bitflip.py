@@ -1,0 +1,173 @@
+r"""``xnorfault.BitFlip``: the flip of one binary site as one ONNX node.
+
+A model-local ONNX function (domain ``xnorfault``) written in onnxscript, so that its body reads
+line by line like the numpy reference, :func:`xnorfault.generator.flip_mask`::
+
+    flipped = BitFlip<site_index>(x, p_pos, p_neg, flip_seed)
+
+negates each element of ``x`` independently, with probability ``p_pos`` where it is ≥ 0 and
+``p_neg`` where it is negative (write errors +1→−1 and −1→+1 of a binary activation).
+
+- **Exact Bernoulli flips by geometric skipping.** The gaps between flipped elements of a
+  Bernoulli(p) process are geometric: :math:`G_j = \lfloor \ln U_j / \ln(1-p) \rfloor`, flipped
+  positions :math:`\sum_{i\le j}(G_i + 1) - 1`. Only :math:`K = \lceil Np + 10\sqrt{Np} +
+  16\rceil` gaps are drawn for N elements, so the cost follows the number of flips, not N, and
+  a ``ScatterElements`` (reduction ``mul``) applies the −1 factors.
+- **Unequal polarity rates** thin candidates drawn at :math:`p = \max(p_{+\to-}, p_{-\to+})`:
+  one of sign s is kept with probability :math:`p_s/p`. The usual equal-rate case skips the
+  thinning (an ``If``), and with it the gather of values and the second stream.
+- **Randomness** from SplitMix64 (:mod:`xnorfault.generator`) in integer ONNX ops: stream keys
+  :math:`\mathrm{mix64}(s \oplus c_{i,k})` of the ``flip_seed`` s and constants of site
+  ``site_index`` i. onnxruntime's ``RandomUniformLike`` repeats its pattern after a few thousand
+  large runs and gives equal streams to sessions of one model; it is used only for a negative
+  ``flip_seed`` (the default of injected models), which draws a seed at each run.
+
+onnxruntime inlines model-local functions when it loads a model, so the function costs nothing
+over the same nodes written into the graph; Netron shows one ``BitFlip`` node per site. The
+helpers ``Mix64`` and ``Uniforms`` are inlined into ``BitFlip`` (:func:`bitflip_function`), so
+the model holds one function. Import this module only to build the function: it needs
+onnxscript.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import onnx
+import onnx.inliner
+from onnx import TensorProto, numpy_helper
+from onnxscript import DOUBLE, FLOAT, INT64, UINT64, script
+from onnxscript import opset18 as op
+from onnxscript.values import Opset
+
+from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP
+from xnorfault.generator import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS, STREAMS_PER_SITE
+
+BITFLIP_OPSET = Opset(BITFLIP_DOMAIN, 1)
+OPSET_VERSION = 18  # bitwise ops and ScatterElements' reduction "mul"
+
+
+def _constant(value, dtype) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(value, dtype=dtype))
+
+
+SHIFT_A, SHIFT_B, SHIFT_C = (_constant(shift, np.uint64) for shift in MIX_SHIFTS)
+MULTIPLIER_A, MULTIPLIER_B = (_constant(m, np.uint64) for m in MIX_MULTIPLIERS)
+PHI = _constant(GOLDEN, np.uint64)
+TOP_53 = _constant(11, np.uint64)  # 64 - 53 bits
+STREAMS = _constant(STREAMS_PER_SITE, np.uint64)
+FIRST_STREAMS = _constant([1, 2], np.uint64)
+HALF = _constant(0.5, np.float64)
+TWO_TO_53, TWO_TO_MINUS_53 = _constant(2.0**53, np.float64), _constant(2.0**-53, np.float64)
+ONE, TEN, MARGIN = (_constant(v, np.float64) for v in (1.0, 10.0, 16.0))
+TINY_LOG, TINY_P = _constant(-1e-300, np.float64), _constant(1e-300, np.float64)
+ZERO_INDEX, ONE_INDEX = _constant(0, np.int64), _constant(1, np.int64)
+FLAT = _constant([-1], np.int64)
+MINUS_ONE_F32, PLUS_ONE_F32, ZERO_F32 = (_constant(v, np.float32) for v in (-1.0, 1.0, 0.0))
+
+
+@script(BITFLIP_OPSET, default_opset=op)
+def Mix64(z: UINT64) -> UINT64:
+    """SplitMix64 finaliser (:func:`xnorfault.generator.mix64`)."""
+    z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_A), direction="RIGHT"))
+    z = op.Mul(z, op.Constant(value=MULTIPLIER_A))
+    z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_B), direction="RIGHT"))
+    z = op.Mul(z, op.Constant(value=MULTIPLIER_B))
+    z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_C), direction="RIGHT"))
+    return z
+
+
+@script(BITFLIP_OPSET, default_opset=op)
+def Uniforms(key: UINT64, weyl: UINT64) -> DOUBLE:
+    """(mix64(key + j φ) >> 11 + 1/2) 2^-53 for the Weyl sequence j φ
+    (:func:`xnorfault.generator.uniforms`)."""
+    hashed = Mix64(op.Add(key, weyl))
+    top = op.Cast(
+        op.BitShift(hashed, op.Constant(value=TOP_53), direction="RIGHT"), to=TensorProto.DOUBLE
+    )
+    return op.Mul(op.Add(top, op.Constant(value=HALF)), op.Constant(value=TWO_TO_MINUS_53))
+
+
+@script(BITFLIP_OPSET, default_opset=op)
+def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: int) -> FLOAT:
+    """Negate each element of ``x`` with probability ``p_pos`` (x ≥ 0) or ``p_neg`` (x < 0)."""
+    # the seed: flip_seed, or 53 random bits drawn by onnxruntime when it is negative
+    draw = op.RandomUniform(dtype=TensorProto.DOUBLE, shape=[])
+    drawn_seed = op.Cast(op.Floor(op.Mul(draw, op.Constant(value=TWO_TO_53))), to=TensorProto.INT64)
+    seed = op.Where(op.Less(flip_seed, op.Constant(value=ZERO_INDEX)), drawn_seed, flip_seed)
+    # stream keys mix64(seed ^ mix64((2 i + 1, 2 i + 2) φ)), as generator.stream_keys
+    site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
+    numbers = op.Add(op.Mul(site, op.Constant(value=STREAMS)), op.Constant(value=FIRST_STREAMS))
+    constants = Mix64(op.Mul(numbers, op.Constant(value=PHI)))
+    keys = Mix64(op.BitwiseXor(constants, op.Cast(seed, to=TensorProto.UINT64)))
+    gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
+    thin_key = op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0)
+
+    flat = op.Reshape(x, op.Constant(value=FLAT))
+    size = op.Cast(op.Size(x), to=TensorProto.DOUBLE)
+    rate_pos = op.Cast(p_pos, to=TensorProto.DOUBLE)
+    rate_neg = op.Cast(p_neg, to=TensorProto.DOUBLE)
+    rate = op.Max(rate_pos, rate_neg)
+    # K = ceil(N p + 10 sqrt(N p) + 16) gaps, as generator.gap_count
+    mean = op.Mul(size, rate)
+    spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
+    gap_count = op.Cast(
+        op.Ceil(op.Add(op.Add(mean, spread), op.Constant(value=MARGIN))), to=TensorProto.INT64
+    )
+    counter = op.Range(op.Constant(value=ZERO_INDEX), gap_count, op.Constant(value=ONE_INDEX))
+    weyl = op.Mul(op.Cast(counter, to=TensorProto.UINT64), op.Constant(value=PHI))
+    # gaps G = floor(ln U / ln(1 - p)); positions = cumsum(G + 1) - 1
+    log_q = op.Min(op.Log(op.Sub(op.Constant(value=ONE), rate)), op.Constant(value=TINY_LOG))
+    gaps = op.Min(op.Floor(op.Div(op.Log(Uniforms(gap_key, weyl)), log_q)), size)
+    positions = op.Sub(
+        op.CumSum(op.Add(gaps, op.Constant(value=ONE)), op.Constant(value=ZERO_INDEX)),
+        op.Constant(value=ONE),
+    )
+    valid = op.Less(positions, size)
+    clipped = op.Cast(op.Min(positions, op.Sub(size, op.Constant(value=ONE))), to=TensorProto.INT64)
+    if op.Equal(rate_pos, rate_neg):
+        factors = op.Where(valid, op.Constant(value=MINUS_ONE_F32), op.Constant(value=PLUS_ONE_F32))
+    else:
+        # thinning: a candidate of sign s is kept when its uniform is below p_s / p
+        nonnegative = op.GreaterOrEqual(
+            op.Gather(flat, clipped, axis=0), op.Constant(value=ZERO_F32)
+        )
+        safe_rate = op.Max(rate, op.Constant(value=TINY_P))
+        keep = op.Where(nonnegative, op.Div(rate_pos, safe_rate), op.Div(rate_neg, safe_rate))
+        kept = op.Less(Uniforms(thin_key, weyl), keep)
+        factors = op.Where(
+            op.And(valid, kept),
+            op.Constant(value=MINUS_ONE_F32),
+            op.Constant(value=PLUS_ONE_F32),
+        )
+    flipped = op.ScatterElements(flat, clipped, factors, axis=0, reduction="mul")
+    return op.Reshape(flipped, op.Shape(x))
+
+
+@functools.cache
+def _function_bytes() -> bytes:
+    helpers = [Mix64.to_function_proto(), Uniforms.to_function_proto()]
+    bitflip = BitFlip.to_function_proto()
+    holder = onnx.helper.make_model(
+        onnx.helper.make_graph([], "holder", [], []),
+        opset_imports=[
+            onnx.helper.make_opsetid("", OPSET_VERSION),
+            onnx.helper.make_opsetid(BITFLIP_DOMAIN, 1),
+        ],
+        functions=[bitflip, *helpers],
+    )
+    helper_ids = [(f.domain, f.name) for f in helpers]
+    inlined = onnx.inliner.inline_selected_functions(holder, helper_ids, exclude=False)
+    (function,) = [f for f in inlined.functions if f.name == BITFLIP_OP]
+    del function.opset_import[:]
+    function.opset_import.append(onnx.helper.make_opsetid("", OPSET_VERSION))
+    return function.SerializeToString()
+
+
+def bitflip_function() -> onnx.FunctionProto:
+    """The ONNX function ``xnorfault.BitFlip`` (a fresh copy), its helpers inlined."""
+    return onnx.FunctionProto.FromString(_function_bytes())
+
+
+__all__ = ["BitFlip", "bitflip_function", "OPSET_VERSION", "TensorProto"]

@@ -1,0 +1,112 @@
+r"""The counter-based random generator of the injected flips, in numpy: the reference that the
+ONNX function ``xnorfault.BitFlip`` (:mod:`xnorfault.bitflip`) reproduces draw for draw.
+
+SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number generators", OOPSLA
+2014): the j-th draw of the stream with key k is :math:`\mathrm{mix64}(k + j\varphi)` with
+:math:`\varphi` = 0x9E3779B97F4A7C15 (the 64-bit golden ratio) and mix64 the finaliser
+
+.. math:: z \mathrel{\wedge}= z \gg 30;\ z \mathrel{*}= \mathtt{0xbf58476d1ce4e5b9};\
+          z \mathrel{\wedge}= z \gg 27;\ z \mathrel{*}= \mathtt{0x94d049bb133111eb};\
+          z \mathrel{\wedge}= z \gg 31
+
+(wrapping 64-bit arithmetic), a bijection of 64-bit words. Its top 53 bits give a double in
+(0, 1). Every binary site has two streams (gap lengths; polarity thinning) whose keys are
+:math:`\mathrm{mix64}(s \oplus c)` for the run's seed s and a constant c per site and stream, so
+one 62-bit seed per run gives independent, reproducible masks that never repeat over a campaign.
+Imports numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GOLDEN = 0x9E3779B97F4A7C15
+MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+MIX_SHIFTS = (30, 27, 31)
+STREAMS_PER_SITE = 2  # gap lengths, polarity thinning
+_WORD = 0xFFFFFFFFFFFFFFFF
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 (wrapping arithmetic); a bijection of 64-bit words."""
+    x = np.asarray(x, dtype=np.uint64).copy()
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(MIX_SHIFTS[0])
+        x *= np.uint64(MIX_MULTIPLIERS[0])
+        x ^= x >> np.uint64(MIX_SHIFTS[1])
+        x *= np.uint64(MIX_MULTIPLIERS[1])
+        x ^= x >> np.uint64(MIX_SHIFTS[2])
+    return x
+
+
+def stream_constants(site_index: int) -> np.ndarray:
+    r"""The constants of site ``site_index``'s two streams:
+    :math:`\mathrm{mix64}((2i + 1)\varphi)` and :math:`\mathrm{mix64}((2i + 2)\varphi)`."""
+    numbers = np.array([1, 2], dtype=np.uint64) + np.uint64(STREAMS_PER_SITE * site_index)
+    with np.errstate(over="ignore"):
+        return mix64(numbers * np.uint64(GOLDEN))
+
+
+def stream_keys(seed: int, site_index: int) -> np.ndarray:
+    r"""Keys of a site's two streams for a non-negative ``seed``:
+    :math:`\mathrm{mix64}(s \oplus c)`. mix64 is a bijection, so distinct seeds give distinct
+    keys (64-bit keys: no birthday collisions among the seeds of a long campaign)."""
+    return mix64(stream_constants(site_index) ^ np.uint64(seed))
+
+
+def uniforms(key: np.uint64, count: int) -> np.ndarray:
+    r"""The first ``count`` uniforms (float64 in (0, 1)) of the stream with ``key``:
+    :math:`(\lfloor h/2^{11}\rfloor + 1/2)\,2^{-53}` with :math:`h = \mathrm{mix64}(k + j\varphi)`."""
+    j = np.arange(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = mix64(np.uint64(key) + j * np.uint64(GOLDEN))
+    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def gap_count(size: int, p: float) -> int:
+    r"""How many geometric gaps a site of ``size`` elements draws at flip rate ``p``:
+    :math:`K = \lceil Np + 10\sqrt{Np} + 16\rceil`, so that the chance they fall short of the
+    end (a Poisson tail ten standard deviations out) is below :math:`10^{-20}`."""
+    mean = size * p
+    return int(np.ceil(mean + 10.0 * np.sqrt(mean) + 16.0))
+
+
+def flip_mask(
+    values: np.ndarray, p_pos: float, p_neg: float, seed: int, site_index: int
+) -> np.ndarray:
+    r"""Which elements of ``values`` (one site's activation) ``xnorfault.BitFlip`` negates for
+    ``flip_seed = seed`` (non-negative), as a boolean array of the same shape.
+
+    Bernoulli(p) by geometric skipping at :math:`p = \max(p_{+\to-}, p_{-\to+})`: gaps
+    :math:`G_j = \lfloor \ln U_j / \ln(1-p) \rfloor` from the first stream, flipped positions
+    :math:`\sum_{i\le j}(G_i + 1) - 1`; with unequal rates a candidate of sign s is kept when
+    the j-th uniform of the second stream is below :math:`p_s/p` (independent thinning of a
+    Bernoulli process is Bernoulli with rate :math:`p_s`).
+    """
+    flat = np.asarray(values).ravel()
+    size = flat.size
+    p_pos, p_neg = float(np.float32(p_pos)), float(np.float32(p_neg))  # the graph's inputs
+    p = max(p_pos, p_neg)
+    count = gap_count(size, p)
+    gap_key, thin_key = stream_keys(seed, site_index)
+    log_q = min(np.log(1.0 - p), -1e-300)
+    gaps = np.minimum(np.floor(np.log(uniforms(gap_key, count)) / log_q), size)
+    positions = np.cumsum(gaps + 1.0) - 1.0
+    valid = positions < size
+    clipped = np.minimum(positions, size - 1).astype(np.int64)
+    if p_pos != p_neg:
+        keep = np.where(flat[clipped] >= 0, p_pos, p_neg) / max(p, 1e-300)
+        valid &= uniforms(thin_key, count) < keep
+    mask = np.zeros(size, bool)
+    mask[clipped[valid]] = True
+    return mask.reshape(np.shape(values))
+
+
+def run_seed(base_seed: int, run_index: int) -> int:
+    """A distinct non-negative 62-bit ``flip_seed`` for run ``run_index`` of a campaign started
+    with ``base_seed`` (SplitMix64 of the pair): feed one per ``run()`` for independent,
+    reproducible masks."""
+    value = (int(base_seed) * GOLDEN + int(run_index) + 1) & _WORD
+    value = ((value ^ (value >> MIX_SHIFTS[0])) * MIX_MULTIPLIERS[0]) & _WORD
+    value = ((value ^ (value >> MIX_SHIFTS[1])) * MIX_MULTIPLIERS[1]) & _WORD
+    return (value ^ (value >> MIX_SHIFTS[2])) >> 2
