@@ -67,3 +67,21 @@ def test_evaluation_sweeps_voltages_from_the_safest():
     source = fault_source(voltage="0.4:0.6:0.1", pulse="10ns")
     assert [p.voltage for p in sweep_points(source, None)] == pytest.approx([0.6, 0.5, 0.4])
     assert [p.voltage for p in fault_points(source)] == pytest.approx([0.4, 0.5, 0.6])
+
+
+def test_every_command_declares_the_fault_options_alike():
+    import typer
+
+    from xnorfault.cli import app
+
+    commands = typer.main.get_command(app).commands
+    shared = ["--ber", "--p-flip-pos", "--p-flip-neg", "--voltage", "--pulse", "--mram-device"]
+    declared = {}
+    for name in ("train", "inject", "evaluate"):
+        options = {o: p for p in commands[name].params for o in p.opts}
+        declared[name] = [(o, options[o].help) for o in shared]
+        aliases = set(options["--mram-device"].opts)
+        assert aliases == (
+            {"--mram-device"} if name == "train" else {"--mram-device", "--device", "-d"}
+        )
+    assert declared["train"] == declared["inject"] == declared["evaluate"]

@@ -14,6 +14,7 @@ energy and endurance there. Imports numpy and scipy only (plus the backend's run
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,9 @@ def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
 def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     """Evaluate ``request``: open its backend, load the test set, run the baseline and every
     point (:func:`evaluate`), and describe the backend, machine, target and device with the
-    result; with ``max_drop`` also the lowest voltage (or highest BER) within that drop."""
+    result; with ``max_drop`` also the lowest voltage (or highest BER) within that drop.
+    ``progress``: a rich ``Progress``, shown only while the points run (not while the
+    backend and test set load, whose errors should stand alone)."""
     from xnorfault.runtimes import open_backend
     from xnorfault.targets import load_target, machine_description
 
@@ -248,15 +251,16 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         campaign = Campaign(
             runner, images, labels, request.seed, batch_size or 256, f"{request.data}: labels (y)"
         )
-        result = evaluate(
-            campaign,
-            points,
-            request.repeats,
-            latency_batches or (),
-            request.latency_iterations,
-            request.per_layer,
-            progress,
-        )
+        with progress if progress is not None else nullcontext():
+            result = evaluate(
+                campaign,
+                points,
+                request.repeats,
+                latency_batches or (),
+                request.latency_iterations,
+                request.per_layer,
+                progress,
+            )
         result["backend"] = runner.describe()
     result["latency_batches"] = list(latency_batches or ())
     result["seed"] = request.seed

@@ -1,14 +1,19 @@
 """Option types shared by the commands (typer ``Annotated`` aliases, ``Enum`` choices) and the
 one path from fault options to a :class:`~xnorfault.faults.FaultSource`.
 
-Every command that takes fault rates spells them alike: ``--ber``, ``--p-flip-pos`` /
-``--p-flip-neg``, ``--voltage`` with ``--pulse``, and ``--mram-device`` (``--device``/``-d``
-stay its aliases in the commands where ``--device`` names nothing else). The checks that only
-one source is given and that ``--voltage`` has a ``--pulse`` live in :func:`fault_source`.
+Every command that takes fault rates declares a parameter ``fault: FaultSource | None`` and is
+decorated with :func:`with_fault_options`, which puts ``--ber``, ``--p-flip-pos`` /
+``--p-flip-neg``, ``--voltage`` with ``--pulse`` and ``--mram-device`` (``--device``/``-d`` stay
+its aliases where ``--device`` names nothing else) on its command line in that parameter's
+place, and hands the command their :class:`FaultSource`. The checks that only one source is
+given and that ``--voltage`` has a ``--pulse`` live in :func:`fault_source`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from enum import StrEnum
 from typing import Annotated
 
@@ -138,3 +143,76 @@ def _values(text: str, parse_one, option: str, single: bool) -> tuple[float, ...
     if single and len(values) != 1:
         raise XnorfaultError(f"{option} takes one value here, not {len(values)}: {text!r}")
     return values
+
+
+VoltageScheduleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--voltage-schedule", help="One write voltage per epoch, e.g. 0.8,0.7,0.6 (with --pulse)."
+    ),
+]
+BerScheduleOption = Annotated[
+    BerSchedule,
+    typer.Option(
+        "--schedule",
+        help="How --ber runs over the epochs: constant, or ramp (rising linearly from 0).",
+    ),
+]
+
+
+def with_fault_options(
+    *, training: bool = False, single: bool = False, default_ber: str | None = None
+):
+    """Give a command the fault options in place of its ``fault`` parameter, and call it with
+    the :class:`FaultSource` they describe (:func:`fault_source`; ``None`` when none is given
+    and there is no ``default_ber``). ``training``: also ``--voltage-schedule`` and
+    ``--schedule``, and ``--mram-device`` without the ``--device`` alias (train's ``--device``
+    is the torch device); ``single``: one value, not a sweep."""
+
+    def parameter(name: str, annotation, default) -> inspect.Parameter:
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+        )
+
+    added = [
+        parameter("ber", BerOption, None),
+        parameter("p_flip_pos", PFlipPosOption, None),
+        parameter("p_flip_neg", PFlipNegOption, None),
+        parameter("voltage", VoltageOption, None),
+        parameter("pulse", PulseOption, None),
+        parameter(
+            "mram_device", MramDeviceNoAliasOption if training else MramDeviceOption, "paper"
+        ),
+    ]
+    if training:
+        added += [
+            parameter("voltage_schedule", VoltageScheduleOption, None),
+            parameter("schedule", BerScheduleOption, BerSchedule.constant),
+        ]
+    names = [p.name for p in added]
+
+    def decorate(command):
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [
+            p.replace(
+                annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY
+            )
+            for p in inspect.signature(command).parameters.values()
+        ]
+        place = [p.name for p in own].index("fault")
+        parameters = own[:place] + added + own[place + 1 :]
+
+        @functools.wraps(command)
+        def with_source(**arguments):
+            given = {name: arguments.pop(name) for name in names}
+            schedule = given.pop("schedule", BerSchedule.constant)
+            source = fault_source(
+                **given, ramp=schedule is BerSchedule.ramp, single=single, default_ber=default_ber
+            )
+            return command(fault=source, **arguments)
+
+        with_source.__signature__ = inspect.Signature(parameters)
+        with_source.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_source
+
+    return decorate

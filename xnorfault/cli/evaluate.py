@@ -9,21 +9,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json, progress_bar
-from xnorfault.cli._options import (
-    BackendChoice,
-    BerOption,
-    JsonOption,
-    MramDeviceOption,
-    PFlipNegOption,
-    PFlipPosOption,
-    PulseOption,
-    VoltageOption,
-    fault_source,
-)
+from xnorfault.faults import FaultSource
 from xnorfault.units import parse_count, parse_list, parse_rate
 
 
+@options.with_fault_options()
 def evaluate_command(
     model: Path = typer.Argument(
         ..., help="ONNX model, injected or clean (then injected in memory)."
@@ -33,12 +25,7 @@ def evaluate_command(
         "--data",
         help="Test set: .npz from 'xnorfault export --testset', or a dataset spec (needs torch).",
     ),
-    ber: BerOption = None,
-    p_flip_pos: PFlipPosOption = None,
-    p_flip_neg: PFlipNegOption = None,
-    voltage: VoltageOption = None,
-    pulse: PulseOption = None,
-    mram_device: MramDeviceOption = "paper",
+    fault: FaultSource | None = None,
     repeats: int = typer.Option(
         20, "--repeats", min=1, help="Repeats per point, all on the same images."
     ),
@@ -57,8 +44,8 @@ def evaluate_command(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Runtime threads (default: all cores, or the target's)."
     ),
-    backend: BackendChoice = typer.Option(
-        BackendChoice.auto,
+    backend: options.BackendChoice = typer.Option(
+        options.BackendChoice.auto,
         "--backend",
         help="auto (from the extension: .onnx, .tflite), onnxruntime, lce, or lce-benchmark "
         "(accuracy from the ONNX model, latency from lce_benchmark_model).",
@@ -95,7 +82,7 @@ def evaluate_command(
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Draw accuracy vs voltage (or BER)."
     ),
-    as_json: JsonOption = False,
+    as_json: options.JsonOption = False,
 ):
     """Accuracy (mean, std, 95 % interval over repeats) and latency of a model under bit flips,
     swept over BER or MRAM write voltage, against the error-free baseline.
@@ -109,7 +96,7 @@ def evaluate_command(
     request = EvaluationRequest(
         model=model,
         data=data,
-        source=fault_source(ber, p_flip_pos, p_flip_neg, voltage, pulse, mram_device),
+        source=fault,
         repeats=repeats,
         batch_size=batch_size,
         latency_batches=None
@@ -130,8 +117,7 @@ def evaluate_command(
         check_figure_output(plot_path, "--plot")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
-    with progress_bar(disabled=as_json) as progress:
-        result = run_evaluation(request, progress)
+    result = run_evaluation(request, progress_bar(disabled=as_json))
     if csv_path is not None:
         atomic_write_text(csv_path, points_csv(result))
     if plot_path is not None:

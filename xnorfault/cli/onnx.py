@@ -8,20 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json
-from xnorfault.cli._options import (
-    BerOption,
-    ExportFormat,
-    JsonOption,
-    MramDeviceOption,
-    PFlipNegOption,
-    PFlipPosOption,
-    PulseOption,
-    VoltageOption,
-    fault_source,
-)
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import fault_points
+from xnorfault.faults import FaultSource, fault_points
 from xnorfault.io import check_output_file
 
 
@@ -30,8 +20,8 @@ def export_command(
     output: Path = typer.Option(
         ..., "--output", "-o", help="Model file to write (model.onnx, or model.tflite for lce)."
     ),
-    format: ExportFormat = typer.Option(
-        ExportFormat.onnx,
+    format: options.ExportFormat = typer.Option(
+        options.ExportFormat.onnx,
         "--format",
         help="onnx (standard ONNX for onnxruntime) or lce (Larq Compute Engine .tflite).",
     ),
@@ -47,7 +37,7 @@ def export_command(
     flip_seed: int = typer.Option(
         0, "--flip-seed", min=0, help="lce: seed of the in-model RandomUniform flip streams."
     ),
-    as_json: JsonOption = False,
+    as_json: options.JsonOption = False,
 ):
     """Export a trained network to standard ONNX that stock onnxruntime runs, or to a Larq
     Compute Engine .tflite with binary XNOR-popcount kernels, checking parity on its test set
@@ -57,7 +47,7 @@ def export_command(
     Examples: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz;
     xnorfault export runs/fm --point ber=0.04 --format lce -o model.tflite
     """
-    suffixes = {ExportFormat.onnx: ".onnx", ExportFormat.lce: ".tflite"}
+    suffixes = {options.ExportFormat.onnx: ".onnx", options.ExportFormat.lce: ".tflite"}
     if output.suffix != suffixes[format]:
         raise XnorfaultError(
             f"--output {output} should end in {suffixes[format]} for --format {format}"
@@ -109,21 +99,17 @@ def _export_lce(run, output, point, repeat, testset, flip_seed, as_json) -> None
         console.print(f"wrote {summary['testset']}")
 
 
+@options.with_fault_options(single=True)
 def inject_command(
     model: Path = typer.Argument(
         ..., help="ONNX model (exported by xnorfault, or any with binary activations)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Injected model to write."),
-    ber: BerOption = None,
-    p_flip_pos: PFlipPosOption = None,
-    p_flip_neg: PFlipNegOption = None,
-    voltage: VoltageOption = None,
-    pulse: PulseOption = None,
-    mram_device: MramDeviceOption = "paper",
+    fault: FaultSource | None = None,
     layers: str | None = typer.Option(
         None, "--layers", help="Comma-separated binary sites to inject (default: all)."
     ),
-    as_json: JsonOption = False,
+    as_json: options.JsonOption = False,
 ):
     """Insert random bit flips at every binary activation of an ONNX model. The rates become
     graph inputs (p_flip_pos.SITE, p_flip_neg.SITE) defaulting to the values given here, and
@@ -136,12 +122,11 @@ def inject_command(
     from xnorfault.inject import inject_flips, load_model, metadata
     from xnorfault.io import atomic_write
 
-    source = fault_source(ber, p_flip_pos, p_flip_neg, voltage, pulse, mram_device, single=True)
-    if source is None:
+    if fault is None:
         raise XnorfaultError(
             "give one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
         )
-    (point,) = fault_points(source)
+    (point,) = fault_points(fault)
     sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
     check_output_file(output, "--output")
     clean = load_model(model)

@@ -8,20 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json, progress_bar
-from xnorfault.cli._options import (
-    BerOption,
-    BerSchedule,
-    JsonOption,
-    MramDeviceNoAliasOption,
-    PFlipNegOption,
-    PFlipPosOption,
-    PulseOption,
-    VoltageOption,
-    fault_source,
-)
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSpec, FlipRates, fault_points
+from xnorfault.faults import FaultSource, FaultSpec, FlipRates, fault_points
 from xnorfault.units import parse_count, parse_list, parse_rate
 
 
@@ -49,6 +39,7 @@ class WeightScaling(StrEnum):
     tensor = "tensor"
 
 
+@options.with_fault_options(training=True, default_ber="0")
 def train_command(
     model: str = typer.Option("lenet4", "--model", "-m", help="lenet4, nin or alexnet."),
     data: str = typer.Option(
@@ -59,22 +50,7 @@ def train_command(
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run directory (created; an existing one is resumed)."
     ),
-    ber: BerOption = None,
-    p_flip_pos: PFlipPosOption = None,
-    p_flip_neg: PFlipNegOption = None,
-    voltage: VoltageOption = None,
-    pulse: PulseOption = None,
-    voltage_schedule: str | None = typer.Option(
-        None,
-        "--voltage-schedule",
-        help="One write voltage per epoch, e.g. 0.8,0.7,0.6 (with --pulse).",
-    ),
-    mram_device: MramDeviceNoAliasOption = "paper",
-    schedule: BerSchedule = typer.Option(
-        BerSchedule.constant,
-        "--schedule",
-        help="How --ber runs over the epochs: constant, or ramp (rising linearly from 0).",
-    ),
+    fault: FaultSource | None = None,
     layer_ber: list[str] = typer.Option(
         [], "--layer-ber", help="Per-site BER override, SITE=RATE (repeatable), e.g. act1=0."
     ),
@@ -136,7 +112,7 @@ def train_command(
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="Synchronise batch norm across torchrun processes (CUDA)."
     ),
-    as_json: JsonOption = False,
+    as_json: options.JsonOption = False,
 ):
     """Train binarized networks with random bit errors in their binary activations, and record
     error-free test accuracy after every epoch (the paper's experiments).
@@ -149,23 +125,10 @@ def train_command(
     from xnorfault.training.runner import Run, TrainConfig, resolve_device
 
     info = model_info(model)
-    source = fault_source(
-        ber,
-        p_flip_pos,
-        p_flip_neg,
-        voltage,
-        pulse,
-        mram_device,
-        voltage_schedule=voltage_schedule,
-        ramp=schedule is BerSchedule.ramp,
-        default_ber="0",
-    )
     weights = (
         None if weight_ber is None else FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
     )
-    points = fault_points(
-        source, epochs=epochs, layers=_layer_overrides(layer_ber), weights=weights
-    )
+    points = fault_points(fault, epochs=epochs, layers=_layer_overrides(layer_ber), weights=weights)
     shard_index, shard_count = parse_shard(shard)
     from xnorfault.training.runner import Distributed
 
