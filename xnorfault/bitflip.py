@@ -18,9 +18,10 @@ negates each element of ``x`` independently, with probability ``p_pos`` where it
   thinning (an ``If``), and with it the gather of values and the second stream.
 - **Randomness** from SplitMix64 (:mod:`xnorfault.generator`) in integer ONNX ops: stream keys
   :math:`\mathrm{mix64}(s \oplus c_{i,k})` of the ``flip_seed`` s and constants of site
-  ``site_index`` i. onnxruntime's ``RandomUniformLike`` repeats its pattern after a few thousand
-  large runs and gives equal streams to sessions of one model; it is used only for a negative
-  ``flip_seed`` (the default of injected models), which draws a seed at each run.
+  ``site_index`` i. onnxruntime's own random ops repeat their pattern after a few thousand
+  large runs and give equal streams to sessions of one model, so ``RandomUniform`` is used only
+  for a negative ``flip_seed`` (the default of injected models): each site then draws a seed of
+  53 random bits at each run.
 
 onnxruntime inlines model-local functions when it loads a model, so the function costs nothing
 over the same nodes written into the graph; Netron shows one ``BitFlip`` node per site. The
@@ -170,4 +171,4 @@ def bitflip_function() -> onnx.FunctionProto:
     return onnx.FunctionProto.FromString(_function_bytes())
 
 
-__all__ = ["BitFlip", "bitflip_function", "OPSET_VERSION", "TensorProto"]
+__all__ = ["BitFlip", "OPSET_VERSION", "bitflip_function"]
