@@ -104,25 +104,19 @@ def _strip_flips(model) -> None:
         return
     sites = json.loads(info)["sites"]
     produced = _produced(graph)
+    site_of = {flipped_name(site): site for site in sites}
     for node in list(graph):
         if node.domain == BITFLIP_DOMAIN and node.op_type == BITFLIP_OP:
             clean, flipped = node.inputs[0], node.outputs[0]
-        elif (
-            node.name
-            and node.name.startswith(LEGACY_NODE_PREFIX)
-            and node.outputs[0].name in {flipped_name(site) for site in sites}
-        ):
-            clean, flipped = (
-                produced[node.outputs[0].name.removesuffix(".flipped")],
-                node.outputs[0],
-            )
+        elif (node.name or "").startswith(LEGACY_NODE_PREFIX) and node.outputs[0].name in site_of:
+            clean, flipped = produced[site_of[node.outputs[0].name]], node.outputs[0]
         else:
             continue
         was_output = clean.is_graph_output()
         ir.convenience.replace_all_uses_with(flipped, clean, replace_graph_outputs=True)
         if was_output:  # exposed: the clean tensor was an output already
             _drop_repeated_outputs(graph)
-    legacy = [n for n in graph if n.name and n.name.startswith(LEGACY_NODE_PREFIX)]
+    legacy = [n for n in graph if (n.name or "").startswith(LEGACY_NODE_PREFIX)]
     flips = [n for n in graph if n.domain == BITFLIP_DOMAIN and n.op_type == BITFLIP_OP]
     graph.remove(flips, safe=True)
     graph.remove(legacy, safe=False)  # their If branches read each other's values

@@ -101,38 +101,35 @@ def find_pattern_sites(model: ir.Model) -> list[str]:
     return sites
 
 
-class LowerBipolarQuantWeights(RewriteRuleClassBase):
-    """``BipolarQuant(w, s)`` of constant w and s → the constant ``s * sign(w)``, sign(0) = +1."""
+class _BipolarQuantRule(RewriteRuleClassBase):
+    """A rule on ``BipolarQuant(x, s)`` of one QONNX domain."""
 
     def __init__(self, domain: str):
-        super().__init__(name=f"fold weight {domain}.BipolarQuant")
-        self.domain = domain
-
-    def pattern(self, op, weight, scale):
-        return op.BipolarQuant(weight, scale, _domain=self.domain)
-
-    def check(self, context, weight, scale) -> MatchResult:
-        result = MatchResult()
-        if constant(weight) is None:
-            return result.fail("the input is not a constant (an activation)", weight)
-        if constant(scale) is None:
-            return result.fail("a weight BipolarQuant needs a constant scale", scale)
-        return result
-
-    def rewrite(self, op, weight, scale):
-        folded = np.where(constant(weight) >= 0, 1.0, -1.0) * constant(scale)
-        return op.Constant(value=ir.tensor(folded.astype(np.float32)))
-
-
-class LowerBipolarQuantActivations(RewriteRuleClassBase):
-    """``BipolarQuant(x, s)`` of an activation x → ``Where(GreaterOrEqual(x, 0), s, Neg(s))``."""
-
-    def __init__(self, domain: str):
-        super().__init__(name=f"lower activation {domain}.BipolarQuant")
+        super().__init__(name=f"{type(self).__name__} ({domain})")
         self.domain = domain
 
     def pattern(self, op, x, scale):
         return op.BipolarQuant(x, scale, _domain=self.domain)
+
+
+class LowerBipolarQuantWeights(_BipolarQuantRule):
+    """``BipolarQuant(w, s)`` of constant w and s → the constant ``s * sign(w)``, sign(0) = +1."""
+
+    def check(self, context, x, scale) -> MatchResult:
+        result = MatchResult()
+        if constant(x) is None:
+            return result.fail("the input is not a constant (an activation)", x)
+        if constant(scale) is None:
+            return result.fail("a weight BipolarQuant needs a constant scale", scale)
+        return result
+
+    def rewrite(self, op, x, scale):
+        folded = np.where(constant(x) >= 0, 1.0, -1.0) * constant(scale)
+        return op.Constant(value=ir.tensor(folded.astype(np.float32)))
+
+
+class LowerBipolarQuantActivations(_BipolarQuantRule):
+    """``BipolarQuant(x, s)`` of an activation x → ``Where(GreaterOrEqual(x, 0), s, Neg(s))``."""
 
     def check(self, context, x, scale) -> MatchResult:
         result = MatchResult()
