@@ -110,3 +110,17 @@ def test_bipolar_quant_of_a_weight_without_constant_scale_is_left_alone():
     graph = ir.from_proto(model(nodes, [("w", [1.0, -1.0])], inputs=[("x", [2])], domains=[QONNX]))
     assert lower_bipolar_quant(graph) == 0
     assert QONNX in graph.opset_imports
+
+
+def test_find_binary_sites_reads_metadata_first_and_lowers_qonnx():
+    from xnorfault.inject import find_binary_sites
+
+    tagged = where("GreaterOrEqual", 1.0, -1.0)
+    helper.set_model_props(tagged, {"xnorfault.binary_sites": '["c"]'})
+    assert find_binary_sites(tagged) == ["c"]  # the metadata wins over the patterns
+    qonnx = model(
+        [helper.make_node("BipolarQuant", ["x", "s"], ["y"], domain=QONNX)],
+        [("s", 1.0)],
+        domains=[QONNX],
+    )
+    assert find_binary_sites(qonnx) == ["y"]

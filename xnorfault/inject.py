@@ -137,15 +137,6 @@ def _drop_repeated_outputs(graph) -> None:
     graph.outputs[:] = kept
 
 
-def strip_flips(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` without the flips of an earlier injection."""
-    import onnx_ir as ir
-
-    stripped = ir.from_proto(model)
-    _strip_flips(stripped)
-    return ir.to_proto(stripped)
-
-
 def inject_flips(
     model: onnx.ModelProto,
     rates: FaultSpec | FlipRates | dict[str, FlipRates],

@@ -8,14 +8,9 @@ import sys
 from rich.console import Console
 
 from xnorfault.io import json_text
-from xnorfault.mram import MTJ, load_device
 
 # Tables stay readable when piped (rich falls back to 80 columns without a terminal).
 console = Console(width=None if sys.stdout.isatty() else 120)
-
-
-def device_from_option(value: str) -> MTJ:
-    return load_device(value)
 
 
 def progress_bar(disabled: bool):

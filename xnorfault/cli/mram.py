@@ -11,7 +11,6 @@ from rich.table import Table
 
 from xnorfault.cli._common import (
     console,
-    device_from_option,
     emit_json,
     percent,
     sci,
@@ -61,7 +60,7 @@ def table_command(
 
     Example: xnorfault mram table --device paper
     """
-    mtj = device_from_option(device)
+    mtj = load_device(device)
     rows = table_one(mtj, _check_direction(direction))
     if as_json:
         emit_json(
@@ -117,7 +116,7 @@ def curve_command(
     from xnorfault.plots import plot_write_voltage_vs_pulse, write_voltage_curves
 
     check_figure_output(output)
-    mtj = device_from_option(device)
+    mtj = load_device(device)
     targets = parse_list(wer, parse_probability)
     with console.status("solving the Fokker–Planck equation…") if not as_json else nullcontext():
         data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
@@ -146,7 +145,7 @@ def wer_command(
     Examples: xnorfault mram wer --voltage 0.55 --pulse 10ns;
     xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json
     """
-    mtj = device_from_option(device)
+    mtj = load_device(device)
     voltages = parse_list(voltage, parse_voltage)
     pulses = parse_list(pulse, parse_duration)
     grid_v, grid_t = (a.ravel() for a in np.meshgrid(voltages, pulses, indexing="ij"))
@@ -218,7 +217,7 @@ def solve_command(
         raise XnorfaultError(
             "give exactly one of --pulse (to solve for the voltage) or --voltage (to solve for the pulse)"
         )
-    mtj = device_from_option(device)
+    mtj = load_device(device)
     direction = _check_direction(direction)
     targets = parse_list(wer, parse_probability)
     vc0 = mtj.critical_voltage(direction)
@@ -287,7 +286,7 @@ def retention_command(
 
     Example: xnorfault mram retention --time 1d,1y
     """
-    mtj = device_from_option(device)
+    mtj = load_device(device)
     times = parse_list(time, parse_duration)
     errors = [float(mtj.retention_error(t)) for t in times]
     if as_json:
