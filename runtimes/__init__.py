@@ -20,10 +20,14 @@ def open_backend(
     threads: int | None = None,
     lce_benchmark_binary: str | Path | None = None,
     lce_model: str | Path | None = None,
+    output: str | None = None,
+    layout: str | None = None,
 ):
     """A backend for ``model``; ``auto`` picks it from the file extension. ``lce-benchmark``
     takes the ONNX model for accuracy and times ``lce_model`` (default: the same name with
-    ``.tflite``) with ``lce_benchmark_binary``."""
+    ``.tflite``) with ``lce_benchmark_binary``. ``output`` (the logits' graph output) and
+    ``layout`` (``nchw``/``nhwc`` of the image input) are for ONNX models brought from
+    elsewhere."""
     path = Path(model)
     if lce_benchmark_binary is not None and backend != "lce-benchmark":
         raise XnorfaultError("--lce-benchmark-binary goes with --backend lce-benchmark")
@@ -33,10 +37,12 @@ def open_backend(
             raise XnorfaultError(
                 f"cannot tell the backend of {path.name}: give --backend ({', '.join(BACKENDS)})"
             )
+    if backend == "lce" and (output is not None or layout is not None):
+        raise XnorfaultError("--output and --layout apply to ONNX models, not to LCE .tflite ones")
     if backend == "onnxruntime":
         from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads)
+        return OnnxRuntimeBackend(path, threads=threads, output=output, layout=layout)
     if backend == "lce":
         from xnorfault.runtimes.lce import LceBackend
 

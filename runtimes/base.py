@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 
 
@@ -26,7 +27,8 @@ class Backend(ABC):
     Attributes every backend sets: ``sites`` (binary sites, graph order), ``input_shape``
     ((channels, height, width), batch excluded), ``threads``; ``injected_rates`` (the rates a
     model file carries as defaults, by site) and ``metadata`` (the model's metadata) default to
-    empty.
+    empty; a backend of an ONNX model also says what its image input takes (``data_input``)
+    and where the logits come from (``output_name``).
     """
 
     name: str = "backend"
@@ -35,6 +37,9 @@ class Backend(ABC):
     threads: int
     injected_rates: Mapping[str, FlipRates] = MappingProxyType({})
     metadata: Mapping[str, str] = MappingProxyType({})
+    # an ONNX model's image input (xnorfault.runtimes.feeding.DataInput) and logits output
+    data_input = None
+    output_name: str | None = None
 
     @abstractmethod
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
@@ -44,6 +49,23 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict:
         """Runtime name and version, threads, execution provider, model file."""
+
+    def conform(self, images: np.ndarray) -> np.ndarray:
+        """A test set's images — (N, C, H, W) float32 — as :meth:`run` takes them, or a
+        one-line error saying what does not fit (a backend whose model takes another layout or
+        element type converts here, once per test set)."""
+        if images.dtype != np.float32:
+            raise XnorfaultError(
+                f"test images are {images.dtype}, the model takes float32: export the test set with 'xnorfault export --testset'"
+            )
+        expected = tuple(self.input_shape)
+        if images.ndim != 4 or any(
+            isinstance(e, int) and e != a for e, a in zip(expected, images.shape[1:], strict=False)
+        ):
+            raise XnorfaultError(
+                f"test images have shape {tuple(images.shape[1:])} per image, the model takes {expected}"
+            )
+        return images
 
     def run_timed(
         self, images: np.ndarray, rates: dict[str, FlipRates], seed: int

@@ -97,6 +97,7 @@ class LceBenchmarkBackend(Backend):
         self.input_shape = self.onnx.input_shape
         self.injected_rates = self.onnx.injected_rates
         self.metadata = self.onnx.metadata
+        self.data_input, self.output_name = self.onnx.data_input, self.onnx.output_name
         names = [feed_name(name) for name, _ in self.inputs]
         if INPUT_NAME not in names:
             raise XnorfaultError(
@@ -111,6 +112,9 @@ class LceBenchmarkBackend(Backend):
 
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         return self.onnx.run(images, rates, seed)
+
+    def conform(self, images: np.ndarray) -> np.ndarray:
+        return self.onnx.conform(images)
 
     def latency(
         self,

@@ -1,26 +1,41 @@
 """onnxruntime backend: one session per model, reused for a whole sweep.
 
 A clean model (no flip subgraphs) is injected in memory with zero default rates, so clean and
-injected files evaluate alike. Rates and the seed are fed as inputs on every run. Imports numpy,
-onnx and onnxruntime only.
+injected files evaluate alike. Rates and the seed are fed as inputs on every run. Test images
+are brought into the model's layout and element type once (:mod:`xnorfault.runtimes.feeding`);
+a model with a fixed batch is fed in slices of that size. Every onnxruntime failure becomes one
+line naming the node and operator and what to do. Imports numpy, onnx and onnxruntime (and
+onnx_ir/onnxscript to inject).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from xnorfault.contract import INJECTED_KEY, SEED_INPUT, is_control_input, rate_input_names
+from xnorfault.contract import (
+    BITFLIP_DOMAIN,
+    INJECTED_KEY,
+    OUTPUT_KEY,
+    SEED_INPUT,
+    is_control_input,
+    rate_input_names,
+)
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.generator import run_seed
 from xnorfault.inject import inject_flips, load_model, metadata
 from xnorfault.runtimes.base import Backend
+from xnorfault.runtimes.feeding import DataInput, choose_output
+
+# Operator domains stock onnxruntime (CPU) implements; model-local functions add their own.
+RUNTIME_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc")
 
 
 class OnnxRuntimeBackend(Backend):
@@ -28,13 +43,20 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model: str | Path | onnx.ModelProto, threads: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | onnx.ModelProto,
+        threads: int | None = None,
+        output: str | None = None,
+        layout: str | None = None,
+    ):
         self.path = None if isinstance(model, onnx.ModelProto) else str(model)
         proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
         props = metadata(proto)
         if INJECTED_KEY not in props:
             proto = inject_flips(proto, FlipRates())
             props = metadata(proto)
+        check_runnable(proto)
         info = json.loads(props[INJECTED_KEY])
         self.sites: list[str] = info["sites"]
         self.injected_rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
@@ -46,25 +68,28 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.threads = threads or os.cpu_count() or 1
-        self.session = ort.InferenceSession(
-            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime's own Fail/InvalidGraph/NotImplemented types
+            raise runtime_error(error, proto, "load") from None
         data_inputs = [i for i in self.session.get_inputs() if not is_control_input(i.name)]
         if len(data_inputs) != 1:
+            names = ", ".join(i.name for i in data_inputs)
             raise XnorfaultError(
-                f"the model has {len(data_inputs)} data inputs; evaluate needs exactly one (the images)"
+                f"the model has {len(data_inputs)} data inputs ({names}); evaluate needs exactly one (the images)"
             )
-        self.input_name = data_inputs[0].name
-        self.input_shape = tuple(data_inputs[0].shape[1:])
-        self.input_type = data_inputs[0].type
-        if self.input_type != "tensor(float)":
-            raise XnorfaultError(
-                f"the model's input {self.input_name!r} is {self.input_type}; evaluate feeds "
-                "float32 images: export the model with a float32 input"
-            )
-        batch = data_inputs[0].shape[0] if data_inputs[0].shape else None
+        self.data_input = DataInput.from_onnxruntime(data_inputs[0], layout)
+        self.input_name = self.data_input.name
+        self.input_shape = self.data_input.channels_first_shape
         # a model exported with a fixed batch (often 1) is fed in slices of that size
-        self.fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
+        self.fixed_batch: int | None = self.data_input.fixed_batch
+        outputs = [(o.name, o.type) for o in self.session.get_outputs()]
+        self.output_name = choose_output(outputs, output, props.get(OUTPUT_KEY))
+
+    def conform(self, images: np.ndarray) -> np.ndarray:
+        return self.data_input.conform(images)
 
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         """Logits of ``images``. A model with a fixed batch B runs slice by slice (slice k with
@@ -90,7 +115,11 @@ class OnnxRuntimeBackend(Backend):
             positive, negative = rate_input_names(site)
             feeds[positive] = np.array(site_rates.pos_to_neg, dtype=np.float32)
             feeds[negative] = np.array(site_rates.neg_to_pos, dtype=np.float32)
-        return self.session.run(None, feeds)[0]
+        try:
+            (logits,) = self.session.run([self.output_name], feeds)
+        except Exception as error:  # onnxruntime's own error types
+            raise runtime_error(error, None, "run") from None
+        return logits
 
     def describe(self) -> dict:
         return {
@@ -102,4 +131,59 @@ class OnnxRuntimeBackend(Backend):
             "model": self.path,
             "sites": self.sites,
             "fixed_batch": self.fixed_batch,
+            "input": self.data_input.describe(),
+            "output": self.output_name,
         }
+
+
+def unsupported_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Nodes of the main graph in an operator domain stock onnxruntime does not implement
+    (model-local functions count as implemented)."""
+    local = {function.domain for function in model.functions} | {BITFLIP_DOMAIN}
+    return [
+        node
+        for node in model.graph.node
+        if node.domain not in RUNTIME_DOMAINS and node.domain not in local
+    ]
+
+
+CUSTOM_DOMAIN_HINT = {
+    "qonnx.custom_op.general": "xnorfault lowers QONNX BipolarQuant, Quant (constant bit width), Trunc and MultiThreshold (constant thresholds); run 'xnorfault inspect' to see why this one was not",
+    "finn.custom_op.general": "xnorfault lowers FINN's Quant, BipolarQuant, Trunc and MultiThreshold; other FINN hardware ops need FINN itself",
+}
+
+
+def check_runnable(model: onnx.ModelProto) -> None:
+    """A one-line error naming the first node onnxruntime cannot run, before it tries."""
+    nodes = unsupported_nodes(model)
+    if not nodes:
+        return
+    first = nodes[0]
+    more = f" (and {len(nodes) - 1} more)" if len(nodes) > 1 else ""
+    hint = CUSTOM_DOMAIN_HINT.get(
+        first.domain, "convert it to standard ONNX operators before evaluating"
+    )
+    raise XnorfaultError(
+        f"node {first.name or '(unnamed)'!r} ({first.domain}.{first.op_type}){more} is not an "
+        f"operator onnxruntime runs: {hint}"
+    )
+
+
+_NODE_IN_MESSAGE = re.compile(r"running (\w+) node\. Name:'([^']*)'")
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+
+
+def runtime_error(error: Exception, model: onnx.ModelProto | None, stage: str) -> XnorfaultError:
+    """One line for an onnxruntime failure: its message's first line without the error-code
+    prefix, the node and operator it names, and what to do."""
+    text = _ORT_PREFIX.sub("", str(error).strip().splitlines()[0] if str(error).strip() else "")
+    text = text or type(error).__name__
+    found = _NODE_IN_MESSAGE.search(str(error))
+    where = f"node {found.group(2)!r} ({found.group(1)}): " if found else ""
+    if stage == "load":
+        advice = "check the model with 'xnorfault inspect' (and onnx.checker)"
+    elif "invalid dimensions" in text or "Invalid rank" in text:
+        advice = "the test images do not fit the model's input: see 'xnorfault inspect'"
+    else:
+        advice = "check the test images and the model with 'xnorfault inspect'"
+    return XnorfaultError(f"onnxruntime could not {stage} the model: {where}{text} ({advice})")

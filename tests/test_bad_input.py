@@ -68,21 +68,21 @@ def workspace(tmp_path_factory):
     (bad / "a_file").write_text("not a folder\n")
     (bad / "not_json.json").write_text("{'points': [")
     (bad / "a_list.json").write_text("[1, 2, 3]\n")
-    write_float64_model(bad / "float64.onnx")
+    write_int32_model(bad / "int32.onnx")
     write_idx_folders(bad)
     return folder
 
 
-def write_float64_model(path) -> None:
-    """A foreign graph whose binary site (Sign) is float64."""
+def write_int32_model(path) -> None:
+    """A foreign graph whose binary site (Sign) is an integer tensor."""
     graph = helper.make_graph(
         [
             helper.make_node("Sign", ["x"], ["s"]),
             helper.make_node("ReduceSum", ["s"], ["y"], keepdims=0),
         ],
-        "float64",
-        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [])],
+        "int32",
+        [helper.make_tensor_value_info("x", TensorProto.INT32, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.save(model, path)
@@ -195,7 +195,7 @@ def test_evaluate_refuses(run_cli, workspace, test_set, args, message):
 # --- inject, export, report, plot, mram, deploy ------------------------------------------------
 
 INJECT_CASES = [
-    ("{bad}/float64.onnx", ["--ber", "0.1"], "are not float32"),
+    ("{bad}/int32.onnx", ["--ber", "0.1"], "are not floating point"),
     ("{model}", ["--voltage", "1.5", "--pulse", "10ns"], "exceeds the breakdown voltage"),
     (
         "{model}",

@@ -221,13 +221,13 @@ def test_bad_options(run_cli, trained, args, message):
 def test_bad_test_sets(run_cli, trained, tmp_path):
     wrong_shape = tmp_path / "shape.npz"
     np.savez(wrong_shape, x=np.zeros((3, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
-    wrong_type = tmp_path / "type.npz"
-    np.savez(wrong_type, x=np.zeros((3, 1, 28, 28)), y=np.zeros(3, np.int64))
+    wrong_type = tmp_path / "type.npz"  # a float model takes no raw uint8 pixels
+    np.savez(wrong_type, x=np.zeros((3, 1, 28, 28), np.uint8), y=np.zeros(3, np.int64))
     missing_keys = tmp_path / "keys.npz"
     np.savez(missing_keys, images=np.zeros((3, 1, 28, 28), np.float32))
     for path, message in (
         (wrong_shape, "shape (1, 8, 8) per image, the model takes (1, 28, 28)"),
-        (wrong_type, "float64"),
+        (wrong_type, "the model takes float32 images but the test set holds uint8"),
         (missing_keys, "lacks the arrays x and y"),
         (tmp_path / "none.npz", "not found"),
     ):

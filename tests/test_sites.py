@@ -1,4 +1,5 @@
-"""Site patterns and QONNX lowering rules (xnorfault.sites), one rule at a time."""
+"""Site patterns (xnorfault.sites) and the BipolarQuant lowering (xnorfault.lowering), one rule at
+a time."""
 
 import numpy as np
 import onnx_ir as ir
@@ -6,7 +7,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.sites import find_pattern_sites, lower_bipolar_quant
+from xnorfault.lowering import lower_qonnx
+from xnorfault.sites import find_pattern_sites, match_sites
 
 QONNX = "qonnx.custom_op.general"
 
@@ -44,13 +46,22 @@ def where(comparison, plus, minus, threshold=0.0):
         ("GreaterOrEqual", -1.0, 1.0, 0.0, False),  # the negative value for x >= 0
         ("Less", 1.0, -1.0, 0.0, False),
         ("GreaterOrEqual", 1.0, -2.0, 0.0, False),  # not ±c
-        ("GreaterOrEqual", 1.0, -1.0, 0.5, False),  # threshold is not 0
+        ("GreaterOrEqual", 1.0, -1.0, 0.5, True),  # a threshold (a lowered MultiThreshold)
         ("Equal", 1.0, -1.0, 0.0, False),
     ],
 )
 def test_where_binarizers(comparison, plus, minus, threshold, is_site):
     found = find_pattern_sites(ir.from_proto(where(comparison, plus, minus, threshold)))
     assert found == (["y"] if is_site else [])
+
+
+def test_a_threshold_that_is_not_constant_is_no_site():
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["t"], keepdims=1),
+        helper.make_node("GreaterOrEqual", ["x", "t"], ["c"]),
+        helper.make_node("Where", ["c", "a", "b"], ["y"]),
+    ]
+    assert find_pattern_sites(ir.from_proto(model(nodes, [("a", 1.0), ("b", -1.0)]))) == []
 
 
 def test_where_with_a_computed_scale_and_its_negation():
@@ -66,9 +77,8 @@ def test_where_with_a_computed_scale_and_its_negation():
 
 
 def test_sign_is_a_site():
-    assert find_pattern_sites(ir.from_proto(model([helper.make_node("Sign", ["x"], ["y"])]))) == [
-        "y"
-    ]
+    graph = ir.from_proto(model([helper.make_node("Sign", ["x"], ["y"])]))
+    assert match_sites(graph) == {"y": "Sign"}
 
 
 def test_bipolar_quant_weights_fold_and_activations_lower():
@@ -86,7 +96,11 @@ def test_bipolar_quant_weights_fold_and_activations_lower():
             domains=[QONNX],
         )
     )
-    assert lower_bipolar_quant(graph) == 2
+    lowered = lower_qonnx(graph)
+    assert sorted((q.op, q.kind, q.result) for q in lowered) == [
+        ("BipolarQuant", "activation", "binary site"),
+        ("BipolarQuant", "weight", "constant"),
+    ]
     assert QONNX not in graph.opset_imports
     assert {node.op_type for node in graph.graph} == {
         "Constant",
@@ -108,7 +122,7 @@ def test_bipolar_quant_of_a_weight_without_constant_scale_is_left_alone():
         helper.make_node("Add", ["wq", "x"], ["y"]),
     ]
     graph = ir.from_proto(model(nodes, [("w", [1.0, -1.0])], inputs=[("x", [2])], domains=[QONNX]))
-    assert lower_bipolar_quant(graph) == 0
+    assert lower_qonnx(graph) == []
     assert QONNX in graph.opset_imports
 
 

@@ -43,6 +43,7 @@ from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
 from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP
+from xnorfault.errors import XnorfaultError
 from xnorfault.generator import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS, STREAMS_PER_SITE
 
 BITFLIP_OPSET = Opset(BITFLIP_DOMAIN, 1)
@@ -105,7 +106,9 @@ def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: 
     gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
     thin_key = op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0)
 
-    flat = op.Reshape(x, op.Constant(value=FLAT))
+    # float32 inside (onnxruntime's ScatterElements multiplies no float16); exact for ±c values,
+    # and onnxruntime removes the casts of a float32 site
+    flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
     size = op.Cast(op.Size(x), to=TensorProto.DOUBLE)
     rate_pos = op.Cast(p_pos, to=TensorProto.DOUBLE)
     rate_neg = op.Cast(p_neg, to=TensorProto.DOUBLE)
@@ -143,11 +146,11 @@ def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: 
             op.Constant(value=PLUS_ONE_F32),
         )
     flipped = op.ScatterElements(flat, clipped, factors, axis=0, reduction="mul")
-    return op.Reshape(flipped, op.Shape(x))
+    return op.CastLike(op.Reshape(flipped, op.Shape(x)), x)
 
 
 @functools.cache
-def _function_bytes() -> bytes:
+def _function_bytes(opset_version: int) -> bytes:
     helpers = [Mix64.to_function_proto(), Uniforms.to_function_proto()]
     bitflip = BitFlip.to_function_proto()
     holder = onnx.helper.make_model(
@@ -162,13 +165,28 @@ def _function_bytes() -> bytes:
     inlined = onnx.inliner.inline_selected_functions(holder, helper_ids, exclude=False)
     (function,) = [f for f in inlined.functions if f.name == BITFLIP_OP]
     del function.opset_import[:]
-    function.opset_import.append(onnx.helper.make_opsetid("", OPSET_VERSION))
+    function.opset_import.append(onnx.helper.make_opsetid("", opset_version))
+    # x and the result take any float type (cast to float32 inside): no declared type
+    kept = [v for v in function.value_info if v.name not in (*function.input[:1], *function.output)]
+    del function.value_info[:]
+    function.value_info.extend(kept)
     return function.SerializeToString()
 
 
-def bitflip_function() -> onnx.FunctionProto:
-    """The ONNX function ``xnorfault.BitFlip`` (a fresh copy), its helpers inlined."""
-    return onnx.FunctionProto.FromString(_function_bytes())
+def bitflip_function(opset_version: int = OPSET_VERSION) -> onnx.FunctionProto:
+    """The ONNX function ``xnorfault.BitFlip`` (a fresh copy), its helpers inlined, importing the
+    default domain at ``opset_version`` — the model's own, as ONNX requires of a model-local
+    function. Every operator of the body has kept its semantics for the types used here since
+    opset 18 (later versions of ``Cast``, ``Reshape``, ``Shape``, ``Size``, ``Equal``,
+    ``Constant`` and ``If`` add element types only), which the tests check up to the newest
+    opset onnxruntime runs."""
+    newest = onnx.defs.onnx_opset_version()
+    if not OPSET_VERSION <= opset_version <= newest:
+        raise XnorfaultError(
+            f"the model's ONNX opset {opset_version} is outside {OPSET_VERSION}–{newest}, the "
+            "opsets xnorfault's flips are built for: convert the model (onnx.version_converter)"
+        )
+    return onnx.FunctionProto.FromString(_function_bytes(opset_version))
 
 
 __all__ = ["BitFlip", "OPSET_VERSION", "bitflip_function"]

@@ -24,6 +24,7 @@ INJECTED_KEY = "xnorfault.injected"
 PREPROCESSING_KEY = "xnorfault.preprocessing"
 MODEL_KEY = "xnorfault.model"
 SOURCE_RUN_KEY = "xnorfault.source_run"
+OUTPUT_KEY = "xnorfault.output"  # the graph output holding the logits, where a model has several
 
 ModelFormat = Literal["onnx", "tflite"]
 Direction = Literal["pos", "neg"]

@@ -63,7 +63,8 @@ class Campaign:
         batch_size: int = 256,
         labels_source: str = "test labels",
     ):
-        check_inputs(backend, images, labels)
+        check_inputs(images, labels)
+        images = backend.conform(images)
         # one image through the model before the long work: it runs at all, and its output
         # width is the number of classes the labels must index
         num_classes = int(np.asarray(backend.run(images[:1], {}, 0)).shape[-1])
@@ -105,25 +106,21 @@ class Campaign:
         return self.backend.latency(images, rates, iterations, self.next_seed, warmup)
 
 
-def check_inputs(backend, images: np.ndarray, labels: np.ndarray) -> None:
-    """Shape and dtype of the test set against the model's input, with a clear error; no NaN or
-    infinite pixel, at least one image, integer labels."""
+def check_inputs(images: np.ndarray, labels: np.ndarray) -> None:
+    """The test set itself, with a clear error: at least one image, one label per image, no
+    NaN or infinite pixel (its fit to the model's input is the backend's
+    :meth:`~xnorfault.runtimes.base.Backend.conform`)."""
     if images.shape[:1] == (0,) or labels.size == 0:
         raise XnorfaultError("the test set holds no images: give at least one image and label")
-    if images.dtype != np.float32:
+    if images.ndim < 2:
         raise XnorfaultError(
-            f"test images are {images.dtype}, the model takes float32: export the test set with 'xnorfault export --testset'"
-        )
-    expected = tuple(backend.input_shape)
-    if images.ndim != 4 or any(
-        isinstance(e, int) and e != a for e, a in zip(expected, images.shape[1:], strict=False)
-    ):
-        raise XnorfaultError(
-            f"test images have shape {tuple(images.shape[1:])} per image, the model takes {expected}"
+            f"test images x have shape {images.shape}: expected one image per row (N, C, H, W)"
         )
     if labels.shape != (images.shape[0],):
         raise XnorfaultError(f"{images.shape[0]} test images but labels of shape {labels.shape}")
-    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    if not np.issubdtype(images.dtype, np.number):
+        raise XnorfaultError(f"test images are {images.dtype}: give numbers (float32 or uint8)")
+    finite = np.isfinite(images).all(axis=tuple(range(1, images.ndim)))
     if not finite.all():
         bad = np.flatnonzero(~finite)
         shown = ", ".join(str(i) for i in bad[:5]) + (", …" if bad.size > 5 else "")
@@ -203,6 +200,8 @@ class EvaluationRequest:
     limit: int | None = None
     max_drop: float | None = None
     per_layer: bool = False
+    output: str | None = None  # the logits' graph output, for a model with several
+    layout: str | None = None  # nchw / nhwc of the model's image input, when not detected
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -245,6 +244,8 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         threads,
         request.lce_benchmark_binary,
         request.lce_model,
+        request.output,
+        request.layout,
     ) as runner:
         images, labels = load_test_set(request.data, runner, request.limit)
         points = sweep_points(request.source, runner)
@@ -262,6 +263,8 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 progress,
             )
         result["backend"] = runner.describe()
+        if runner.data_input is not None:
+            result["model"] = _model_facts(request.model, runner)
     result["latency_batches"] = list(latency_batches or ())
     result["seed"] = request.seed
     result["machine"] = machine_description()
@@ -278,6 +281,18 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def _model_facts(path: Path, runner) -> dict:
+    """What ``xnorfault inspect`` says of the model, as the backend feeds it."""
+    from xnorfault.inspection import inspect_model
+
+    report = inspect_model(path, runtime=False)
+    report.data_input = runner.data_input.describe()
+    report.logits_output = runner.output_name
+    facts = report.to_dict()
+    facts["summary"] = report.summary()
+    return facts
 
 
 def _last_within(points: list[dict], floor: float) -> dict | None:

@@ -19,6 +19,8 @@ the deployed side imports onnxscript only when it injects.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from xnorfault.contract import (
     BITFLIP_DOMAIN,
     BITFLIP_OP,
     INJECTED_KEY,
+    OUTPUT_KEY,
     SEED_INPUT,
     SITES_KEY,
     flipped_name,
@@ -43,18 +46,102 @@ LEGACY_NODE_PREFIX = "xnorfault/flip/"
 LEGACY_TENSOR_PREFIX = "xnorfault_flip."
 
 
+# Protobuf cannot serialise a message of 2 GiB or more: larger models keep their tensors in a
+# data file beside the model, as ONNX's external data format says.
+PROTOBUF_LIMIT = 2**31 - 2**20
+
+
 def load_model(path: str | Path) -> onnx.ModelProto:
-    """Read an ONNX file with a clear error for a missing or malformed one."""
+    """Read an ONNX file, its external data included (the files it names beside it), with a
+    clear error for a missing, malformed or incomplete one."""
     path = Path(path)
     if not path.is_file():
         raise XnorfaultError(f"model file {path} not found")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf raises its own DecodeError types
         raise XnorfaultError(f"{path} is not a valid ONNX model ({type(error).__name__})") from None
     if not model.graph.node:
         raise XnorfaultError(f"{path} is not a valid ONNX model (its graph has no nodes)")
+    external = external_data_files(model)
+    if external:
+        folder = path.resolve().parent
+        for name in external:
+            location = (folder / name).resolve()
+            if not location.is_relative_to(folder):
+                raise XnorfaultError(
+                    f"{path} names external data {name!r} outside its own folder: refusing to read it"
+                )
+            if not location.is_file():
+                raise XnorfaultError(
+                    f"{path} keeps its weights in {name}, which is missing: copy it beside the model"
+                )
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(folder))
+        except Exception as error:  # truncated data files raise plain OSErrors and others
+            raise XnorfaultError(
+                f"the external data of {path} could not be read ({type(error).__name__}): "
+                "it is truncated or belongs to another model"
+            ) from None
     return model
+
+
+def external_data_files(model: onnx.ModelProto) -> list[str]:
+    """The external data files a model (loaded without them) names, in order of first use."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    tensors = list(model.graph.initializer) + [
+        attribute.t
+        for node in model.graph.node
+        for attribute in node.attribute
+        if attribute.t.name or attribute.t.dims
+    ]
+    names = []
+    for tensor in tensors:
+        if uses_external_data(tensor):
+            location = ExternalDataInfo(tensor).location
+            if location and location not in names:
+                names.append(location)
+    return names
+
+
+def save_model(model: onnx.ModelProto, path: str | Path, limit: int = PROTOBUF_LIMIT) -> list[Path]:
+    """Write ``model`` to ``path`` atomically: one file, or — from ``limit`` bytes on, which
+    protobuf cannot serialise — the graph in ``path`` and its tensors in ``PATH.data`` beside it,
+    written by onnx's own external-data writer into a staging folder and moved into place data
+    first (a reader never finds the model without its data). Returns the files written."""
+    import shutil
+    import tempfile
+
+    from xnorfault.io import atomic_write, ensure_folder, temporary_prefix
+
+    path = Path(path)
+    try:
+        size = model.ByteSize()
+    except Exception:  # noqa: BLE001 - protobuf refuses to size messages past its limit
+        size = limit
+    if size < limit:
+        atomic_write(path, lambda handle: handle.write(model.SerializeToString()))
+        return [path]
+    ensure_folder(path.parent)
+    holder = onnx.ModelProto()
+    holder.CopyFrom(model)  # onnx's writer moves the tensors out of the message it is given
+    data = path.with_name(f"{path.name}.data")
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name), dir=path.parent))
+    try:
+        onnx.save_model(
+            holder,
+            str(staging / path.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
+        os.replace(staging / data.name, data)
+        os.replace(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [data, path]
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
@@ -65,9 +152,13 @@ def _produced(graph) -> dict:
     return {value.name: value for node in graph for value in node.outputs}
 
 
-def _binary_sites(model) -> list[str]:
-    """Site names of an onnx_ir model: its metadata's, else those the patterns find."""
-    from xnorfault.sites import find_pattern_sites
+METADATA_PATTERN = "xnorfault.binary_sites metadata"
+
+
+def _binary_sites(model) -> dict[str, str]:
+    """Sites of an onnx_ir model, each with how it was found: its metadata's, else those the
+    patterns of :mod:`xnorfault.sites` find."""
+    from xnorfault.sites import match_sites
 
     tagged = model.metadata_props.get(SITES_KEY)
     if tagged:
@@ -78,20 +169,50 @@ def _binary_sites(model) -> list[str]:
             raise XnorfaultError(
                 f"metadata names binary sites {', '.join(missing)} that no node produces"
             )
-        return sites
-    return find_pattern_sites(model)
+        return dict.fromkeys(sites, METADATA_PATTERN)
+    return match_sites(model)
+
+
+@dataclass
+class PreparedModel:
+    """A model made ready for injection (onnx_ir, shapes inferred): flips of an earlier
+    injection stripped, opset raised to what the flips need, QONNX lowered; its binary sites
+    (name → how found, graph order) and what was lowered."""
+
+    model: object  # onnx_ir.Model
+    sites: dict[str, str]
+    lowered: list = field(default_factory=list)
+    opset_converted_from: int | None = None
+    previously_injected: bool = False
+
+
+def prepare_model(model: onnx.ModelProto) -> PreparedModel:
+    """The steps every injection and ``xnorfault inspect`` take, in one place."""
+    import onnx_ir as ir
+
+    from xnorfault.bitflip import OPSET_VERSION
+    from xnorfault.lowering import lower_qonnx
+
+    original = _default_opset(model)
+    model = _ensure_opset(model, OPSET_VERSION)
+    graph_model = ir.from_proto(model)
+    previously_injected = INJECTED_KEY in graph_model.metadata_props
+    _strip_flips(graph_model)
+    lowered = lower_qonnx(graph_model)
+    sites = _binary_sites(graph_model)
+    return PreparedModel(
+        model=_with_inferred_shapes(graph_model),
+        sites=sites,
+        lowered=lowered,
+        opset_converted_from=original if original < OPSET_VERSION else None,
+        previously_injected=previously_injected,
+    )
 
 
 def find_binary_sites(model: onnx.ModelProto) -> list[str]:
     """Tensor names of the binary activations, in graph order (metadata first, else patterns;
-    QONNX ``BipolarQuant`` activations count once lowered)."""
-    import onnx_ir as ir
-
-    from xnorfault.sites import lower_bipolar_quant
-
-    graph = ir.from_proto(model)
-    lower_bipolar_quant(graph)
-    return _binary_sites(graph)
+    QONNX quantizers count once lowered)."""
+    return list(prepare_model(model).sites)
 
 
 def _strip_flips(model) -> None:
@@ -156,19 +277,24 @@ def inject_flips(
     import onnx_ir as ir
 
     from xnorfault.bitflip import OPSET_VERSION, bitflip_function
-    from xnorfault.sites import lower_bipolar_quant
 
-    model = _ensure_opset(model, OPSET_VERSION)
-    graph_model = ir.from_proto(model)
-    _strip_flips(graph_model)
-    lower_bipolar_quant(graph_model)
-    found = _binary_sites(graph_model)
+    prepared = prepare_model(model)
+    found = list(prepared.sites)
     if not found:
         raise XnorfaultError(
             "no binary activation found: expected xnorfault.binary_sites metadata, "
-            "Where(GreaterOrEqual(x, 0), c, -c), Sign or BipolarQuant nodes"
+            "Where(x >= t, c, -c) or Sign nodes, or 1-bit QONNX quantizers (BipolarQuant, Quant, "
+            "MultiThreshold); 'xnorfault inspect' lists what the model holds"
         )
     if sites is not None:
+        multibit = {q.output: q for q in prepared.lowered if not q.binary and q.output in sites}
+        if multibit:
+            name, quantizer = next(iter(multibit.items()))
+            width = "" if quantizer.bit_width is None else f"{quantizer.bit_width:g}-bit "
+            raise XnorfaultError(
+                f"--layers {name}: a {width}{quantizer.op} activation, not binary; xnorfault "
+                f"flips 1-bit activations only (the binary sites are {', '.join(found)})"
+            )
         unknown = [s for s in sites if s not in found]
         if unknown:
             raise XnorfaultError(
@@ -177,15 +303,18 @@ def inject_flips(
         chosen = [s for s in found if s in sites]
     else:
         chosen = found
-    graph_model = _with_inferred_shapes(graph_model)
+    graph_model = prepared.model
     graph = graph_model.graph
     produced = _produced(graph)
     _check_site_types(produced, chosen)
     site_rates = {site: _rates_for(rates, site) for site in chosen}
 
-    function = ir.serde.deserialize_function(bitflip_function())
+    opset_version = graph_model.opset_imports.get("", OPSET_VERSION)
+    function = ir.serde.deserialize_function(bitflip_function(opset_version))
     graph_model.functions[function.identifier()] = function
     graph_model.opset_imports[BITFLIP_DOMAIN] = 1
+    if len(graph.outputs) == 1:  # the logits, named for runtimes once tests expose more outputs
+        graph_model.metadata_props.setdefault(OUTPUT_KEY, graph.outputs[0].name)
     seed = _control_input(graph, SEED_INPUT, np.array(-1, np.int64))
     for site in chosen:
         clean = produced[site]
@@ -206,7 +335,7 @@ def inject_flips(
         )
         flipped = flip.outputs[0]
         flipped.name = flipped_name(site)
-        flipped.type, flipped.shape = ir.TensorType(ir.DataType.FLOAT), clean.shape
+        flipped.type, flipped.shape = clean.type or ir.TensorType(ir.DataType.FLOAT), clean.shape
         ir.convenience.replace_all_uses_with(clean, flipped, replace_graph_outputs=True)
         flip.replace_input_with(0, clean)
         graph.insert_after(clean.producer(), flip)
@@ -256,20 +385,21 @@ def _with_inferred_shapes(model):
 
 
 def _check_site_types(produced: dict, sites: list[str]) -> None:
-    """BitFlip multiplies float32 tensors: refuse sites of any other element type (a float64
-    model would otherwise yield a file onnxruntime cannot load)."""
+    """BitFlip negates floating-point tensors: refuse sites of any other element type (an
+    integer site would otherwise yield a file onnxruntime cannot load)."""
     import onnx_ir as ir
 
+    floating = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16, ir.DataType.DOUBLE)
     wrong = {
         site: produced[site].dtype.name
         for site in sites
-        if produced[site].dtype not in (None, ir.DataType.UNDEFINED, ir.DataType.FLOAT)
+        if produced[site].dtype not in (None, ir.DataType.UNDEFINED, *floating)
     }
     if wrong:
         listed = ", ".join(f"{site} ({kind.lower()})" for site, kind in wrong.items())
         raise XnorfaultError(
-            f"binary site(s) {listed} are not float32: xnorfault injects flips into float32 "
-            "activations; export the model in float32"
+            f"binary site(s) {listed} are not floating point: xnorfault injects flips into "
+            "float32, float16, bfloat16 or float64 activations; export the model with float activations"
         )
 
 
@@ -283,10 +413,18 @@ def _rates_for(rates, site: str) -> FlipRates:
     return FlipRates()
 
 
+def _default_opset(model: onnx.ModelProto) -> int:
+    from xnorfault.bitflip import OPSET_VERSION
+
+    return next(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET_VERSION
+    )
+
+
 def _ensure_opset(model: onnx.ModelProto, minimum: int) -> onnx.ModelProto:
     """The model at ONNX opset ``minimum`` or later (the flip subgraph needs opset 18's bitwise
     ops and ScatterElements reduction), converted with onnx's version converter if older."""
-    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), minimum)
+    version = _default_opset(model)
     if version >= minimum:
         return model
     try:

@@ -15,6 +15,7 @@ from typer.exceptions import Abort, TyperException
 from xnorfault import __version__
 from xnorfault.cli.deploy import deploy_command
 from xnorfault.cli.evaluate import evaluate_command
+from xnorfault.cli.inspect import inspect_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
 from xnorfault.cli.plot import plot_command
@@ -37,6 +38,7 @@ app.add_typer(mram_app, name="mram")
 app.command("train")(train_command)
 app.command("plot")(plot_command)
 app.command("report")(report_command)
+app.command("inspect")(inspect_command)
 app.command("export")(export_command)
 app.command("inject")(inject_command)
 app.command("evaluate")(evaluate_command)

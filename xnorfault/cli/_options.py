@@ -69,6 +69,31 @@ class BerSchedule(StrEnum):
     ramp = "ramp"
 
 
+class Layout(StrEnum):
+    """The axis order of a model's 4-D image input (``--layout``)."""
+
+    nchw = "nchw"
+    nhwc = "nhwc"
+
+
+LayoutOption = Annotated[
+    Layout | None,
+    typer.Option(
+        "--layout",
+        help="The model input's axis order, nchw or nhwc (default: detected from its shape); "
+        "test images in (C, H, W) order are transposed to it.",
+    ),
+]
+OutputNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        help="The model output that holds the logits (default: the one its metadata names, "
+        "or its only float output).",
+    ),
+]
+
+
 class BackendChoice(StrEnum):
     """``evaluate --backend``: ``auto`` picks by extension (.onnx, .tflite)."""
 

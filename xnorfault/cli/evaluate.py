@@ -78,6 +78,8 @@ def evaluate_command(
     per_layer: bool = typer.Option(
         False, "--per-layer", help="Also flip one site at a time (layer sensitivity)."
     ),
+    output: options.OutputNameOption = None,
+    layout: options.LayoutOption = None,
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the points as CSV."),
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Draw accuracy vs voltage (or BER)."
@@ -112,6 +114,8 @@ def evaluate_command(
         limit=limit,
         max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
         per_layer=per_layer,
+        output=output,
+        layout=None if layout is None else layout.value,
     )
     if plot_path is not None:
         check_figure_output(plot_path, "--plot")
@@ -201,6 +205,8 @@ def print_result(result: dict, latency_batches) -> None:
         cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
         table.add_row(*cells)
     console.print(table)
+    if "model" in result:
+        console.print(f"model: {result['model']['summary']}")
     if "accuracy_from" in info:
         console.print(f"accuracy: {info['accuracy_from']}; latency (mean): {info['latency_from']}")
     machine = result.get("machine", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -119,8 +120,8 @@ def inject_command(
     xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --mram-device paper
     """
     from xnorfault.contract import INJECTED_KEY
-    from xnorfault.inject import inject_flips, load_model, metadata
-    from xnorfault.io import atomic_write
+    from xnorfault.inject import inject_flips, load_model, metadata, save_model
+    from xnorfault.inspection import inspect_model
 
     if fault is None:
         raise XnorfaultError(
@@ -130,28 +131,32 @@ def inject_command(
     sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
     check_output_file(output, "--output")
     clean = load_model(model)
+    report = inspect_model(clean, runtime=False)
     injected = inject_flips(clean, point.spec, sites=sites)
-    atomic_write(output, lambda handle: handle.write(injected.SerializeToString()))
-    import json
-
+    written = save_model(injected, output)
     info = json.loads(metadata(injected)[INJECTED_KEY])
     summary = {
         "output": str(output),
+        "files": [str(path) for path in written],
         "sites": info["sites"],
         "rates": info["rates"],
         "source": point.spec.source,
         "seed_input": info["seed_input"],
+        "model": report.to_dict(),
     }
     if as_json:
         emit_json(summary)
         return
+    bits = {site.name: site.elements_per_image for site in report.sites}
     table = Table(title=f"Bit flips injected into {model.name} → {output}")
-    for header in ("site", "p(+1→−1)", "p(−1→+1)"):
+    for header in ("site", "bits per image", "p(+1→−1)", "p(−1→+1)"):
         table.add_column(header, justify="right")
     for site in info["sites"]:
         table.add_row(
             site,
+            "?" if bits.get(site) is None else f"{bits[site]:,}",
             f"{info['rates'][site]['pos_to_neg']:.4g}",
             f"{info['rates'][site]['neg_to_pos']:.4g}",
         )
     console.print(table)
+    console.print(report.summary())
