@@ -179,7 +179,13 @@ def runtime_error(error: Exception, model: onnx.ModelProto | None, stage: str) -
     text = _ORT_PREFIX.sub("", str(error).strip().splitlines()[0] if str(error).strip() else "")
     text = text or type(error).__name__
     found = _NODE_IN_MESSAGE.search(str(error))
-    where = f"node {found.group(2)!r} ({found.group(1)}): " if found else ""
+    where = ""
+    if found:
+        op_type, name = found.group(1), found.group(2)
+        # onnxruntime names the nodes of an inlined function after it, and may fuse a model's
+        # node into one of them
+        inside = " in or beside xnorfault's BitFlip" if name.startswith("_inlfunc_") else ""
+        where = f"node {name!r} ({op_type}{inside}): "
     if stage == "load":
         advice = "check the model with 'xnorfault inspect' (and onnx.checker)"
     elif "invalid dimensions" in text or "Invalid rank" in text:

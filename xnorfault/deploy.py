@@ -37,6 +37,8 @@ import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import onnx
+
 from xnorfault.errors import XnorfaultError
 from xnorfault.io import left_by_dead_writer, temporary_prefix
 
@@ -132,15 +134,20 @@ def build_wheel(destination: Path, wheel: Path | None = None) -> Path:
 
 
 def _readme(
-    target, target_option: str, wheel_name: str, device_name: str, lce: bool, summary: dict
+    target,
+    target_option: str,
+    wheel_name: str,
+    device_name: str,
+    lce: bool,
+    model_line: str,
+    described: dict,
 ) -> str:
     batches = ",".join(str(b) for b in target.latency_batches)
+    extra = described.get("evaluate_options", "")
     lines = [
         f"# xnorfault bundle for {target.description}",
         "",
-        f"Model: {summary['model']} trained at {summary['point']} (repeat {summary['repeat']}), "
-        f"test accuracy {summary['onnx_test_accuracy']:.4f} on {summary['test_images']} images "
-        "(error-free, onnxruntime on the build machine).",
+        f"Model: {model_line}",
         f"MRAM device: {device_name} (`device.toml`).",
         "",
         f"## On the target ({target.os or target.architecture}, Python {target.python or '3'})",
@@ -149,9 +156,9 @@ def _readme(
         "python3 -m venv ~/xnorfault-env",
         f"~/xnorfault-env/bin/pip install -r requirements-aarch64.txt {wheel_name}",
         "# error-free accuracy and latency",
-        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} --ber 0",
+        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} --ber 0",
         "# accuracy under a write-voltage sweep of the MRAM device, with latency",
-        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option} \\",
+        f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} \\",
         "    --mram-device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
         f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",
         "```",
@@ -187,14 +194,15 @@ def _sha256(path: Path) -> str:
 
 
 def check_bundle_output(output: Path, run_dir: Path, force: bool) -> None:
-    """Refuse an output that could destroy what deploy did not create: the source run, a folder
-    holding it or one inside it, and (without ``force``, or when it is not an earlier bundle) a
-    non-empty folder."""
+    """Refuse an output that could destroy what deploy did not create: the source (a run or
+    a model file), a folder holding it or one inside it, and (without ``force``, or when it is
+    not an earlier bundle) a non-empty folder."""
     resolved, run = output.resolve(), Path(run_dir).resolve()
     if resolved == run or run in resolved.parents or resolved in run.parents:
+        kind = "model" if run.is_file() else "run"
         raise XnorfaultError(
-            f"-o {output} is, holds or lies inside the source run {run_dir}: write the bundle to a "
-            "folder outside the run"
+            f"-o {output} is, holds or lies inside the source {kind} {run_dir}: write the bundle to a "
+            f"folder outside the {kind}"
         )
     if output.exists() and not output.is_dir():
         raise XnorfaultError(f"{output} exists and is not a folder: give a folder for the bundle")
@@ -309,8 +317,88 @@ def move_into_place(staging: Path, output: Path) -> None:
     shutil.rmtree(holder)
 
 
+def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool) -> dict:
+    """A trained run's network in ``staging``: exported, injected at rate 0, its test split;
+    with ``lce`` also the LCE export. Returns the manifest's description of the model."""
+    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY
+    from xnorfault.exporters.onnx import export_run
+    from xnorfault.faults import FlipRates
+    from xnorfault.inject import inject_flips, load_model, metadata
+
+    summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
+    clean = load_model(staging / "model.onnx")
+    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
+    (staging / "model.onnx").write_bytes(injected.SerializeToString())
+    props = metadata(clean)
+    model_info = json.loads(props[SOURCE_RUN_KEY])
+    model_name = json.loads(props[MODEL_KEY])["name"]
+    lce_summary = None
+    if lce:
+        from xnorfault.exporters.lce import export_lce_run
+
+        lce_summary = export_lce_run(run_dir, staging / "model.tflite", point, repeat)
+    return {
+        "readme": f"{model_name} trained at {model_info['point']} (repeat {model_info['repeat']}), "
+        f"test accuracy {summary['onnx_test_accuracy']:.4f} on {summary['test_images']} images "
+        "(error-free, onnxruntime on the build machine).",
+        "source_run": model_info,
+        "model": model_name,
+        "binary_sites": summary["binary_sites"],
+        "export_parity": {
+            key: summary[key]
+            for key in ("argmax_agreement", "max_abs_logit_difference", "onnx_test_accuracy")
+        },
+        "lce": None
+        if lce_summary is None
+        else {
+            key: lce_summary[key]
+            for key in ("binary_kernels", "argmax_agreement_with_onnx", "lce_test_accuracy")
+        },
+    }
+
+
+def _stage_onnx_model(
+    model_path: Path, data: Path, staging: Path, target, layout, output_name
+) -> dict:
+    """A model brought as an ONNX file, with its test set (``.npz``), in ``staging``: checked
+    as ``evaluate`` would (it runs here on onnxruntime, the test set fits it), injected at rate
+    0, its error-free accuracy measured here. Returns the manifest's description of the model."""
+    from xnorfault.contract import OUTPUT_KEY
+    from xnorfault.evaluation import Campaign, load_test_set
+    from xnorfault.faults import FlipRates
+    from xnorfault.inject import inject_flips, load_model, save_model
+    from xnorfault.inspection import inspect_model
+    from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    clean = load_model(model_path)
+    report = inspect_model(clean, runtime=False)
+    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
+    with OnnxRuntimeBackend(injected, output=output_name, layout=layout) as backend:
+        images, labels = load_test_set(str(data), backend)
+        baseline = Campaign(backend, images, labels, seed=0, labels_source=f"{data}: labels (y)")
+        accuracy = baseline.accuracy({})
+        chosen_output = backend.output_name
+    # the target reads the logits without being told: the model names them
+    onnx.helper.set_model_props(
+        injected, {**{p.key: p.value for p in injected.metadata_props}, OUTPUT_KEY: chosen_output}
+    )
+    save_model(injected, staging / "model.onnx")
+    shutil.copyfile(data, staging / "test.npz")
+    return {
+        "readme": f"{model_path.name} (brought as ONNX), error-free accuracy {accuracy:.4f} on "
+        f"{len(labels)} images of {data.name} (onnxruntime on the build machine).",
+        "source_model": {"file": model_path.name, "sha256": _sha256(model_path)},
+        "model": model_path.stem,
+        "binary_sites": [site.name for site in report.sites],
+        "model_report": report.summary(),
+        "baseline_accuracy": accuracy,
+        "lce": None,
+        "evaluate_options": "" if layout is None else f" --layout {layout.lower()}",
+    }
+
+
 def deploy(
-    run_dir,
+    source,
     output,
     target_name: str,
     point: str | None = None,
@@ -319,13 +407,15 @@ def deploy(
     lce: bool = False,
     wheel: Path | None = None,
     force: bool = False,
+    data: Path | None = None,
+    layout: str | None = None,
+    output_name: str | None = None,
 ) -> dict:
-    """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the manifest."""
+    """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the
+    manifest. ``source``: a run of ``xnorfault train``, or an ONNX model brought from
+    elsewhere together with its test set ``data`` (``.npz`` of ``x``, ``y``; ``layout`` and
+    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output``)."""
     from xnorfault import __version__
-    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY
-    from xnorfault.exporters.onnx import export_run
-    from xnorfault.faults import FlipRates
-    from xnorfault.inject import inject_flips, load_model, metadata
     from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device
     from xnorfault.mram.device import preset_toml
@@ -339,9 +429,27 @@ def deploy(
         raise XnorfaultError(
             "deploy needs a device target such as raspberry-pi-4 (host is for evaluate --target)"
         )
+    source = Path(source)
+    foreign = source.suffix == ".onnx"
+    if foreign:
+        if data is None or Path(data).suffix != ".npz":
+            raise XnorfaultError(
+                f"deploying the ONNX model {source.name} needs its test set: give --data TEST.npz (x, y)"
+            )
+        if point is not None or lce:
+            raise XnorfaultError(
+                "--point and --lce apply to runs of 'xnorfault train', not to an ONNX model"
+            )
+        if not source.is_file():
+            raise XnorfaultError(f"model file {source} not found")
+        data = Path(data)
+    elif data is not None or layout is not None or output_name is not None:
+        raise XnorfaultError(
+            "--data, --layout and --output-name apply to an ONNX model; a run carries its own test set"
+        )
     output = Path(output)
     remove_stale_staging(output)
-    check_bundle_output(output, Path(run_dir), force)
+    check_bundle_output(output, source, force)
     mtj = load_device(device)
     device_text = (
         preset_toml(device)
@@ -356,18 +464,10 @@ def deploy(
             f"cannot write a bundle into {output.parent}: {error.strerror}"
         ) from None
     try:
-        summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
-        clean = load_model(staging / "model.onnx")
-        injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
-        (staging / "model.onnx").write_bytes(injected.SerializeToString())
-        props = metadata(clean)
-        model_info = json.loads(props[SOURCE_RUN_KEY])
-        model_name = json.loads(props[MODEL_KEY])["name"]
-        lce_summary = None
-        if lce:
-            from xnorfault.exporters.lce import export_lce_run
-
-            lce_summary = export_lce_run(run_dir, staging / "model.tflite", point, repeat)
+        if foreign:
+            described = _stage_onnx_model(source, data, staging, target, layout, output_name)
+        else:
+            described = _stage_run(source, staging, target, point, repeat, lce)
         (staging / "device.toml").write_text(device_text, encoding="utf-8")
         (staging / "target.toml").write_text(profile_text(target_name), encoding="utf-8")
         built = build_wheel(staging, wheel)
@@ -378,37 +478,15 @@ def deploy(
             "# The versions this bundle was built and tested with; each publishes aarch64 wheels.\n"
         )
         (staging / "requirements-aarch64.txt").write_text(header + "\n".join(requirements) + "\n")
-        readme_summary = {
-            "model": model_name,
-            "point": model_info["point"],
-            "repeat": model_info["repeat"],
-            "onnx_test_accuracy": summary["onnx_test_accuracy"],
-            "test_images": summary["test_images"],
-        }
+        readme = described.pop("readme")
         (staging / "README.md").write_text(
-            _readme(target, target_option, built.name, mtj.name, lce, readme_summary)
+            _readme(target, target_option, built.name, mtj.name, lce, readme, described)
         )
         manifest = {
             "format": BUNDLE_FORMAT,
             "xnorfault_version": __version__,
             "target": target.to_dict(),
-            "source_run": model_info,
-            "model": model_name,
-            "binary_sites": summary["binary_sites"],
-            "export_parity": {
-                key: summary[key]
-                for key in ("argmax_agreement", "max_abs_logit_difference", "onnx_test_accuracy")
-            },
-            "lce": None
-            if lce_summary is None
-            else {
-                key: lce_summary[key]
-                for key in (
-                    "binary_kernels",
-                    "argmax_agreement_with_onnx",
-                    "lce_test_accuracy",
-                )
-            },
+            **described,
             "requirements": requirements,
             "wheel": built.name,
             "files": {

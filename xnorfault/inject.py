@@ -135,7 +135,7 @@ def save_model(model: onnx.ModelProto, path: str | Path, limit: int = PROTOBUF_L
             save_as_external_data=True,
             all_tensors_to_one_file=True,
             location=data.name,
-            size_threshold=1024,
+            size_threshold=0,
         )
         os.replace(staging / data.name, data)
         os.replace(staging / path.name, path)

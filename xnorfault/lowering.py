@@ -23,9 +23,11 @@ ONNX ``Round``), ``CEIL``, ``FLOOR``, ``UP`` (away from 0), ``DOWN`` (toward 0),
 ``HALF_DOWN`` (halves away from / toward 0).
 
 A quantizer of constant input (a weight) folds to a constant. An activation quantizer becomes
-standard ops; a 1-bit bipolar one (``BipolarQuant``, 1-bit signed ``Quant`` with zero point 0, a
+standard ops; a 1-bit bipolar one (``BipolarQuant``, 1-bit signed ``Quant``, a
 ``MultiThreshold`` with one threshold per channel and outputs ±c) becomes
-``Where(x ≥ t, c, −c)``, the pattern :mod:`xnorfault.sites` recognises as a binary site. Every
+``Where(x ≥ t, c, −c)``, the pattern :mod:`xnorfault.sites` recognises as a binary site (a
+1-bit ``Quant`` with a zero point z stores the ±1 code, which is the site, then maps it to
+:math:`(\pm 1 - z)\,s`). Every
 lowering is logged as a :class:`Lowered` record, which ``xnorfault inspect`` reports.
 """
 
@@ -111,15 +113,16 @@ def _round(op, values, mode: str):
         return op.Ceil(values)
     if mode == "FLOOR":
         return op.Floor(values)
-    sign, magnitude = op.Sign(values), op.Abs(values)
+    # the sign-symmetric modes as Where(v ≥ 0, …, …): a Sign node here would look like a site
+    nonnegative = op.GreaterOrEqual(values, _scalar(op, 0.0))
     if mode == "UP":
-        return op.Mul(sign, op.Ceil(magnitude))
+        return op.Where(nonnegative, op.Ceil(values), op.Floor(values))
     if mode == "DOWN":
-        return op.Mul(sign, op.Floor(magnitude))
-    half = _scalar(op, 0.5)
+        return op.Where(nonnegative, op.Floor(values), op.Ceil(values))
+    up, down = op.Add(values, _scalar(op, 0.5)), op.Sub(values, _scalar(op, 0.5))
     if mode == "HALF_UP":
-        return op.Mul(sign, op.Floor(op.Add(magnitude, half)))
-    return op.Mul(sign, op.Ceil(op.Sub(magnitude, half)))  # HALF_DOWN
+        return op.Where(nonnegative, op.Floor(up), op.Ceil(down))
+    return op.Where(nonnegative, op.Ceil(down), op.Floor(up))  # HALF_DOWN
 
 
 def _scalar(op, value: float):
@@ -257,7 +260,7 @@ class QuantWeights(_QuantRule):
 
 
 class QuantActivations(_QuantRule):
-    """``Quant`` of an activation → standard ops (a binary site when 1-bit signed with z = 0)."""
+    """``Quant`` of an activation → standard ops (a binary site when 1-bit signed)."""
 
     def check(self, context, x, scale, zeropt, bit_width, out, **_) -> MatchResult:
         result = self.common_check(bit_width, out)
@@ -275,13 +278,15 @@ class QuantActivations(_QuantRule):
             return _bipolar(op, scaled, scale)
         scaled = op.Add(scaled, zeropt)
         if width == 1 and signed:
+            # two levels (±1 − z)·s: the ±1 code is the bit the memory holds, and the site
             code = op.Where(
                 op.GreaterOrEqual(scaled, _scalar(op, 0.0)), _scalar(op, 1.0), _scalar(op, -1.0)
             )
-        else:
-            lowest = _scalar(op, min_int(signed, narrow, width))
-            highest = _scalar(op, max_int(signed, narrow, width))
-            code = _round(op, op.Min(op.Max(scaled, lowest), highest), rounding)
+            self.record(out, "activation", width, True, "binary site", "with a zero point")
+            return op.Mul(op.Sub(code, zeropt), scale)
+        lowest = _scalar(op, min_int(signed, narrow, width))
+        highest = _scalar(op, max_int(signed, narrow, width))
+        code = _round(op, op.Min(op.Max(scaled, lowest), highest), rounding)
         self.record(
             out,
             "activation",

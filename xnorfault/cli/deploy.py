@@ -8,11 +8,13 @@ from pathlib import Path
 import typer
 
 from xnorfault.cli._common import console, emit_json
-from xnorfault.cli._options import JsonOption, MramDeviceOption
+from xnorfault.cli._options import JsonOption, LayoutOption, MramDeviceOption
 
 
 def deploy_command(
-    run: Path = typer.Argument(..., help="Run directory of 'xnorfault train'."),
+    run: Path = typer.Argument(
+        ..., help="Run directory of 'xnorfault train', or an ONNX model (then with --data)."
+    ),
     target: str = typer.Option(
         ...,
         "--target",
@@ -31,20 +33,43 @@ def deploy_command(
         None, "--wheel", help="xnorfault wheel to ship (default: built from the source tree)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty bundle folder."),
+    data: Path | None = typer.Option(
+        None, "--data", help="An ONNX model's test set (.npz of x, y), shipped as test.npz."
+    ),
+    layout: LayoutOption = None,
+    output_name: str | None = typer.Option(
+        None,
+        "--output-name",
+        help="An ONNX model's output holding the logits (default: its only float output).",
+    ),
     as_json: JsonOption = False,
 ):
     """Write a self-contained bundle for a target: the injected ONNX model (rates as inputs),
     the preprocessed test set, the MRAM device, the target profile, a wheel of xnorfault, pinned
     aarch64 requirements and a README with the commands to run there.
 
-    Example: xnorfault deploy runs/fm --point ber=0.04 --target raspberry-pi-4 -o bundle/
+    Examples: xnorfault deploy runs/fm --point ber=0.04 --target raspberry-pi-4 -o bundle/;
+    xnorfault deploy cnv_qonnx.onnx --data test.npz --target raspberry-pi-4 -o bundle/
     """
     from xnorfault.deploy import deploy
     from xnorfault.targets import load_target
 
     load_target(target)  # an unknown target is reported before any work
     with console.status("building the bundle…") if not as_json else nullcontext():
-        manifest = deploy(run, output, target, point, repeat, device, lce, wheel, force)
+        manifest = deploy(
+            run,
+            output,
+            target,
+            point,
+            repeat,
+            device,
+            lce,
+            wheel,
+            force,
+            data,
+            None if layout is None else layout.value,
+            output_name,
+        )
     if as_json:
         emit_json(manifest)
         return
