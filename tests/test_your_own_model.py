@@ -470,3 +470,43 @@ def test_deploy_bundles_a_qonnx_model_with_its_test_set(run_cli, tfc, tmp_path):
     )
     assert code == 0, err
     assert json.loads(out)["baseline_accuracy"] == 1.0
+
+
+def test_a_float16_model_flips_its_float16_sites(run_cli, tmp_path):
+    """A float16 network: float32 test images are cast to its input, and its float16 site
+    flips at the injected rate (within binomial bounds) through BitFlip's float32 inside."""
+    rng = np.random.default_rng(9)
+    weight = rng.normal(size=(64, 3)).astype(np.float16)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sign", ["x"], ["signs"]),
+            helper.make_node("Flatten", ["signs"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        ],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["N", 3])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    images = rng.normal(size=(400, 1, 8, 8)).astype(np.float32)
+    injected = inject_flips(model, FlipRates.symmetric(0.05), expose=True)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(injected.SerializeToString())
+    clean, flipped = session.run(
+        ["signs", "signs.flipped"],
+        {"x": images.astype(np.float16), "flip_seed": np.array(11, np.int64)},
+    )
+    assert flipped.dtype == np.float16
+    assert set(np.unique(flipped)) <= {-1.0, 1.0}
+    assert_rate(int((clean != flipped).sum()), clean.size, 0.05)
+    path = tmp_path / "half.onnx"
+    onnx.save(model, path)
+    test_set = tmp_path / "test.npz"
+    labels = (np.sign(images).reshape(400, -1) @ weight.astype(np.float32)).argmax(axis=1)
+    np.savez(test_set, x=images[:50], y=labels[:50])
+    code, out, err = run_cli("evaluate", str(path), "--data", str(test_set), "--json")
+    assert code == 0, err
+    assert json.loads(out)["baseline_accuracy"] >= 0.96  # float16 logits may tie-break apart
+    assert json.loads(out)["model"]["data_input"]["dtype"] == "float16"
