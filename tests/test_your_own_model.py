@@ -356,6 +356,7 @@ def test_large_models_are_written_with_external_data(tmp_path):
     model = inject_flips(small_graph(), FlipRates.symmetric(0.1))
     written = save_model(model, tmp_path / "big.onnx", limit=1024)
     assert [p.name for p in written] == ["big.onnx.data", "big.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]  # no staging
     again = load_model(tmp_path / "big.onnx")
     images = np.random.default_rng(4).random((3, 1, 4, 4)).astype(np.float32)
     with OnnxRuntimeBackend(again) as reread, OnnxRuntimeBackend(model) as original:
