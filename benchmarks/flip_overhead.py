@@ -3,10 +3,12 @@
 Run: python benchmarks/flip_overhead.py [--threads 1] [--rounds 7]
 
 Binarized LeNet-4 (28x28, random weights with realistic batch-norm statistics) exported to
-ONNX, then injected at p in {0.001, 0.01, 0.1}. For batch 1 and 256 the clean and injected
-sessions run interleaved (clean, faulty, clean, faulty, ...) with a fresh ``flip_seed`` per
-run; the script prints median latencies and the injected/clean ratio.
-Aims: <= 1.05x at batch 256 for p <= 0.01, <= 1.10x at p = 0.1, <= 1.20x at batch 1.
+ONNX, then injected at p in {0.001, 0.01, 0.1} under the write models ``iid`` (every write
+fails at its rate) and ``previous`` (a write fails only where it must switch the cell; the
+batch is the write stream). For batch 1 and 256 the clean and both injected sessions run
+interleaved (clean, iid, previous, clean, ...) with a fresh ``flip_seed`` per run; the script
+prints median latencies and the injected/clean ratios.
+Aims (iid): <= 1.05x at batch 256 for p <= 0.01, <= 1.10x at p = 0.1, <= 1.20x at batch 1.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import onnxruntime as ort
 import torch
 
 from xnorfault.exporters.onnx import export_onnx
-from xnorfault.faults import FlipRates
+from xnorfault.faults import FlipRates, WriteModel
 from xnorfault.generator import run_seed
 from xnorfault.inject import inject_flips
 from xnorfault.models import create_model
@@ -55,27 +57,37 @@ def main() -> None:
     print(
         f"binarized LeNet-4, onnxruntime {ort.__version__}, {args.threads} thread(s), medians of interleaved runs"
     )
-    print(f"{'batch':>6} {'p':>7} {'clean ms':>10} {'injected ms':>12} {'ratio':>7}")
+    print(
+        f"{'batch':>6} {'p':>7} {'clean ms':>10} {'iid ms':>8} {'iid':>7} {'previous ms':>12} {'previous':>9}"
+    )
     for batch, runs in ((1, 400), (256, 12)):
         x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
         for p in (0.001, 0.01, 0.1):
-            faulty_session = make_session(inject_flips(clean, FlipRates.symmetric(p)), args.threads)
-            clean_times, faulty_times = [], []
+            sessions = [
+                make_session(
+                    inject_flips(clean, FlipRates.symmetric(p), write=WriteModel(model)),
+                    args.threads,
+                )
+                for model in ("iid", "previous")
+            ]
+            times = [[], [], []]
             for _ in range(3):  # warm-up
                 clean_session.run(None, {"input": x})
-                faulty_session.run(None, {"input": x, "flip_seed": np.array(0)})
+                for faulty in sessions:
+                    faulty.run(None, {"input": x, "flip_seed": np.array(0)})
             for run in range(runs * args.rounds):
+                seed = np.array(run_seed(1, run))
                 start = time.perf_counter()
                 clean_session.run(None, {"input": x})
-                middle = time.perf_counter()
-                faulty_session.run(None, {"input": x, "flip_seed": np.array(run_seed(1, run))})
-                end = time.perf_counter()
-                clean_times.append(middle - start)
-                faulty_times.append(end - middle)
-            clean_ms = statistics.median(clean_times) * 1e3
-            faulty_ms = statistics.median(faulty_times) * 1e3
+                times[0].append(time.perf_counter() - start)
+                for index, faulty in enumerate(sessions, start=1):
+                    start = time.perf_counter()
+                    faulty.run(None, {"input": x, "flip_seed": seed})
+                    times[index].append(time.perf_counter() - start)
+            clean_ms, iid_ms, previous_ms = (statistics.median(t) * 1e3 for t in times)
             print(
-                f"{batch:>6} {p:>7g} {clean_ms:>10.3f} {faulty_ms:>12.3f} {faulty_ms / clean_ms:>6.3f}x"
+                f"{batch:>6} {p:>7g} {clean_ms:>10.3f} {iid_ms:>8.3f} {iid_ms / clean_ms:>6.3f}x "
+                f"{previous_ms:>12.3f} {previous_ms / clean_ms:>8.3f}x"
             )
 
 

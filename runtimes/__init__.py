@@ -22,12 +22,14 @@ def open_backend(
     lce_model: str | Path | None = None,
     output: str | None = None,
     layout: str | None = None,
+    write=None,
 ):
     """A backend for ``model``; ``auto`` picks it from the file extension. ``lce-benchmark``
     takes the ONNX model for accuracy and times ``lce_model`` (default: the same name with
     ``.tflite``) with ``lce_benchmark_binary``. ``output`` (the logits' graph output) and
     ``layout`` (``nchw``/``nhwc`` of the image input) are for ONNX models brought from
-    elsewhere."""
+    elsewhere; ``write`` (a :class:`~xnorfault.faults.WriteModel`, ``None``: the model's own)
+    the write model, which an LCE model supports only as ``iid``."""
     path = Path(model)
     if lce_benchmark_binary is not None and backend != "lce-benchmark":
         raise XnorfaultError("--lce-benchmark-binary goes with --backend lce-benchmark")
@@ -39,10 +41,14 @@ def open_backend(
             )
     if backend == "lce" and (output is not None or layout is not None):
         raise XnorfaultError("--output and --layout apply to ONNX models, not to LCE .tflite ones")
+    if backend == "lce" and write is not None and write.model != "iid":
+        raise XnorfaultError(
+            f"--write-model {write.model} runs on ONNX models: the LCE export flips every write (iid)"
+        )
     if backend == "onnxruntime":
         from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads, output=output, layout=layout)
+        return OnnxRuntimeBackend(path, threads=threads, output=output, layout=layout, write=write)
     if backend == "lce":
         from xnorfault.runtimes.lce import LceBackend
 
@@ -50,5 +56,7 @@ def open_backend(
     if backend == "lce-benchmark":
         from xnorfault.runtimes.lce_benchmark import LceBenchmarkBackend
 
-        return LceBenchmarkBackend(path, lce_benchmark_binary, lce_model, threads=threads)
+        return LceBenchmarkBackend(
+            path, lce_benchmark_binary, lce_model, threads=threads, write=write
+        )
     raise XnorfaultError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -73,6 +73,7 @@ class LceBenchmarkBackend(Backend):
         binary: str | Path | None,
         tflite_model: str | Path | None = None,
         threads: int | None = None,
+        write=None,
     ):
         onnx_model = Path(onnx_model)
         if onnx_model.suffix != ".onnx":
@@ -91,7 +92,7 @@ class LceBenchmarkBackend(Backend):
             )
         self.tflite = Path(tflite_model) if tflite_model else onnx_model.with_suffix(".tflite")
         self.inputs = tflite_inputs(self.tflite)
-        self.onnx = OnnxRuntimeBackend(onnx_model, threads=threads)
+        self.onnx = OnnxRuntimeBackend(onnx_model, threads=threads, write=write)
         self.threads = self.onnx.threads
         self.sites = self.onnx.sites
         self.input_shape = self.onnx.input_shape

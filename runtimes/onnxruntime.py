@@ -28,7 +28,7 @@ from xnorfault.contract import (
     rate_input_names,
 )
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FlipRates
+from xnorfault.faults import FlipRates, WriteModel
 from xnorfault.generator import run_seed
 from xnorfault.inject import inject_flips, load_model, metadata
 from xnorfault.runtimes.base import Backend
@@ -49,15 +49,26 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         output: str | None = None,
         layout: str | None = None,
+        write: WriteModel | None = None,
     ):
         self.path = None if isinstance(model, onnx.ModelProto) else str(model)
         proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
         props = metadata(proto)
         if INJECTED_KEY not in props:
-            proto = inject_flips(proto, FlipRates())
+            proto = inject_flips(proto, FlipRates(), write=write or WriteModel())
             props = metadata(proto)
+        else:
+            info = json.loads(props[INJECTED_KEY])
+            if write is not None and WriteModel.from_dict(info.get("write")) != write:
+                # another write model than the file's: the same sites and rates, re-injected
+                rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
+                proto = inject_flips(
+                    proto, rates, sites=info["sites"], source=info.get("source"), write=write
+                )
+                props = metadata(proto)
         check_runnable(proto)
         info = json.loads(props[INJECTED_KEY])
+        self.write = WriteModel.from_dict(info.get("write"))
         self.sites: list[str] = info["sites"]
         self.injected_rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
         self.metadata = props
@@ -133,6 +144,7 @@ class OnnxRuntimeBackend(Backend):
             "fixed_batch": self.fixed_batch,
             "input": self.data_input.describe(),
             "output": self.output_name,
+            "write_model": self.write.to_dict(),
         }
 
 

@@ -42,7 +42,7 @@ from onnxscript import DOUBLE, FLOAT, INT64, UINT64, script
 from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
-from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP
+from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP, BITFLIP_PREVIOUS_OP
 from xnorfault.errors import XnorfaultError
 from xnorfault.generator import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS, STREAMS_PER_SITE
 
@@ -65,6 +65,10 @@ TWO_TO_53, TWO_TO_MINUS_53 = _constant(2.0**53, np.float64), _constant(2.0**-53,
 ONE, TEN, MARGIN = (_constant(v, np.float64) for v in (1.0, 10.0, 16.0))
 TINY_LOG, TINY_P = _constant(-1e-300, np.float64), _constant(1e-300, np.float64)
 ZERO_INDEX, ONE_INDEX = _constant(0, np.int64), _constant(1, np.int64)
+MINUS_ONE_INDEX = _constant(-1, np.int64)
+ONE_SHAPE = _constant([1], np.int64)
+FALSE_VECTOR = _constant([False], np.bool_)  # ConstantOfShape's value is a one-element vector
+TRUE = _constant(True, np.bool_)
 FLAT = _constant([-1], np.int64)
 MINUS_ONE_F32, PLUS_ONE_F32, ZERO_F32 = (_constant(v, np.float32) for v in (-1.0, 1.0, 0.0))
 
@@ -92,26 +96,25 @@ def Uniforms(key: UINT64, weyl: UINT64) -> DOUBLE:
 
 
 @script(BITFLIP_OPSET, default_opset=op)
-def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: int) -> FLOAT:
-    """Negate each element of ``x`` with probability ``p_pos`` (x ≥ 0) or ``p_neg`` (x < 0)."""
-    # the seed: flip_seed, or 53 random bits drawn by onnxruntime when it is negative
+def StreamKeys(flip_seed: INT64, site: UINT64) -> UINT64:
+    """The site's two stream keys mix64(seed ^ mix64((2 i + 1, 2 i + 2) φ)) (as
+    :func:`xnorfault.generator.stream_keys`); a negative ``flip_seed`` draws 53 random bits."""
     draw = op.RandomUniform(dtype=TensorProto.DOUBLE, shape=[])
     drawn_seed = op.Cast(op.Floor(op.Mul(draw, op.Constant(value=TWO_TO_53))), to=TensorProto.INT64)
     seed = op.Where(op.Less(flip_seed, op.Constant(value=ZERO_INDEX)), drawn_seed, flip_seed)
-    # stream keys mix64(seed ^ mix64((2 i + 1, 2 i + 2) φ)), as generator.stream_keys
-    site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
     numbers = op.Add(op.Mul(site, op.Constant(value=STREAMS)), op.Constant(value=FIRST_STREAMS))
     constants = Mix64(op.Mul(numbers, op.Constant(value=PHI)))
-    keys = Mix64(op.BitwiseXor(constants, op.Cast(seed, to=TensorProto.UINT64)))
+    return Mix64(op.BitwiseXor(constants, op.Cast(seed, to=TensorProto.UINT64)))
+
+
+@script(BITFLIP_OPSET, default_opset=op)
+def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64):
+    """Positions (clipped into range) of the candidate failures, and which of them fail: each
+    element with the rate of its sign, by geometric skipping and thinning (as
+    :func:`xnorfault.generator.flip_mask`)."""
     gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
     thin_key = op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0)
-
-    # float32 inside (onnxruntime's ScatterElements multiplies no float16); exact for ±c values,
-    # and onnxruntime removes the casts of a float32 site
-    flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
-    size = op.Cast(op.Size(x), to=TensorProto.DOUBLE)
-    rate_pos = op.Cast(p_pos, to=TensorProto.DOUBLE)
-    rate_neg = op.Cast(p_neg, to=TensorProto.DOUBLE)
+    size = op.Cast(op.Size(flat), to=TensorProto.DOUBLE)
     rate = op.Max(rate_pos, rate_neg)
     # K = ceil(N p + 10 sqrt(N p) + 16) gaps, as generator.gap_count
     mean = op.Mul(size, rate)
@@ -131,7 +134,7 @@ def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: 
     valid = op.Less(positions, size)
     clipped = op.Cast(op.Min(positions, op.Sub(size, op.Constant(value=ONE))), to=TensorProto.INT64)
     if op.Equal(rate_pos, rate_neg):
-        factors = op.Where(valid, op.Constant(value=MINUS_ONE_F32), op.Constant(value=PLUS_ONE_F32))
+        failed = op.Identity(valid)
     else:
         # thinning: a candidate of sign s is kept when its uniform is below p_s / p
         nonnegative = op.GreaterOrEqual(
@@ -139,20 +142,133 @@ def BitFlip(x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: 
         )
         safe_rate = op.Max(rate, op.Constant(value=TINY_P))
         keep = op.Where(nonnegative, op.Div(rate_pos, safe_rate), op.Div(rate_neg, safe_rate))
-        kept = op.Less(Uniforms(thin_key, weyl), keep)
-        factors = op.Where(
-            op.And(valid, kept),
-            op.Constant(value=MINUS_ONE_F32),
-            op.Constant(value=PLUS_ONE_F32),
-        )
+        failed = op.And(valid, op.Less(Uniforms(thin_key, weyl), keep))
+    return clipped, failed
+
+
+@script(BITFLIP_OPSET, default_opset=op)
+def BitFlip(
+    x: FLOAT,
+    p_pos: FLOAT,
+    p_neg: FLOAT,
+    flip_seed: INT64,
+    site_index: int,
+    reset_state: int,
+) -> FLOAT:
+    """Negate each element of ``x`` with probability ``p_pos`` (x ≥ 0) or ``p_neg`` (x < 0);
+    ``reset_state`` ±1 (write model ``reset``) makes the rate of that value 0."""
+    site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
+    keys = StreamKeys(flip_seed, site)
+    # float32 inside (onnxruntime's ScatterElements multiplies no float16); exact for ±c values,
+    # and onnxruntime removes the casts of a float32 site
+    flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
+    reset = op.Constant(value_int=reset_state)
+    rate_pos = op.Mul(
+        op.Cast(p_pos, to=TensorProto.DOUBLE),
+        op.Cast(op.Not(op.Equal(reset, op.Constant(value=ONE_INDEX))), to=TensorProto.DOUBLE),
+    )
+    rate_neg = op.Mul(
+        op.Cast(p_neg, to=TensorProto.DOUBLE),
+        op.Cast(op.Not(op.Equal(reset, op.Constant(value=MINUS_ONE_INDEX))), to=TensorProto.DOUBLE),
+    )
+    clipped, failed = WriteFailures(flat, rate_pos, rate_neg, keys)
+    factors = op.Where(failed, op.Constant(value=MINUS_ONE_F32), op.Constant(value=PLUS_ONE_F32))
     flipped = op.ScatterElements(flat, clipped, factors, axis=0, reduction="mul")
     return op.CastLike(op.Reshape(flipped, op.Shape(x)), x)
 
 
+@script(BITFLIP_OPSET, default_opset=op)
+def BitFlipPrevious(
+    x: FLOAT,
+    p_pos: FLOAT,
+    p_neg: FLOAT,
+    flip_seed: INT64,
+    site_index: int,
+    initial_state: int,
+) -> FLOAT:
+    """Write model ``previous``: image i of the batch writes over what image i − 1 left stored;
+    a write fails (rate of the value written) only where the stored value differs, and then
+    reads the stored value (:func:`xnorfault.generator.write_mask`). The stored value before a
+    failure at step j is the value written at the last step before j that did not fail at that
+    address (a run of failures keeps the cell unchanged), or ``initial_state`` (−1, +1, or 0 for
+    a random ±1 per address) before the first image."""
+    site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
+    keys = StreamKeys(flip_seed, site)
+    flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
+    rate_pos = op.Cast(p_pos, to=TensorProto.DOUBLE)
+    rate_neg = op.Cast(p_neg, to=TensorProto.DOUBLE)
+    clipped, failed = WriteFailures(flat, rate_pos, rate_neg, keys)
+    events = op.Compress(clipped, failed)
+    size = op.Size(x)
+    per_image = op.Div(size, op.Gather(op.Shape(x), op.Constant(value=ZERO_INDEX), axis=0))
+    marked = op.ScatterElements(
+        op.ConstantOfShape(op.Reshape(size, op.Constant(value=ONE_SHAPE)), value=FALSE_VECTOR),
+        events,
+        op.Expand(op.Constant(value=TRUE), op.Shape(events)),
+        axis=0,
+    )
+    # walk back over runs of failures at the same address to the last write that held
+    zero = op.Constant(value=ZERO_INDEX)
+    plus, minus = op.Constant(value=PLUS_ONE_F32), op.Constant(value=MINUS_ONE_F32)
+    before = op.Sub(events, per_image)
+    earlier = op.And(
+        op.GreaterOrEqual(before, zero), op.Gather(marked, op.Max(before, zero), axis=0)
+    )
+    # only failures preceded by a failure walk on (a share p of them, then p² …): the loop
+    # carries that shrinking set, its positions in ``events`` and how far back each has come
+    chained = op.Compress(op.Range(zero, op.Size(events), op.Constant(value=ONE_INDEX)), earlier)
+    reach = op.Compress(before, earlier)
+    walking = op.Greater(op.Size(chained), zero)
+    while walking:
+        reach = op.Sub(reach, per_image)
+        before = op.ScatterElements(before, chained, reach, axis=0)
+        onward = op.And(
+            op.GreaterOrEqual(reach, zero), op.Gather(marked, op.Max(reach, zero), axis=0)
+        )
+        chained = op.Compress(chained, onward)
+        reach = op.Compress(reach, onward)
+        walking = op.Greater(op.Size(chained), zero)
+    # the initial state: -1, +1, or (drawn only then) a random ±1 per address from a third stream
+    state = op.Constant(value_int=initial_state)
+    if op.Equal(state, zero):
+        address = op.Cast(op.Mod(events, per_image), to=TensorProto.UINT64)
+        initial_key = Mix64(
+            op.BitwiseXor(
+                op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0), op.Constant(value=PHI)
+            )
+        )
+        uniform = Uniforms(initial_key, op.Mul(address, op.Constant(value=PHI)))
+        initial = op.Where(op.Less(uniform, op.Constant(value=HALF)), plus, minus)
+    else:
+        initial = op.Expand(op.Cast(state, to=TensorProto.FLOAT), op.Shape(events))
+    held = op.Where(
+        op.GreaterOrEqual(before, zero),
+        op.Where(
+            op.GreaterOrEqual(
+                op.Gather(flat, op.Max(before, zero), axis=0), op.Constant(value=ZERO_F32)
+            ),
+            plus,
+            minus,
+        ),
+        initial,
+    )
+    written = op.Where(
+        op.GreaterOrEqual(op.Gather(flat, events, axis=0), op.Constant(value=ZERO_F32)), plus, minus
+    )
+    factors = op.Where(op.Equal(held, written), plus, minus)
+    flipped = op.ScatterElements(flat, events, factors, axis=0, reduction="mul")
+    return op.CastLike(op.Reshape(flipped, op.Shape(x)), x)
+
+
+FUNCTIONS = {BITFLIP_OP: BitFlip, BITFLIP_PREVIOUS_OP: BitFlipPrevious}
+
+
 @functools.cache
-def _function_bytes(opset_version: int) -> bytes:
-    helpers = [Mix64.to_function_proto(), Uniforms.to_function_proto()]
-    bitflip = BitFlip.to_function_proto()
+def _function_bytes(opset_version: int, name: str) -> bytes:
+    helpers = [
+        helper.to_function_proto() for helper in (Mix64, Uniforms, StreamKeys, WriteFailures)
+    ]
+    bitflip = FUNCTIONS[name].to_function_proto()
     holder = onnx.helper.make_model(
         onnx.helper.make_graph([], "holder", [], []),
         opset_imports=[
@@ -163,7 +279,7 @@ def _function_bytes(opset_version: int) -> bytes:
     )
     helper_ids = [(f.domain, f.name) for f in helpers]
     inlined = onnx.inliner.inline_selected_functions(holder, helper_ids, exclude=False)
-    (function,) = [f for f in inlined.functions if f.name == BITFLIP_OP]
+    (function,) = [f for f in inlined.functions if f.name == name]
     del function.opset_import[:]
     function.opset_import.append(onnx.helper.make_opsetid("", opset_version))
     # x and the result take any float type (cast to float32 inside): no declared type
@@ -173,10 +289,12 @@ def _function_bytes(opset_version: int) -> bytes:
     return function.SerializeToString()
 
 
-def bitflip_function(opset_version: int = OPSET_VERSION) -> onnx.FunctionProto:
-    """The ONNX function ``xnorfault.BitFlip`` (a fresh copy), its helpers inlined, importing the
-    default domain at ``opset_version`` — the model's own, as ONNX requires of a model-local
-    function. Every operator of the body has kept its semantics for the types used here since
+def bitflip_function(
+    opset_version: int = OPSET_VERSION, name: str = BITFLIP_OP
+) -> onnx.FunctionProto:
+    """The ONNX function ``xnorfault.BitFlip`` (or ``xnorfault.BitFlipPrevious``, write model
+    ``previous``; a fresh copy), its helpers inlined, importing the default domain at
+    ``opset_version`` — the model's own, as ONNX requires of a model-local function. Every operator of the body has kept its semantics for the types used here since
     opset 18 (later versions of ``Cast``, ``Reshape``, ``Shape``, ``Size``, ``Equal``,
     ``Constant`` and ``If`` add element types only), which the tests check up to the newest
     opset onnxruntime runs."""
@@ -186,7 +304,7 @@ def bitflip_function(opset_version: int = OPSET_VERSION) -> onnx.FunctionProto:
             f"the model's ONNX opset {opset_version} is outside {OPSET_VERSION}–{newest}, the "
             "opsets xnorfault's flips are built for: convert the model (onnx.version_converter)"
         )
-    return onnx.FunctionProto.FromString(_function_bytes(opset_version))
+    return onnx.FunctionProto.FromString(_function_bytes(opset_version, name))
 
 
-__all__ = ["BitFlip", "OPSET_VERSION", "bitflip_function"]
+__all__ = ["BitFlip", "BitFlipPrevious", "OPSET_VERSION", "bitflip_function"]

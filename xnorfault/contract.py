@@ -62,6 +62,8 @@ def is_control_input(name: str) -> bool:
 
 BITFLIP_DOMAIN = "xnorfault"  # the ONNX domain of xnorfault's model-local functions
 BITFLIP_OP = "BitFlip"  # one node per binary site: BitFlip<site_index>(x, p_pos, p_neg, flip_seed)
+BITFLIP_PREVIOUS_OP = "BitFlipPrevious"  # the same under the write model "previous"
+BITFLIP_OPS = (BITFLIP_OP, BITFLIP_PREVIOUS_OP)
 
 
 def flipped_name(site: str) -> str:

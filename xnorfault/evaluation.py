@@ -24,7 +24,14 @@ from scipy import stats
 from xnorfault.contract import PREPROCESSING_KEY
 from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultPoint, FaultSource, FaultSpec, FlipRates, fault_points
+from xnorfault.faults import (
+    FaultPoint,
+    FaultSource,
+    FaultSpec,
+    FlipRates,
+    WriteModel,
+    fault_points,
+)
 from xnorfault.generator import run_seed
 
 CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
@@ -202,6 +209,7 @@ class EvaluationRequest:
     per_layer: bool = False
     output: str | None = None  # the logits' graph output, for a model with several
     layout: str | None = None  # nchw / nhwc of the model's image input, when not detected
+    write: WriteModel | None = None  # the write model; None: the model's own (iid if clean)
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -246,6 +254,7 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         request.lce_model,
         request.output,
         request.layout,
+        request.write,
     ) as runner:
         images, labels = load_test_set(request.data, runner, request.limit)
         points = sweep_points(request.source, runner)

@@ -61,6 +61,52 @@ class FlipRates:
 
 
 @dataclass(frozen=True)
+class WriteModel:
+    r"""When a write to an activation memory can fail (:func:`xnorfault.generator.write_mask`).
+
+    ``iid``: every write switches the cell, so every element flips with the WER of its value —
+    the upper bound the paper's experiments assume. ``previous``: each address holds what the
+    previous image of the stream (the batch, in order) stored there; a write fails only where
+    it must switch the cell, and a failed write leaves the old value, against which the next
+    image is written; ``initial_state`` (``neg``, ``pos`` or ``random``) is stored before the
+    first image. ``reset``: cells are reset to ``initial_state`` (``neg`` or ``pos``) before
+    every write, so only writes of the other value can fail. Writing +1 (P) over −1 (AP)
+    fails with WER(AP→P) and reads −1; writing −1 over +1 fails with WER(P→AP) and reads +1.
+    """
+
+    model: str = "iid"
+    initial_state: str = "neg"
+
+    def __post_init__(self):
+        from xnorfault.generator import INITIAL_STATES, WRITE_MODELS
+
+        if self.model not in WRITE_MODELS:
+            raise XnorfaultError(
+                f"unknown write model {self.model!r}: use one of {', '.join(WRITE_MODELS)}"
+            )
+        if self.initial_state not in INITIAL_STATES:
+            raise XnorfaultError(
+                f"unknown initial state {self.initial_state!r}: use one of {', '.join(INITIAL_STATES)}"
+            )
+        if self.model == "reset" and self.initial_state == "random":
+            raise XnorfaultError(
+                "--write-model reset resets every cell to one state: give --initial-state neg or pos"
+            )
+
+    @property
+    def label(self) -> str:
+        return "iid" if self.model == "iid" else f"{self.model} ({self.initial_state})"
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "initial_state": self.initial_state}
+
+    @classmethod
+    def from_dict(cls, data) -> WriteModel:
+        data = data or {}
+        return cls(str(data.get("model", "iid")), str(data.get("initial_state", "neg")))
+
+
+@dataclass(frozen=True)
 class FaultSpec:
     """Where and how often binary values flip.
 
@@ -68,8 +114,10 @@ class FaultSpec:
     overrides, keyed by site name (``lenet4``'s sites are ``act1``, ``act2``…). ``epochs``:
     per-epoch activation rates for training (epoch 0 first; the last entry holds for later
     epochs), overriding ``activations`` but not ``layers``. ``weights``: rates for the binary
-    weights during training (``None``: weights never flip). ``source``: how the rates were
-    derived (a BER, or an MRAM operating point with its device), for the record.
+    weights during training (``None``: weights never flip). ``write``: when an activation
+    write can fail (:class:`WriteModel`; the rates are the WERs of a write that must switch).
+    ``source``: how the rates were derived (a BER, or an MRAM operating point with its
+    device), for the record.
     """
 
     activations: FlipRates = field(default_factory=FlipRates)
@@ -77,6 +125,7 @@ class FaultSpec:
     epochs: tuple[FlipRates, ...] = ()
     weights: FlipRates | None = None
     source: dict = field(default_factory=dict)
+    write: WriteModel = field(default_factory=WriteModel)
 
     # --- construction ------------------------------------------------------------------
 
@@ -173,6 +222,7 @@ class FaultSpec:
             "epochs": [rates.to_dict() for rates in self.epochs],
             "weights": None if self.weights is None else self.weights.to_dict(),
             "source": self.source,
+            "write": self.write.to_dict(),
         }
 
     @classmethod
@@ -186,6 +236,7 @@ class FaultSpec:
                 if data.get("weights") is None
                 else FlipRates.from_dict(data["weights"]),
                 source=dict(data.get("source", {})),
+                write=WriteModel.from_dict(data.get("write")),
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise XnorfaultError(f"malformed fault spec: {error}") from None
@@ -237,6 +288,7 @@ class FaultSource:
     pulse: float | None = None
     device: object = None  # an xnorfault.mram.MTJ for voltages and schedules
     ramp: bool = False
+    write: WriteModel = field(default_factory=WriteModel)
 
 
 def mram_figures(device, voltage: float, pulse: float) -> dict:
@@ -261,7 +313,7 @@ def fault_points(
     """The sweep points of ``source``, in its order. ``epochs``: training epochs (for a BER
     ramp and a voltage schedule); ``layers``/``weights``: per-site overrides and weight rates
     added to every point's spec."""
-    extra = {"layers": dict(layers or {}), "weights": weights}
+    extra = {"layers": dict(layers or {}), "weights": weights, "write": source.write}
     if source.rates is not None:
         rates = source.rates
         label = f"p+-={rates.pos_to_neg:g},p-+={rates.neg_to_pos:g}"

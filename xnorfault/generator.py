@@ -13,7 +13,14 @@ SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number generators
 (0, 1). Every binary site has two streams (gap lengths; polarity thinning) whose keys are
 :math:`\mathrm{mix64}(s \oplus c)` for the run's seed s and a constant c per site and stream, so
 one 62-bit seed per run gives independent, reproducible masks that never repeat over a campaign.
-Imports numpy only.
+
+Write models (PAPER §3: a write can fail only when the cell must switch). ``iid`` flips every
+element with the rate of its value (every write switches: the upper bound); ``reset`` resets
+the cells to one state before each write, so only writes of the other value can fail;
+``previous`` keeps what was stored for the previous image of the batch (the batch is the write
+stream) and a write fails only where the stored value differs — a failed write leaves the old
+value, against which the next image is written. :func:`write_mask` is the reference of all
+three. Imports numpy only.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ GOLDEN = 0x9E3779B97F4A7C15
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 MIX_SHIFTS = (30, 27, 31)
 STREAMS_PER_SITE = 2  # gap lengths, polarity thinning
+WRITE_MODELS = ("iid", "previous", "reset")
+INITIAL_STATES = ("neg", "pos", "random")  # the stored value before the first image of a stream
 _WORD = 0xFFFFFFFFFFFFFFFF
 
 
@@ -89,7 +98,8 @@ def flip_mask(
     p = max(p_pos, p_neg)
     count = gap_count(size, p)
     gap_key, thin_key = stream_keys(seed, site_index)
-    log_q = min(np.log(1.0 - p), -1e-300)
+    with np.errstate(divide="ignore"):  # p = 1: ln 0 = -inf, every element flips
+        log_q = min(np.log(1.0 - p), -1e-300)
     gaps = np.minimum(np.floor(np.log(uniforms(gap_key, count)) / log_q), size)
     positions = np.cumsum(gaps + 1.0) - 1.0
     valid = positions < size
@@ -100,6 +110,67 @@ def flip_mask(
     mask = np.zeros(size, bool)
     mask[clipped[valid]] = True
     return mask.reshape(np.shape(values))
+
+
+def initial_key(seed: int, site_index: int) -> np.uint64:
+    r"""Key of the stream that draws a site's random initial state (``previous`` with
+    ``random``): :math:`\mathrm{mix64}(k_{thin} \oplus \varphi)`, one uniform per address."""
+    return mix64(stream_keys(seed, site_index)[1] ^ np.uint64(GOLDEN))
+
+
+def initial_values(seed: int, site_index: int, per_image: int, state: str) -> np.ndarray:
+    """The stored values (±1) of a site's ``per_image`` addresses before its stream's first
+    write: all −1 (``neg``), all +1 (``pos``), or each +1 with probability 1/2 (``random``)."""
+    if state == "neg":
+        return -np.ones(per_image)
+    if state == "pos":
+        return np.ones(per_image)
+    return np.where(uniforms(initial_key(seed, site_index), per_image) < 0.5, 1.0, -1.0)
+
+
+def write_mask(
+    values: np.ndarray,
+    p_pos: float,
+    p_neg: float,
+    seed: int,
+    site_index: int,
+    write_model: str = "iid",
+    initial_state: str = "neg",
+) -> np.ndarray:
+    r"""Which elements of ``values`` (one site's activation, batch first) read back wrong under
+    ``write_model``, as ``xnorfault.BitFlip`` / ``xnorfault.BitFlipPrevious`` compute them.
+
+    Write failures :math:`F_{i,a}` are drawn exactly as :func:`flip_mask` draws flips:
+    Bernoulli with the rate of the value written (:math:`p_{+\to-}` = WER(AP→P) for +1,
+    :math:`p_{-\to+}` = WER(P→AP) for −1).
+
+    - ``iid``: every failure shows (:func:`flip_mask`).
+    - ``reset`` to ``initial_state`` r (``neg`` or ``pos``): writing r never fails, so the rate of
+      r's direction is 0.
+    - ``previous``: the cell of address a holds :math:`s_{i-1,a}` when image i writes
+      :math:`t_{i,a}`; the write fails only if :math:`s_{i-1,a} \ne t_{i,a}` and
+      :math:`F_{i,a}`, and then keeps :math:`s_{i,a} = s_{i-1,a}`; the value read is
+      :math:`s_{i,a}`. :math:`s_{-1}` is the initial state. Written here as that sequential
+      recursion over the batch; the ONNX function resolves the same events sparsely.
+    """
+    values = np.asarray(values)
+    if write_model == "reset":
+        if initial_state == "random":
+            raise ValueError("reset needs a definite reset state, neg or pos")
+        p_pos, p_neg = (p_pos, 0.0) if initial_state == "neg" else (0.0, p_neg)
+    failures = flip_mask(values, p_pos, p_neg, seed, site_index)
+    if write_model != "previous":
+        return failures
+    batch = values.shape[0]
+    targets = np.where(values >= 0, 1.0, -1.0).reshape(batch, -1)
+    failures = failures.reshape(batch, -1)
+    stored = initial_values(seed, site_index, targets.shape[1], initial_state)
+    wrong = np.zeros_like(failures)
+    for image in range(batch):
+        failed = failures[image] & (stored != targets[image])
+        wrong[image] = failed
+        stored = np.where(failed, stored, targets[image])
+    return wrong.reshape(values.shape)
 
 
 def run_seed(base_seed: int, run_index: int) -> int:

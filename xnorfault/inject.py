@@ -29,6 +29,8 @@ import onnx
 from xnorfault.contract import (
     BITFLIP_DOMAIN,
     BITFLIP_OP,
+    BITFLIP_OPS,
+    BITFLIP_PREVIOUS_OP,
     INJECTED_KEY,
     OUTPUT_KEY,
     SEED_INPUT,
@@ -37,7 +39,7 @@ from xnorfault.contract import (
     rate_input_names,
 )
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSpec, FlipRates
+from xnorfault.faults import FaultSpec, FlipRates, WriteModel
 
 GENERATOR = "SplitMix64 counter-based generator, geometric skipping (xnorfault.BitFlip)"
 # Flips injected before BitFlip existed were loose nodes with these name prefixes; re-injection
@@ -227,7 +229,7 @@ def _strip_flips(model) -> None:
     produced = _produced(graph)
     site_of = {flipped_name(site): site for site in sites}
     for node in list(graph):
-        if node.domain == BITFLIP_DOMAIN and node.op_type == BITFLIP_OP:
+        if node.domain == BITFLIP_DOMAIN and node.op_type in BITFLIP_OPS:
             clean, flipped = node.inputs[0], node.outputs[0]
         elif (node.name or "").startswith(LEGACY_NODE_PREFIX) and node.outputs[0].name in site_of:
             clean, flipped = produced[site_of[node.outputs[0].name]], node.outputs[0]
@@ -238,7 +240,7 @@ def _strip_flips(model) -> None:
         if was_output:  # exposed: the clean tensor was an output already
             _drop_repeated_outputs(graph)
     legacy = [n for n in graph if (n.name or "").startswith(LEGACY_NODE_PREFIX)]
-    flips = [n for n in graph if n.domain == BITFLIP_DOMAIN and n.op_type == BITFLIP_OP]
+    flips = [n for n in graph if n.domain == BITFLIP_DOMAIN and n.op_type in BITFLIP_OPS]
     graph.remove(flips, safe=True)
     graph.remove(legacy, safe=False)  # their If branches read each other's values
     controls = {SEED_INPUT} | {name for site in sites for name in rate_input_names(site)}
@@ -246,7 +248,8 @@ def _strip_flips(model) -> None:
     for name in list(graph.initializers):
         if name in controls or name.startswith(LEGACY_TENSOR_PREFIX):
             del graph.initializers[name]
-    model.functions.pop((BITFLIP_DOMAIN, BITFLIP_OP, ""), None)
+    for op_type in BITFLIP_OPS:
+        model.functions.pop((BITFLIP_DOMAIN, op_type, ""), None)
     model.opset_imports.pop(BITFLIP_DOMAIN, None)
 
 
@@ -264,6 +267,7 @@ def inject_flips(
     sites: list[str] | None = None,
     source: dict | None = None,
     expose: bool = False,
+    write: WriteModel | None = None,
 ) -> onnx.ModelProto:
     """A copy of ``model`` with one ``xnorfault.BitFlip`` node at each binary site (``sites``
     restricts them).
@@ -309,8 +313,16 @@ def inject_flips(
     _check_site_types(produced, chosen)
     site_rates = {site: _rates_for(rates, site) for site in chosen}
 
+    if write is None:
+        write = rates.write if isinstance(rates, FaultSpec) else WriteModel()
+    state_code = {"neg": -1, "pos": 1, "random": 0}[write.initial_state]
+    if write.model == "previous":
+        op_type, attributes = BITFLIP_PREVIOUS_OP, {"initial_state": state_code}
+    else:
+        op_type = BITFLIP_OP
+        attributes = {"reset_state": state_code if write.model == "reset" else 0}
     opset_version = graph_model.opset_imports.get("", OPSET_VERSION)
-    function = ir.serde.deserialize_function(bitflip_function(opset_version))
+    function = ir.serde.deserialize_function(bitflip_function(opset_version, op_type))
     graph_model.functions[function.identifier()] = function
     graph_model.opset_imports[BITFLIP_DOMAIN] = 1
     if len(graph.outputs) == 1:  # the logits, named for runtimes once tests expose more outputs
@@ -327,11 +339,11 @@ def inject_flips(
             )
         ]
         flip = ir.node(
-            BITFLIP_OP,
+            op_type,
             [clean, *rate_inputs, seed],
-            attributes={"site_index": found.index(site)},
+            attributes={"site_index": found.index(site), **attributes},
             domain=BITFLIP_DOMAIN,
-            name=f"{BITFLIP_OP}/{site}",
+            name=f"{op_type}/{site}",
         )
         flipped = flip.outputs[0]
         flipped.name = flipped_name(site)
@@ -348,6 +360,7 @@ def inject_flips(
         "rates": {site: r.to_dict() for site, r in site_rates.items()},
         "seed_input": SEED_INPUT,
         "generator": GENERATOR,
+        "write": write.to_dict(),
         "source": source or (rates.source if isinstance(rates, FaultSpec) else {}),
     }
     graph_model.metadata_props[INJECTED_KEY] = json.dumps(info)

@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSource, FlipRates
+from xnorfault.faults import FaultSource, FlipRates, WriteModel
 from xnorfault.units import parse_duration, parse_list, parse_rate, parse_voltage
 
 MRAM_DEVICE_HELP = (
@@ -103,6 +103,43 @@ class BackendChoice(StrEnum):
     lce_benchmark = "lce-benchmark"
 
 
+class WriteModelChoice(StrEnum):
+    """``--write-model``: when an activation write can fail."""
+
+    iid = "iid"
+    previous = "previous"
+    reset = "reset"
+
+
+class InitialState(StrEnum):
+    """``--initial-state``: the stored value before a stream's first write (``previous``), or
+    the value cells are reset to (``reset``)."""
+
+    neg = "neg"
+    pos = "pos"
+    random = "random"
+
+
+WriteModelOption = Annotated[
+    WriteModelChoice | None,
+    typer.Option(
+        "--write-model",
+        help="When a write fails: iid (every write switches the cell: the upper bound), previous "
+        "(only where the value stored by the previous image differs; a failed write keeps the "
+        "old value) or reset (cells reset to --initial-state before each write). Default iid, "
+        "or the model's own in evaluate.",
+    ),
+]
+InitialStateOption = Annotated[
+    InitialState | None,
+    typer.Option(
+        "--initial-state",
+        help="The value stored before a stream's first image (previous), or the reset value "
+        "(reset): neg, pos or random (default neg).",
+    ),
+]
+
+
 class ExportFormat(StrEnum):
     onnx = "onnx"
     lce = "lce"
@@ -120,10 +157,12 @@ def fault_source(
     ramp: bool = False,
     single: bool = False,
     default_ber: str | None = None,
+    write: WriteModel | None = None,
 ) -> FaultSource | None:
     """The fault source the options give, checked: at most one of them (``None`` when none
     and no ``default_ber``); ``--voltage`` and ``--voltage-schedule`` with ``--pulse``;
-    ``single``: one value, not a sweep (inject)."""
+    ``single``: one value, not a sweep (inject); ``write``: the write model of its points."""
+    write = write or WriteModel()
     given = [
         name
         for name, value in (
@@ -148,7 +187,8 @@ def fault_source(
             rates=FlipRates(
                 parse_rate(p_flip_pos or 0.0, "--p-flip-pos"),
                 parse_rate(p_flip_neg or 0.0, "--p-flip-neg"),
-            )
+            ),
+            write=write,
         )
     if voltage is not None or voltage_schedule is not None:
         from xnorfault.mram import load_device
@@ -156,11 +196,23 @@ def fault_source(
         device, seconds = load_device(mram_device), parse_duration(pulse)
         if voltage_schedule is not None:
             schedule = tuple(parse_list(voltage_schedule, parse_voltage))
-            return FaultSource(voltage_schedule=schedule, pulse=seconds, device=device)
+            return FaultSource(voltage_schedule=schedule, pulse=seconds, device=device, write=write)
         voltages = _values(voltage, parse_voltage, "--voltage", single)
-        return FaultSource(voltages=voltages, pulse=seconds, device=device)
+        return FaultSource(voltages=voltages, pulse=seconds, device=device, write=write)
     bers = _values(ber, lambda text: parse_rate(text, "--ber"), "--ber", single)
-    return FaultSource(bers=bers, ramp=ramp)
+    return FaultSource(bers=bers, ramp=ramp, write=write)
+
+
+def write_model(model: WriteModelChoice | None, state: InitialState | None) -> WriteModel | None:
+    """The write model of ``--write-model``/``--initial-state`` (``None`` when neither is
+    given); an initial state without a write model that uses one is refused."""
+    if model is None and state is None:
+        return None
+    if model in (None, WriteModelChoice.iid) and state is not None:
+        raise XnorfaultError(
+            "--initial-state goes with --write-model previous or reset (iid keeps no state)"
+        )
+    return WriteModel(model.value, state.value if state is not None else "neg")
 
 
 def _values(text: str, parse_one, option: str, single: bool) -> tuple[float, ...]:
@@ -190,7 +242,8 @@ def with_fault_options(
 ):
     """Give a command the fault options in place of its ``fault`` parameter, and call it with
     the :class:`FaultSource` they describe (:func:`fault_source`; ``None`` when none is given
-    and there is no ``default_ber``). ``training``: also ``--voltage-schedule`` and
+    and there is no ``default_ber``), and with ``--write-model``/``--initial-state`` as its
+    ``write`` parameter when it has one. ``training``: also ``--voltage-schedule`` and
     ``--schedule``, and ``--mram-device`` without the ``--device`` alias (train's ``--device``
     is the torch device); ``single``: one value, not a sweep."""
 
@@ -214,6 +267,10 @@ def with_fault_options(
             parameter("voltage_schedule", VoltageScheduleOption, None),
             parameter("schedule", BerScheduleOption, BerSchedule.constant),
         ]
+    added += [
+        parameter("write_model", WriteModelOption, None),
+        parameter("initial_state", InitialStateOption, None),
+    ]
     names = [p.name for p in added]
 
     def decorate(command):
@@ -227,13 +284,24 @@ def with_fault_options(
         place = [p.name for p in own].index("fault")
         parameters = own[:place] + added + own[place + 1 :]
 
+        takes_write = "write" in [p.name for p in own]
+        if takes_write:
+            parameters = [p for p in parameters if p.name != "write"]
+
         @functools.wraps(command)
         def with_source(**arguments):
             given = {name: arguments.pop(name) for name in names}
             schedule = given.pop("schedule", BerSchedule.constant)
+            write = write_model(given.pop("write_model"), given.pop("initial_state"))
             source = fault_source(
-                **given, ramp=schedule is BerSchedule.ramp, single=single, default_ber=default_ber
+                **given,
+                ramp=schedule is BerSchedule.ramp,
+                single=single,
+                default_ber=default_ber,
+                write=write,
             )
+            if takes_write:  # the write model holds also without a fault source; None: not given
+                arguments["write"] = write
             return command(fault=source, **arguments)
 
         with_source.__signature__ = inspect.Signature(parameters)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json, progress_bar
-from xnorfault.faults import FaultSource
+from xnorfault.faults import FaultSource, WriteModel
 from xnorfault.units import parse_count, parse_list, parse_rate
 
 
@@ -80,6 +80,7 @@ def evaluate_command(
     ),
     output: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
+    write: WriteModel | None = None,
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the points as CSV."),
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Draw accuracy vs voltage (or BER)."
@@ -116,6 +117,7 @@ def evaluate_command(
         per_layer=per_layer,
         output=output,
         layout=None if layout is None else layout.value,
+        write=write,
     )
     if plot_path is not None:
         check_figure_output(plot_path, "--plot")
@@ -207,6 +209,14 @@ def print_result(result: dict, latency_batches) -> None:
     console.print(table)
     if "model" in result:
         console.print(f"model: {result['model']['summary']}")
+    write = info.get("write_model") or {"model": "iid"}
+    if write["model"] != "iid":
+        console.print(
+            f"write model: {write['model']} (initial state {write['initial_state']}): a write fails "
+            "only where it must switch the cell"
+            if write["model"] == "previous"
+            else f"write model: reset to {write['initial_state']} before every write"
+        )
     if "accuracy_from" in info:
         console.print(f"accuracy: {info['accuracy_from']}; latency (mean): {info['latency_from']}")
     machine = result.get("machine", {})

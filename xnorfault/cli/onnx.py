@@ -142,13 +142,18 @@ def inject_command(
         "rates": info["rates"],
         "source": point.spec.source,
         "seed_input": info["seed_input"],
+        "write_model": info["write"],
         "model": report.to_dict(),
     }
     if as_json:
         emit_json(summary)
         return
     bits = {site.name: site.elements_per_image for site in report.sites}
-    table = Table(title=f"Bit flips injected into {model.name} → {output}")
+    write = point.spec.write
+    table = Table(
+        title=f"Bit flips injected into {model.name} → {output}"
+        + ("" if write.model == "iid" else f", write model {write.label}")
+    )
     for header in ("site", "bits per image", "p(+1→−1)", "p(−1→+1)"):
         table.add_column(header, justify="right")
     for site in info["sites"]:

@@ -11,7 +11,7 @@ from rich.table import Table
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json, progress_bar
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSource, FaultSpec, FlipRates, fault_points
+from xnorfault.faults import FaultSource, FaultSpec, FlipRates, WriteModel, fault_points
 from xnorfault.units import parse_count, parse_list, parse_rate
 
 
@@ -162,6 +162,7 @@ def train_command(
         if test_ber is None
         else FaultSpec.from_ber(parse_rate(test_ber, "--test-ber")).to_dict(),
         data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
+        write_model=None if fault.write == WriteModel() else fault.write.to_dict(),
     )
     run = Run(
         out, config, dataset, points, repeats, compute_device, dist, (shard_index, shard_count)

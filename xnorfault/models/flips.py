@@ -15,6 +15,13 @@ variables, so each element flips independently with probability
 with probability :math:`p_{s}/p_{\max}` for its sign :math:`s`, which keeps independence and
 gives :math:`p_s` overall. Above ``DENSE_THRESHOLD`` the dense comparison is cheaper and is used.
 
+Write models (:class:`xnorfault.faults.WriteModel`, the same as the injected ONNX models'):
+``iid`` flips as above; ``reset`` zeroes the rate of the reset value; ``previous`` treats the
+batch as the write stream of the site's memory — the draws above are write *failures*, and a
+failure shows only where the cell held the other value: the value stored before a failure at
+image i is the one written at the last image before i whose write did not fail at that address
+(a run of failures leaves the cell unchanged), or the initial state (:func:`previous_flips`).
+
 Gradient conventions: ``"straight_through"`` (default; the paper's code) passes the gradient as
 if nothing had flipped, :math:`\partial y/\partial x = 1`; ``"flipped"`` differentiates the
 flipped value, :math:`\partial y_i/\partial x_i = -1` at flipped elements.
@@ -72,6 +79,36 @@ def flip_indices(
     return indices
 
 
+def previous_flips(
+    values: torch.Tensor,
+    failures: torch.Tensor,
+    initial_state: str = "neg",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Of the write ``failures`` (sorted flat indices) of ``values`` (batch first), those that
+    show under write model ``previous``: where the stored value before the write differs from
+    the value written (:func:`xnorfault.generator.write_mask` is the sequential reference)."""
+    if failures.numel() == 0:
+        return failures
+    flat = values.detach().reshape(-1)
+    per_image = flat.numel() // values.shape[0]
+    marked = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    marked[failures] = True
+    before = failures - per_image
+    earlier = (before >= 0) & marked[before.clamp(min=0)]
+    while bool(earlier.any()):
+        before = torch.where(earlier, before - per_image, before)
+        earlier &= (before >= 0) & marked[before.clamp(min=0)]
+    if initial_state == "random":
+        initial = torch.randint(0, 2, (per_image,), generator=generator, device=flat.device) * 2 - 1
+        initial = initial.to(flat.dtype)[failures % per_image]
+    else:
+        initial = torch.full_like(failures, 1 if initial_state == "pos" else -1, dtype=flat.dtype)
+    held = torch.where(before >= 0, torch.where(flat[before.clamp(min=0)] >= 0, 1.0, -1.0), initial)
+    written = torch.where(flat[failures] >= 0, 1.0, -1.0)
+    return failures[held != written]
+
+
 class _Flip(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, indices, through_flip: bool):
@@ -120,6 +157,8 @@ class BitFlip(nn.Module):
         self.gradient = "straight_through"
         self.flip_in_eval = False
         self.generator: torch.Generator | None = None
+        self.write_model = "iid"
+        self.initial_state = "neg"
 
     def active(self) -> bool:
         return (self.training or self.flip_in_eval) and (self.pos_to_neg > 0 or self.neg_to_pos > 0)
@@ -127,8 +166,19 @@ class BitFlip(nn.Module):
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         if not self.active():
             return values
-        indices = flip_indices(values, self.pos_to_neg, self.neg_to_pos, self.generator)
+        pos_to_neg, neg_to_pos = self.pos_to_neg, self.neg_to_pos
+        if self.write_model == "reset":  # writing the reset value never switches the cell
+            if self.initial_state == "pos":
+                pos_to_neg = 0.0
+            else:
+                neg_to_pos = 0.0
+        indices = flip_indices(values, pos_to_neg, neg_to_pos, self.generator)
+        if self.write_model == "previous":
+            indices = previous_flips(values, indices, self.initial_state, self.generator)
         return apply_flips(values, indices, self.gradient)
 
     def extra_repr(self) -> str:
-        return f"site={self.site!r}, p+-={self.pos_to_neg:g}, p-+={self.neg_to_pos:g}"
+        write = (
+            "" if self.write_model == "iid" else f", write={self.write_model}({self.initial_state})"
+        )
+        return f"site={self.site!r}, p+-={self.pos_to_neg:g}, p-+={self.neg_to_pos:g}{write}"

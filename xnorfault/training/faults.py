@@ -17,7 +17,8 @@ def configure_faults(
     flip_in_eval: bool = False,
 ) -> None:
     """Set rates (for ``epoch``), generator, gradient convention and eval behaviour on every
-    activation and weight site of ``model``."""
+    activation and weight site of ``model``; the activation sites also get the spec's write
+    model (weights are written once, so their flips stay independent per draw)."""
     if gradient not in GRADIENTS:
         raise ValueError(
             f"unknown gradient convention {gradient!r}: use one of {', '.join(GRADIENTS)}"
@@ -27,6 +28,7 @@ def configure_faults(
         rates = spec.activation_rates(site, epoch)
         module.pos_to_neg, module.neg_to_pos = rates.pos_to_neg, rates.neg_to_pos
         module.generator, module.gradient, module.flip_in_eval = generator, gradient, flip_in_eval
+        module.write_model, module.initial_state = spec.write.model, spec.write.initial_state
     weight = spec.weights
     for module in model.weight_sites.values():
         module.pos_to_neg = weight.pos_to_neg if weight else 0.0

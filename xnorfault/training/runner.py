@@ -57,6 +57,9 @@ class TrainConfig:
     limit_test: int | None = None
     test_fault: dict | None = None
     data_options: dict = field(default_factory=dict)
+    # the activation write model (xnorfault.faults.WriteModel.to_dict); None: iid, as runs
+    # made before write models were
+    write_model: dict | None = None
 
     def resolved(self) -> TrainConfig:
         """Fill optimiser settings from the model's paper defaults."""
