@@ -294,10 +294,12 @@ def bitflip_function(
 ) -> onnx.FunctionProto:
     """The ONNX function ``xnorfault.BitFlip`` (or ``xnorfault.BitFlipPrevious``, write model
     ``previous``; a fresh copy), its helpers inlined, importing the default domain at
-    ``opset_version`` — the model's own, as ONNX requires of a model-local function. Every operator of the body has kept its semantics for the types used here since
-    opset 18 (later versions of ``Cast``, ``Reshape``, ``Shape``, ``Size``, ``Equal``,
-    ``Constant`` and ``If`` add element types only), which the tests check up to the newest
-    opset onnxruntime runs."""
+    ``opset_version`` — the model's own, as ONNX requires of a model-local function. Every
+    operator of the body has kept its semantics for the types used here since opset 18 (later
+    versions of ``Cast``, ``Reshape``, ``Shape``, ``Size``, ``Equal``, ``Constant`` and ``If``
+    add element types only), which the tests check up to the newest opset onnxruntime
+    implements them at (21 for onnxruntime 1.32, which has no opset-22 ``RandomUniform``
+    kernel: a model of opset 22 or later fails to load there, in one line)."""
     newest = onnx.defs.onnx_opset_version()
     if not OPSET_VERSION <= opset_version <= newest:
         raise XnorfaultError(
