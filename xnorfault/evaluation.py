@@ -33,8 +33,7 @@ from xnorfault.faults import (
     fault_points,
 )
 from xnorfault.generator import run_seed
-
-CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
+from xnorfault.mram.device import CONVENTIONAL_WER
 
 
 def summarise(values) -> dict:
@@ -318,7 +317,8 @@ def _last_within(points: list[dict], floor: float) -> dict | None:
 def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | None:
     """The lowest swept write voltage whose mean accuracy, and that of every higher swept voltage,
     stays within ``max_drop`` of the error-free baseline, with its energy saving and endurance
-    gain against the conventional operating point (WER 1e-6 at the same pulse, Table I)."""
+    gain (E-model) against the conventional operating point: WER 1e-6 in both write directions
+    at the same pulse (:meth:`xnorfault.mram.MTJ.conventional_voltage`, Table I)."""
     voltage_points = sorted(
         (p for p in result["points"] if p.get("voltage") is not None), key=lambda p: -p["voltage"]
     )
@@ -341,7 +341,7 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
     }
     if device is not None:
         try:
-            reference = float(device.voltage_for_wer(CONVENTIONAL_WER, chosen["pulse"]))
+            reference = float(device.conventional_voltage(chosen["pulse"], CONVENTIONAL_WER))
         except XnorfaultError:
             reference = None
         if reference is not None:
@@ -352,8 +352,10 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
                 / device.write_energy(reference, chosen["pulse"])
             )
             answer["endurance_gain"] = float(
-                device.endurance(chosen["voltage"], chosen["pulse"])
-                / device.endurance(reference, chosen["pulse"])
+                device.endurance_gain(chosen["voltage"], chosen["pulse"], reference)
+            )
+            answer["outlasts_service_life"] = bool(
+                device.outlasts_service_life(chosen["voltage"], chosen["pulse"])
             )
     return answer
 

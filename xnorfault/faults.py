@@ -292,14 +292,22 @@ class FaultSource:
 
 
 def mram_figures(device, voltage: float, pulse: float) -> dict:
-    """WER of each write direction, write energy (J per bit) and endurance (cycles) of an
-    MRAM written at ``voltage`` with ``pulse`` (:mod:`xnorfault.mram`)."""
+    """WER of each write direction, write energy (J per bit) and endurance of an MRAM written
+    at ``voltage`` with ``pulse`` (:mod:`xnorfault.mram`): cycles to breakdown, their ratio to
+    the conventional point (WER 1e-6 in both directions at the same pulse) — both E-model
+    extrapolations — and whether writing back to back would outlast a 100-year service life."""
     pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+    try:
+        gain = float(device.endurance_gain(voltage, pulse))
+    except XnorfaultError:  # no voltage below breakdown reaches 1e-6 at this pulse
+        gain = None
     return {
         "wer_p_to_ap": float(neg_to_pos),
         "wer_ap_to_p": float(pos_to_neg),
         "write_energy": float(device.write_energy(voltage, pulse)),
         "endurance_cycles": float(device.endurance(voltage, pulse)),
+        "endurance_gain": gain,
+        "outlasts_service_life": bool(device.outlasts_service_life(voltage, pulse)),
     }
 
 

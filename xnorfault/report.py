@@ -21,6 +21,7 @@ from scipy import stats
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation import summarise
 from xnorfault.training.records import read_json_object
+from xnorfault.units import endurance_phrase, endurance_text
 
 # The paper's findings (arXiv:1905.10927, §I-II, Figs. 1-4), per model and dataset family.
 PAPER_FINDINGS = {
@@ -188,13 +189,13 @@ def _evaluation_section(result: dict) -> list[str]:
     voltage = any(p.get("voltage") is not None for p in result["points"])
     if voltage:
         lines += [
-            "| write voltage | WER P→AP | WER AP→P | accuracy | 95 % interval | drop | energy/bit | endurance (cycles) |",
+            "| write voltage | WER P→AP | WER AP→P | accuracy | 95 % interval | drop | energy/bit | endurance vs WER 1e-6 (E-model) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for p in result["points"]:
             lines.append(
                 f"| {p['voltage']:.3f} V | {p['wer_p_to_ap']:.3g} | {p['wer_ap_to_p']:.3g} | {p['accuracy_mean']:.4f} | "
-                f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}] | {p['accuracy_drop'] * 100:+.2f} pts | {p['write_energy'] * 1e15:.0f} fJ | {p['endurance_cycles']:.2g} |"
+                f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}] | {p['accuracy_drop'] * 100:+.2f} pts | {p['write_energy'] * 1e15:.0f} fJ | {endurance_text(p.get('endurance_gain'), p.get('outlasts_service_life', False))} |"
             )
     else:
         lines += ["| BER | accuracy | 95 % interval | drop |", "|---|---|---|---|"]
@@ -207,8 +208,8 @@ def _evaluation_section(result: dict) -> list[str]:
         text = f"Lowest write voltage within {drop['max_drop'] * 100:g} point(s) of the error-free accuracy: **{drop['voltage']:.3f} V**"
         if "energy_saving" in drop:
             text += (
-                f", {drop['energy_saving'] * 100:.0f} % less write energy and {drop['endurance_gain']:.2g}× the endurance of the "
-                f"conventional WER {drop['reference_wer']:g} point ({drop['reference_voltage']:.3f} V)."
+                f", {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
+                f"(WER {drop['reference_wer']:g} in both directions, {drop['reference_voltage']:.3f} V); {endurance_phrase(drop)}."
             )
         lines += ["", text]
     lines.append("")

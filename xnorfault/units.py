@@ -181,3 +181,18 @@ def _format_si(value: float, unit: str) -> str:
         if abs(value) >= candidate_scale * 0.9995:
             scale, prefix = candidate_scale, candidate_prefix
     return f"{value / scale:.3g} {prefix}{unit}"
+
+
+def endurance_text(gain: float | None, outlasts_service_life: bool) -> str:
+    """Endurance against the conventional point, as the E-model gives it: a ratio, or beyond
+    any service life when writing back to back would outlast 100 years."""
+    if outlasts_service_life:
+        return "> 100 y of writes"
+    return "—" if gain is None else f"{gain:.2g}×"
+
+
+def endurance_phrase(drop: dict) -> str:
+    """The max-drop answer's endurance, in words."""
+    if drop.get("outlasts_service_life"):
+        return "endurance beyond 100 years of back-to-back writes (E-model)"
+    return f"endurance {drop['endurance_gain']:.2g}× that point's (E-model)"

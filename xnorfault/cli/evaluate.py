@@ -178,6 +178,8 @@ def points_csv(result: dict) -> str:
 
 
 def print_result(result: dict, latency_batches) -> None:
+    from xnorfault.units import endurance_phrase, endurance_text
+
     info = result["backend"]
     table = Table(
         title=f"{Path(info['model'] or 'model').name} on {result['test_images']} test images — "
@@ -186,7 +188,7 @@ def print_result(result: dict, latency_batches) -> None:
     columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval", "drop"]
     has_voltage = any(p.get("voltage") is not None for p in result["points"])
     if has_voltage:
-        columns += ["energy/bit", "endurance"]
+        columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
     columns += [f"p50 b{b} (ms)" for b in latency_batches]
     for header in columns:
         table.add_column(header, justify="right")
@@ -203,7 +205,10 @@ def print_result(result: dict, latency_batches) -> None:
         if has_voltage:
             from xnorfault.units import format_energy
 
-            cells += [format_energy(p["write_energy"]), f"{p['endurance_cycles']:.2g}"]
+            cells += [
+                format_energy(p["write_energy"]),
+                endurance_text(p.get("endurance_gain"), p.get("outlasts_service_life", False)),
+            ]
         cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
         table.add_row(*cells)
     console.print(table)
@@ -229,8 +234,8 @@ def print_result(result: dict, latency_batches) -> None:
             line = f"lowest write voltage within {drop['max_drop']:g} of the baseline: {drop['voltage']:.3f} V"
             if "energy_saving" in drop:
                 line += (
-                    f" — {drop['energy_saving'] * 100:.0f} % less write energy and {drop['endurance_gain']:.2g}× the endurance "
-                    f"of the WER {drop['reference_wer']:g} point ({drop['reference_voltage']:.3f} V)"
+                    f" — {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
+                    f"(WER {drop['reference_wer']:g} in both directions, {drop['reference_voltage']:.3f} V); {endurance_phrase(drop)}"
                 )
             console.print(line)
         elif drop.get("ber") is not None:

@@ -19,6 +19,7 @@ from xnorfault.cli._options import JsonOption, MramDeviceOption
 from xnorfault.errors import XnorfaultError
 from xnorfault.mram import DIRECTIONS, available_devices, load_device, table_one
 from xnorfault.units import (
+    endurance_text,
     format_duration,
     format_energy,
     parse_duration,
@@ -152,6 +153,8 @@ def wer_command(
     pos_to_neg, neg_to_pos = (np.atleast_1d(x) for x in mtj.flip_rates(grid_v, grid_t))
     energy = np.atleast_1d(mtj.write_energy(grid_v, grid_t))
     cycles = np.atleast_1d(mtj.endurance(grid_v, grid_t))
+    outlasts = np.atleast_1d(mtj.outlasts_service_life(grid_v, grid_t))
+    gains = _endurance_gains(mtj, grid_v, grid_t)
     approx = np.atleast_1d(mtj.wer_closed_form(grid_v, grid_t)) if closed_form else None
     points = []
     for i, (v, t) in enumerate(zip(grid_v, grid_t, strict=True)):
@@ -164,6 +167,8 @@ def wer_command(
             "p_flip_neg_to_pos": float(neg_to_pos[i]),
             "write_energy": float(energy[i]),
             "endurance_cycles": float(cycles[i]),
+            "endurance_gain": gains[i],
+            "outlasts_service_life": bool(outlasts[i]),
         }
         if approx is not None:
             point["wer_closed_form_p_to_ap"] = float(approx[i])
@@ -175,7 +180,7 @@ def wer_command(
     columns = ["voltage", "pulse", "WER P→AP (writing −1)", "WER AP→P (writing +1)"]
     if closed_form:
         columns.append("closed form P→AP")
-    columns += ["energy/bit", "endurance (cycles)"]
+    columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
     for header in columns:
         table.add_column(header, justify="right")
     for point in points:
@@ -187,7 +192,10 @@ def wer_command(
         ]
         if closed_form:
             cells.append(sci(point["wer_closed_form_p_to_ap"]))
-        cells += [format_energy(point["write_energy"]), sci(point["endurance_cycles"], 2)]
+        cells += [
+            format_energy(point["write_energy"]),
+            endurance_text(point["endurance_gain"], point["outlasts_service_life"]),
+        ]
         table.add_row(*cells)
     console.print(table)
 
@@ -242,6 +250,8 @@ def solve_command(
                 "pulse_over_tau_d": t / mtj.tau_d,
                 "write_energy": float(mtj.write_energy(v, t)),
                 "endurance_cycles": float(mtj.endurance(v, t)),
+                "endurance_gain": _endurance_gains(mtj, [v], [t])[0],
+                "outlasts_service_life": bool(mtj.outlasts_service_life(v, t)),
             }
         )
     if as_json:
@@ -255,7 +265,7 @@ def solve_command(
         "pulse",
         "τ/τ_D",
         "energy/bit",
-        "endurance (cycles)",
+        "endurance vs 1e-6 (E-model)",
     ):
         table.add_column(header, justify="right")
     for r in results:
@@ -268,10 +278,22 @@ def solve_command(
             dur,
             f"{r['pulse_over_tau_d']:.4g}",
             format_energy(r["write_energy"]),
-            sci(r["endurance_cycles"], 2),
+            endurance_text(r["endurance_gain"], r["outlasts_service_life"]),
         )
     console.print(table)
     console.print("* solved for")
+
+
+def _endurance_gains(mtj, voltages, pulses) -> list[float | None]:
+    """Endurance relative to the conventional point (WER 1e-6 both ways) at each pulse; None
+    where no voltage below breakdown reaches it."""
+    gains = []
+    for v, t in zip(voltages, pulses, strict=True):
+        try:
+            gains.append(float(mtj.endurance_gain(v, t)))
+        except XnorfaultError:
+            gains.append(None)
+    return gains
 
 
 @mram_app.command("retention")

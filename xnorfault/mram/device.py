@@ -38,6 +38,8 @@ from xnorfault.units import (
 )
 
 Direction = Literal["p_to_ap", "ap_to_p"]
+CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
+SERVICE_LIFE = 100 * 365.25 * 86400.0  # s: longer than any product writes back to back
 
 # Without these a device file does not describe a junction's switching at all.
 REQUIRED_DEVICE_KEYS = ("switching.delta", "switching.tau_d", "switching.vc0_p_to_ap")
@@ -236,10 +238,39 @@ class MTJ:
         return _scalar_or_array(value, voltage)
 
     def endurance(self, voltage, pulse):
-        """Write cycles before breakdown, :math:`N_c = t_{BD}(V)/\\tau` (paper, §III.A(b))."""
+        """Write cycles before breakdown, :math:`N_c = t_{BD}(V)/\\tau` (paper, §III.A(b)).
+
+        An E-model extrapolation of time-dependent dielectric breakdown: trust it as a ratio
+        between operating points (as the paper reports it, :meth:`endurance_gain`), not as an
+        absolute count."""
         seconds = _positive(pulse, "pulse", "s")
         value = np.asarray(self.time_to_breakdown(voltage)) / seconds
         return _scalar_or_array(value, voltage, pulse)
+
+    def conventional_voltage(self, pulse, wer: float = CONVENTIONAL_WER):
+        """The conventional operating point's write voltage at ``pulse``: the lowest voltage at
+        which **both** write directions reach ``wer`` (1e-6, the ECC-backed point of Table I),
+        :math:`\\max(V_{P\\to AP}(\\mathrm{WER}, \\tau), V_{AP\\to P}(\\mathrm{WER}, \\tau))` — for an
+        asymmetric device the harder direction decides."""
+        return np.maximum(
+            self.voltage_for_wer(wer, pulse, "p_to_ap"), self.voltage_for_wer(wer, pulse, "ap_to_p")
+        )
+
+    def endurance_gain(self, voltage, pulse, reference_voltage=None):
+        """Endurance at (``voltage``, ``pulse``) relative to ``reference_voltage`` at the same
+        pulse (default: :meth:`conventional_voltage`): :math:`e^{\\gamma(V_{ref} - V)}` (E-model)."""
+        if reference_voltage is None:
+            reference_voltage = self.conventional_voltage(pulse)
+        return np.asarray(self.endurance(voltage, pulse)) / np.asarray(
+            self.endurance(reference_voltage, pulse)
+        )
+
+    def outlasts_service_life(self, voltage, pulse, service_life: float = SERVICE_LIFE):
+        """Whether a cell written back to back at (``voltage``, ``pulse``) would reach breakdown
+        only after ``service_life`` (100 years) of writing, :math:`N_c\\,\\tau > T_{life}`:
+        endurance beyond that limits nothing, and its ratio is not worth quoting."""
+        cycles = np.asarray(self.endurance(voltage, pulse))
+        return cycles * np.asarray(pulse, dtype=float) > service_life
 
     def write_energy(self, voltage, pulse, direction: Direction | None = None):
         """Energy of one write (J), :math:`E = V^2\\tau/R`.
@@ -264,7 +295,9 @@ class MTJ:
 
     def retention_error(self, time):
         """Probability that a stored bit flips thermally within ``time`` (s):
-        :math:`1-\\exp[-(T/\\tau_0)e^{-\\Delta}]` (Néel–Brown; paper: ≈6e-6 per year at Δ = 40)."""
+        :math:`1-\\exp[-(T/\\tau_0)e^{-\\Delta}]` (Néel–Brown). At Δ = 40 and τ₀ = 1 ns this is
+        0.125 per year; the paper's "≈ 6e-6 per year" does not follow from the formula (it
+        corresponds to Δ ≈ 50)."""
         seconds = np.asarray(time, dtype=float)
         if not np.all(np.isfinite(seconds)) or np.any(seconds < 0):
             raise XnorfaultError("retention time must be a non-negative number of seconds")
