@@ -355,3 +355,98 @@ def devices_command(as_json: JsonOption = False):
             d.description,
         )
     console.print(table)
+
+
+@mram_app.command("fit")
+def fit_command(
+    table: Path = typer.Argument(
+        ..., help="Measured WERs: CSV with voltage,pulse,wer_p_to_ap,wer_ap_to_p (units allowed)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the fitted device as a TOML file."
+    ),
+    device: MramDeviceOption = "paper",
+    as_json: JsonOption = False,
+):
+    """Fit Δ, τ_D and both critical voltages of the exact switching model to a measured WER
+    table (least squares on log10 WER), with the residuals; breakdown, resistance and retention
+    come from --mram-device. The fitted file, or the table itself under [measured], serves every
+    command that takes --mram-device.
+
+    Example: xnorfault mram fit wer.csv -o chip.toml
+    """
+    from dataclasses import replace
+
+    from xnorfault.io import atomic_write_text, check_output_file
+    from xnorfault.mram.measured import MeasuredWER, fit_device
+
+    measured = MeasuredWER.from_csv(table)
+    if output is not None:
+        if output.suffix != ".toml":
+            raise XnorfaultError(f"--output {output} should end in .toml")
+        check_output_file(output, "--output")
+    start = load_device(device)
+    with console.status("fitting…") if not as_json else nullcontext():
+        fit = fit_device(measured, start)
+    fitted = replace(
+        start,
+        delta=fit.delta,
+        tau_d=fit.tau_d,
+        vc0=fit.vc0,
+        vc0_ap_to_p=fit.vc0_ap_to_p,
+        name=table.stem,
+        description=f"fitted to {table.name} by xnorfault mram fit",
+        measured=None,
+    )
+    summary = {**fit.to_dict(), "table": str(table), "device": fitted.to_dict()}
+    if output is not None:
+        atomic_write_text(output, device_toml(fitted))
+        summary["output"] = str(output)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(
+        f"{table.name}: {fit.rows} rows, fit Δ = {fit.delta:.4g}, τ_D = {format_duration(fit.tau_d)}, "
+        f"V_c0 = {fit.vc0:.4g} V (P→AP), {fit.vc0_ap_to_p:.4g} V (AP→P)"
+    )
+    console.print(
+        f"residuals of log10 WER: rms {fit.rms_log10:.3g}, largest {fit.max_abs_log10:.3g}"
+    )
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
+def device_toml(device) -> str:
+    """A device description in the format of ``xnorfault/devices/paper.toml``."""
+    return "\n".join(
+        [
+            f"name = {json_string(device.name)}",
+            f"description = {json_string(device.description)}",
+            "",
+            "[switching]",
+            f"delta = {device.delta!r}",
+            f'tau_d = "{device.tau_d!r}"',
+            f'vc0_p_to_ap = "{device.vc0!r}"',
+            f'vc0_ap_to_p = "{(device.vc0_ap_to_p or device.vc0)!r}"',
+            f'max_pulse = "{device.max_pulse!r}"',
+            "",
+            "[breakdown]",
+            f'vbd = "{device.vbd!r}"',
+            f"gamma = {device.breakdown_gamma!r}",
+            f'time_at_vbd = "{device.breakdown_time_at_vbd!r}"',
+            "",
+            "[resistance]",
+            f"r_p = {device.r_p!r}",
+            f"r_ap = {device.r_ap!r}",
+            "",
+            "[retention]",
+            f'attempt_time = "{device.attempt_time!r}"',
+            "",
+        ]
+    )
+
+
+def json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a TOML basic string is a JSON string

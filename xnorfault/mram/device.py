@@ -98,6 +98,9 @@ class MTJ:
     description: str = ""
     # keys a device file left out, filled with the paper's values (said, never silent)
     defaulted: tuple[str, ...] = field(default=(), compare=False)
+    # a measured WER table (xnorfault.mram.measured.MeasuredWER): when given, the WERs and
+    # the voltages and pulses solved for them come from it, never extrapolated
+    measured: object = field(default=None, compare=False)
 
     def __post_init__(self):
         for name in (
@@ -154,6 +157,10 @@ class MTJ:
         :math:`\\mathrm{WER}(V/V_{c0}, \\tau/\\tau_D)` (:func:`switching.wer_exact`)."""
         volts = self.operating_voltage(voltage)
         seconds = _positive(pulse, "pulse", "s")
+        if self.measured is not None:
+            return _scalar_or_array(
+                np.asarray(self.measured.wer(volts, seconds, direction)), voltage, pulse
+            )
         reduced = switching.wer_exact(
             volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
         )
@@ -191,6 +198,9 @@ class MTJ:
         out = np.empty(targets_b.shape)
         for index in np.ndindex(targets_b.shape):
             target, duration = float(targets_b[index]), float(seconds_b[index])
+            if self.measured is not None:
+                out[index] = self.measured.voltage_for_wer(target, duration, direction)
+                continue
             try:
                 reduced = switching.voltage_for_wer_exact(
                     target, duration / self.tau_d, self.delta, v_max=self.vbd / vc0
@@ -216,6 +226,9 @@ class MTJ:
         out = np.empty(targets_b.shape)
         for index in np.ndindex(targets_b.shape):
             target, volt = float(targets_b[index]), float(volts_b[index])
+            if self.measured is not None:
+                out[index] = self.measured.pulse_for_wer(target, volt, direction)
+                continue
             try:
                 reduced = switching.pulse_for_wer_exact(
                     target, volt / vc0, self.delta, t_max=self.max_pulse / self.tau_d
@@ -307,8 +320,11 @@ class MTJ:
     # --- descriptions --------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        """Plain-JSON description (SI units), for run records and ONNX metadata."""
-        return asdict(self)
+        """Plain-JSON description (SI units), for run records and ONNX metadata (a measured
+        table by its file, size and region)."""
+        data = asdict(replace(self, measured=None))
+        data["measured"] = None if self.measured is None else self.measured.to_dict()
+        return data
 
     @classmethod
     def from_toml(cls, path: str | Path) -> MTJ:
@@ -355,6 +371,8 @@ class MTJ:
         for key, value in document.items():
             if key in ("name", "description"):
                 kwargs[key] = str(value)
+            elif key == "measured":
+                kwargs["measured"] = _measured_table(value, source)
             elif key in schema:
                 if not isinstance(value, dict):
                     raise XnorfaultError(f"{source}: [{key}] must be a table")
@@ -374,7 +392,7 @@ class MTJ:
             else:
                 raise XnorfaultError(
                     f"{source}: unknown section or key {key!r} "
-                    "(known: name, description, switching, breakdown, resistance, retention)"
+                    "(known: name, description, switching, breakdown, resistance, retention, measured)"
                 )
         kwargs.setdefault("name", Path(source).stem)
         device = cls(**kwargs)
@@ -400,6 +418,23 @@ class MTJ:
             )
             device = replace(device, defaulted=defaulted)
         return device
+
+
+def _measured_table(section, source: str):
+    """The ``[measured]`` section's WER table: a CSV named relative to the device file, inside
+    its folder (a device file from elsewhere never reads other files)."""
+    from xnorfault.mram.measured import MeasuredWER
+
+    if not isinstance(section, dict) or set(section) != {"table"}:
+        raise XnorfaultError(f'{source}: [measured] takes one key, table = "FILE.csv"')
+    folder = Path(source).resolve().parent
+    table = (folder / str(section["table"])).resolve()
+    if not table.is_relative_to(folder):
+        raise XnorfaultError(
+            f"{source}: measured.table {section['table']!r} lies outside the device file's folder: "
+            "put the table beside it"
+        )
+    return MeasuredWER.from_csv(table)
 
 
 def available_devices() -> list[str]:
