@@ -16,6 +16,7 @@ reports the residuals.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,12 +127,23 @@ class MeasuredWER:
             return _along(table_v, values, volts, np.isclose(log_pulses, table_t[0]))
         if np.ptp(table_v) == 0:  # one voltage: along the pulse
             return _along(table_t, values, log_pulses, np.isclose(volts, table_v[0]))
+        scale, interpolator = self._triangulated[direction]
+        return interpolator(volts * scale, log_pulses)
+
+    @functools.cached_property
+    def _triangulated(self) -> dict:
+        """Per direction, the voltage scale and the linear interpolator on one Delaunay
+        triangulation of the measured points (built once: solving calls it many times)."""
         from scipy.interpolate import LinearNDInterpolator
 
+        table_v = np.asarray(self.voltages, dtype=float)
+        table_t = np.log10(np.asarray(self.pulses, dtype=float))
         # voltage and log pulse scaled to comparable ranges for the triangulation
         scale = np.ptp(table_t) / np.ptp(table_v)
-        interpolator = LinearNDInterpolator(np.column_stack([table_v * scale, table_t]), values)
-        return interpolator(volts * scale, log_pulses)
+        points = np.column_stack([table_v * scale, table_t])
+        first = LinearNDInterpolator(points, self._log_values("p_to_ap"))
+        second = LinearNDInterpolator(first.tri, self._log_values("ap_to_p"))
+        return {"p_to_ap": (scale, first), "ap_to_p": (scale, second)}
 
     def voltage_for_wer(self, wer, pulse, direction: str = "p_to_ap") -> float:
         """The voltage at which the interpolated WER at ``pulse`` equals ``wer``, within the
