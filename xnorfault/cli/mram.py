@@ -156,6 +156,16 @@ def wer_command(
     outlasts = np.atleast_1d(mtj.outlasts_service_life(grid_v, grid_t))
     gains = _endurance_gains(mtj, grid_v, grid_t)
     approx = np.atleast_1d(mtj.wer_closed_form(grid_v, grid_t)) if closed_form else None
+    population = (
+        {
+            direction: [
+                mtj.population_wer(v, t, direction) for v, t in zip(grid_v, grid_t, strict=True)
+            ]
+            for direction in DIRECTIONS
+        }
+        if mtj.varies
+        else None
+    )
     points = []
     for i, (v, t) in enumerate(zip(grid_v, grid_t, strict=True)):
         point = {
@@ -172,6 +182,9 @@ def wer_command(
         }
         if approx is not None:
             point["wer_closed_form_p_to_ap"] = float(approx[i])
+        if population is not None:
+            point["population_wer_p_to_ap"] = float(population["p_to_ap"][i])
+            point["population_wer_ap_to_p"] = float(population["ap_to_p"][i])
         points.append(point)
     if as_json:
         emit_json({"device": mtj.to_dict(), "points": points})
@@ -180,6 +193,8 @@ def wer_command(
     columns = ["voltage", "pulse", "WER P→AP (writing −1)", "WER AP→P (writing +1)"]
     if closed_form:
         columns.append("closed form P→AP")
+    if population is not None:
+        columns += ["population mean P→AP", "population mean AP→P"]
     columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
     for header in columns:
         table.add_column(header, justify="right")
@@ -192,6 +207,8 @@ def wer_command(
         ]
         if closed_form:
             cells.append(sci(point["wer_closed_form_p_to_ap"]))
+        if population is not None:
+            cells += [sci(point["population_wer_p_to_ap"]), sci(point["population_wer_ap_to_p"])]
         cells += [
             format_energy(point["write_energy"]),
             endurance_text(point["endurance_gain"], point["outlasts_service_life"]),

@@ -40,6 +40,9 @@ from xnorfault.units import (
 Direction = Literal["p_to_ap", "ap_to_p"]
 CONVENTIONAL_WER = 1e-6  # the ECC-backed operating point of the paper's Table I
 SERVICE_LIFE = 100 * 365.25 * 86400.0  # s: longer than any product writes back to back
+VARIATIONS = ("normal", "lognormal")
+MAX_NORMAL_SIGMA = 0.15  # 6.7 σ from zero: no quadrature node or drawn cell goes negative
+QUADRATURE_NODES = 12  # Gauss–Hermite nodes per dimension (8 already agree to 1e-11)
 
 # Without these a device file does not describe a junction's switching at all.
 REQUIRED_DEVICE_KEYS = ("switching.delta", "switching.tau_d", "switching.vc0_p_to_ap")
@@ -101,6 +104,12 @@ class MTJ:
     # a measured WER table (xnorfault.mram.measured.MeasuredWER): when given, the WERs and
     # the voltages and pulses solved for them come from it, never extrapolated
     measured: object = field(default=None, compare=False)
+    # cell-to-cell variation: relative standard deviations of Δ and of the critical voltages
+    # (both directions move together), their distribution and the correlation of the two draws
+    sigma_delta: float = 0.0
+    sigma_vc0: float = 0.0
+    variation: str = "normal"
+    variation_correlation: float = 0.0
 
     def __post_init__(self):
         for name in (
@@ -125,6 +134,25 @@ class MTJ:
         ):
             raise XnorfaultError(
                 f"device parameter vc0_ap_to_p must be positive, got {self.vc0_ap_to_p!r}"
+            )
+        for name in ("sigma_delta", "sigma_vc0"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise XnorfaultError(
+                    f"variation.{name} must be a non-negative number, got {value!r}"
+                )
+            if self.variation == "normal" and value > MAX_NORMAL_SIGMA:
+                raise XnorfaultError(
+                    f"variation.{name} = {value:g}: a normal spread above {MAX_NORMAL_SIGMA:g} gives "
+                    'negative parameters in its tails; use distribution = "lognormal"'
+                )
+        if self.variation not in VARIATIONS:
+            raise XnorfaultError(
+                f"variation.distribution {self.variation!r}: use one of {', '.join(VARIATIONS)}"
+            )
+        if not -1 < self.variation_correlation < 1:
+            raise XnorfaultError(
+                f"variation.correlation must lie strictly between -1 and 1, got {self.variation_correlation!r}"
             )
 
     # --- reduced units -------------------------------------------------------------------
@@ -185,6 +213,67 @@ class MTJ:
         cell already in the target state cannot fail).
         """
         return self.wer(voltage, pulse, "ap_to_p"), self.wer(voltage, pulse, "p_to_ap")
+
+    # --- cell-to-cell variation ----------------------------------------------------------
+
+    @property
+    def varies(self) -> bool:
+        return self.sigma_delta > 0 or self.sigma_vc0 > 0
+
+    def cell_factors(self, z_delta, z_vc0) -> tuple[np.ndarray, np.ndarray]:
+        """The factors that multiply Δ and the critical voltages of a cell whose standard
+        normal draws are ``z_delta`` and ``z_vc0`` (already correlated): :math:`1 + \\sigma z`
+        (normal) or :math:`e^{\\sigma z - \\sigma^2/2}` (lognormal, mean 1)."""
+        z_delta, z_vc0 = np.asarray(z_delta, dtype=float), np.asarray(z_vc0, dtype=float)
+        if self.variation == "lognormal":
+            return (
+                np.exp(self.sigma_delta * z_delta - self.sigma_delta**2 / 2),
+                np.exp(self.sigma_vc0 * z_vc0 - self.sigma_vc0**2 / 2),
+            )
+        return 1 + self.sigma_delta * z_delta, 1 + self.sigma_vc0 * z_vc0
+
+    def sample_cells(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Δ and critical-voltage factors of ``count`` cells drawn from the device's variation,
+        the two draws correlated by :math:`\\rho`: :math:`z_V = \\rho z_\\Delta +
+        \\sqrt{1-\\rho^2}\\,z'`."""
+        z_delta = rng.standard_normal(count)
+        rho = self.variation_correlation
+        z_vc0 = rho * z_delta + math.sqrt(1 - rho**2) * rng.standard_normal(count)
+        return self.cell_factors(z_delta, z_vc0)
+
+    def cell_wer(self, voltage, pulse, delta_factor, vc0_factor, direction: Direction = "p_to_ap"):
+        """Exact WER of cells whose Δ and critical voltage are scaled by the given factors."""
+        seconds = float(_positive(pulse, "pulse", "s"))
+        volts = float(self.operating_voltage(voltage))
+        deltas = np.asarray(delta_factor, dtype=float) * self.delta
+        reduced = volts / (np.asarray(vc0_factor, dtype=float) * self.critical_voltage(direction))
+        deltas, reduced = np.broadcast_arrays(deltas, reduced)
+        out = np.empty(deltas.shape)
+        for index in np.ndindex(deltas.shape):
+            out[index] = switching.wer_exact(reduced[index], seconds / self.tau_d, deltas[index])
+        return out
+
+    def population_wer(
+        self, voltage, pulse, direction: Direction = "p_to_ap", nodes: int = QUADRATURE_NODES
+    ):
+        r"""Mean WER over the device's cell population at one operating point: the expectation
+                of the exact WER over the two correlated normal draws, by Gauss–Hermite quadrature,
+                :math:`rac{1}{\pi}\sum_{i,j} w_i w_j\,\mathrm{WER}(z_\Delta = \sqrt2 x_i,\ z_V =
+        ho
+                \sqrt2 x_i + \sqrt{1-
+        ho^2}\sqrt2 x_j)`. Equal to :meth:`wer` without variation. The
+                mean exceeds the nominal WER: weak cells fail far more often than strong ones succeed
+                more."""
+        if not self.varies:
+            return self.wer(voltage, pulse, direction)
+        points, weights = np.polynomial.hermite.hermgauss(nodes)
+        first, second = np.meshgrid(points * math.sqrt(2), points * math.sqrt(2), indexing="ij")
+        rho = self.variation_correlation
+        delta_factor, vc0_factor = self.cell_factors(
+            first, rho * first + math.sqrt(1 - rho**2) * second
+        )
+        values = self.cell_wer(voltage, pulse, delta_factor, vc0_factor, direction)
+        return float(np.einsum("i,j,ij->", weights, weights, values) / math.pi)
 
     def voltage_for_wer(self, wer, pulse, direction: Direction = "p_to_ap"):
         """Write voltage (V) that reaches ``wer`` with a pulse of ``pulse`` (s).
@@ -366,6 +455,12 @@ class MTJ:
             },
             "resistance": {"r_p": ("r_p", float), "r_ap": ("r_ap", float)},
             "retention": {"attempt_time": ("attempt_time", parse_duration)},
+            "variation": {
+                "sigma_delta": ("sigma_delta", float),
+                "sigma_vc0": ("sigma_vc0", float),
+                "distribution": ("variation", str),
+                "correlation": ("variation_correlation", float),
+            },
         }
         kwargs: dict = {}
         for key, value in document.items():
@@ -392,7 +487,7 @@ class MTJ:
             else:
                 raise XnorfaultError(
                     f"{source}: unknown section or key {key!r} "
-                    "(known: name, description, switching, breakdown, resistance, retention, measured)"
+                    "(known: name, description, switching, breakdown, resistance, retention, variation, measured)"
                 )
         kwargs.setdefault("name", Path(source).stem)
         device = cls(**kwargs)
