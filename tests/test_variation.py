@@ -26,7 +26,9 @@ def test_draws_have_the_stated_spread_and_correlation():
     assert np.corrcoef(np.log(delta), np.log(vc0))[0, 1] == pytest.approx(0.4, abs=0.01)
     normal = MTJ(sigma_delta=0.1, sigma_vc0=0.05)
     delta, vc0 = normal.sample_cells(200_000, np.random.default_rng(2))
-    assert np.std(delta) == pytest.approx(0.1, rel=0.01) and np.mean(vc0) == pytest.approx(1, abs=1e-3)
+    assert np.std(delta) == pytest.approx(0.1, rel=0.01) and np.mean(vc0) == pytest.approx(
+        1, abs=1e-3
+    )
 
 
 def test_population_mean_by_quadrature_matches_a_sampled_population():
