@@ -323,12 +323,12 @@ def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool) -> dict
     from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY
     from xnorfault.exporters.onnx import export_run
     from xnorfault.faults import FlipRates
-    from xnorfault.inject import inject_flips, load_model, metadata
+    from xnorfault.inject import inject_flips, load_model, metadata, save_model
 
     summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
     clean = load_model(staging / "model.onnx")
     injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
-    (staging / "model.onnx").write_bytes(injected.SerializeToString())
+    save_model(injected, staging / "model.onnx")
     props = metadata(clean)
     model_info = json.loads(props[SOURCE_RUN_KEY])
     model_name = json.loads(props[MODEL_KEY])["name"]

@@ -156,16 +156,17 @@ def wer_command(
     outlasts = np.atleast_1d(mtj.outlasts_service_life(grid_v, grid_t))
     gains = _endurance_gains(mtj, grid_v, grid_t)
     approx = np.atleast_1d(mtj.wer_closed_form(grid_v, grid_t)) if closed_form else None
-    population = (
-        {
-            direction: [
-                mtj.population_wer(v, t, direction) for v, t in zip(grid_v, grid_t, strict=True)
-            ]
-            for direction in DIRECTIONS
+    population = None
+    if mtj.varies:
+        population = {
+            "p_to_ap": [mtj.population_wer(v, t) for v, t in zip(grid_v, grid_t, strict=True)]
         }
-        if mtj.varies
-        else None
-    )
+        # a symmetric junction's two directions share one population mean
+        population["ap_to_p"] = (
+            population["p_to_ap"]
+            if mtj.critical_voltage("ap_to_p") == mtj.critical_voltage("p_to_ap")
+            else [mtj.population_wer(v, t, "ap_to_p") for v, t in zip(grid_v, grid_t, strict=True)]
+        )
     points = []
     for i, (v, t) in enumerate(zip(grid_v, grid_t, strict=True)):
         point = {
