@@ -5,9 +5,11 @@ Run: python benchmarks/flip_overhead.py [--threads 1] [--rounds 7]
 Binarized LeNet-4 (28x28, random weights with realistic batch-norm statistics) exported to
 ONNX, then injected at p in {0.001, 0.01, 0.1} under the write models ``iid`` (every write
 fails at its rate) and ``previous`` (a write fails only where it must switch the cell; the
-batch is the write stream). For batch 1 and 256 the clean and both injected sessions run
-interleaved (clean, iid, previous, clean, ...) with a fresh ``flip_seed`` per run; the script
-prints median latencies and the injected/clean ratios.
+batch is the write stream), and on one chip of the ``paper-varied`` device (``chip``: per-address
+rates, written at the voltage whose nominal WER is p; candidates are drawn at the chip's largest
+rate and thinned). For batch 1 and 256 the clean and the injected sessions run interleaved
+(clean, iid, previous, chip, clean, ...) with a fresh ``flip_seed`` per run; the script prints
+median latencies and the injected/clean ratios.
 Aims (iid): <= 1.05x at batch 256 for p <= 0.01, <= 1.10x at p = 0.1, <= 1.20x at batch 1.
 """
 
@@ -26,6 +28,30 @@ from xnorfault.faults import FlipRates, WriteModel
 from xnorfault.generator import run_seed
 from xnorfault.inject import inject_flips
 from xnorfault.models import create_model
+from xnorfault.mram import load_device
+from xnorfault.mram.chips import cell_wer_table, chip_rates, draw_chip
+from xnorfault.runtimes.onnxruntime import site_addresses
+
+PULSE = 10e-9
+
+
+def chip_feeds(injected, p: float) -> tuple[dict, float]:
+    """The rate inputs of one chip of the paper-varied device at the voltage of nominal WER p,
+    and the chip's largest rate."""
+    import json
+
+    device = load_device("paper-varied")
+    voltage = float(device.voltage_for_wer(p, PULSE))
+    sites = json.loads(
+        dict((m.key, m.value) for m in injected.metadata_props)["xnorfault.injected"]
+    )["sites"]
+    chip = draw_chip(device, site_addresses(injected, sites), 0, 0)
+    rates = chip_rates(chip, cell_wer_table(device, PULSE, (voltage,)), voltage)
+    feeds = {}
+    for site, maps in rates.items():
+        feeds[f"p_flip_pos.{site}"] = maps.pos_to_neg
+        feeds[f"p_flip_neg.{site}"] = maps.neg_to_pos
+    return feeds, max(float(m.pos_to_neg.max()) for m in rates.values())
 
 
 def make_session(model, threads: int) -> ort.InferenceSession:
@@ -58,36 +84,39 @@ def main() -> None:
         f"binarized LeNet-4, onnxruntime {ort.__version__}, {args.threads} thread(s), medians of interleaved runs"
     )
     print(
-        f"{'batch':>6} {'p':>7} {'clean ms':>10} {'iid ms':>8} {'iid':>7} {'previous ms':>12} {'previous':>9}"
+        f"{'batch':>6} {'p':>7} {'clean ms':>10} {'iid ms':>8} {'iid':>7} {'previous ms':>12} "
+        f"{'previous':>9} {'chip ms':>8} {'chip':>7} {'chip max p':>11}"
     )
     for batch, runs in ((1, 400), (256, 12)):
         x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
         for p in (0.001, 0.01, 0.1):
-            sessions = [
-                make_session(
-                    inject_flips(clean, FlipRates.symmetric(p), write=WriteModel(model)),
-                    args.threads,
-                )
+            models = [
+                inject_flips(clean, FlipRates.symmetric(p), write=WriteModel(model))
                 for model in ("iid", "previous")
             ]
-            times = [[], [], []]
+            models.append(inject_flips(clean, FlipRates(), rate_maps=True))
+            sessions = [make_session(model, args.threads) for model in models]
+            extra = [{}, {}, chip_feeds(models[2], p)[0]]
+            largest = chip_feeds(models[2], p)[1]
+            times = [[], [], [], []]
             for _ in range(3):  # warm-up
                 clean_session.run(None, {"input": x})
-                for faulty in sessions:
-                    faulty.run(None, {"input": x, "flip_seed": np.array(0)})
+                for faulty, feeds in zip(sessions, extra, strict=True):
+                    faulty.run(None, {"input": x, "flip_seed": np.array(0), **feeds})
             for run in range(runs * args.rounds):
                 seed = np.array(run_seed(1, run))
                 start = time.perf_counter()
                 clean_session.run(None, {"input": x})
                 times[0].append(time.perf_counter() - start)
-                for index, faulty in enumerate(sessions, start=1):
+                for index, (faulty, feeds) in enumerate(zip(sessions, extra, strict=True), start=1):
                     start = time.perf_counter()
-                    faulty.run(None, {"input": x, "flip_seed": seed})
+                    faulty.run(None, {"input": x, "flip_seed": seed, **feeds})
                     times[index].append(time.perf_counter() - start)
-            clean_ms, iid_ms, previous_ms = (statistics.median(t) * 1e3 for t in times)
+            clean_ms, iid_ms, previous_ms, chip_ms = (statistics.median(t) * 1e3 for t in times)
             print(
                 f"{batch:>6} {p:>7g} {clean_ms:>10.3f} {iid_ms:>8.3f} {iid_ms / clean_ms:>6.3f}x "
-                f"{previous_ms:>12.3f} {previous_ms / clean_ms:>8.3f}x"
+                f"{previous_ms:>12.3f} {previous_ms / clean_ms:>8.3f}x {chip_ms:>8.3f} "
+                f"{chip_ms / clean_ms:>6.3f}x {largest:>11.3g}"
             )
 
 

@@ -23,13 +23,15 @@ def open_backend(
     output: str | None = None,
     layout: str | None = None,
     write=None,
+    rate_maps: bool = False,
 ):
     """A backend for ``model``; ``auto`` picks it from the file extension. ``lce-benchmark``
     takes the ONNX model for accuracy and times ``lce_model`` (default: the same name with
     ``.tflite``) with ``lce_benchmark_binary``. ``output`` (the logits' graph output) and
     ``layout`` (``nchw``/``nhwc`` of the image input) are for ONNX models brought from
     elsewhere; ``write`` (a :class:`~xnorfault.faults.WriteModel`, ``None``: the model's own)
-    the write model, which an LCE model supports only as ``iid``."""
+    the write model, which an LCE model supports only as ``iid``; ``rate_maps`` lets runs feed
+    one rate per address (chips, :mod:`xnorfault.mram.chips`; onnxruntime only)."""
     path = Path(model)
     if lce_benchmark_binary is not None and backend != "lce-benchmark":
         raise XnorfaultError("--lce-benchmark-binary goes with --backend lce-benchmark")
@@ -45,10 +47,17 @@ def open_backend(
         raise XnorfaultError(
             f"--write-model {write.model} runs on ONNX models: the LCE export flips every write (iid)"
         )
+    if rate_maps and backend != "onnxruntime":
+        raise XnorfaultError(
+            "chips (per-address rates) run on ONNX models with the onnxruntime backend, not "
+            f"{backend}: evaluate the .onnx model with --backend onnxruntime"
+        )
     if backend == "onnxruntime":
         from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads, output=output, layout=layout, write=write)
+        return OnnxRuntimeBackend(
+            path, threads=threads, output=output, layout=layout, write=write, rate_maps=rate_maps
+        )
     if backend == "lce":
         from xnorfault.runtimes.lce import LceBackend
 

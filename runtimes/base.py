@@ -40,11 +40,15 @@ class Backend(ABC):
     # an ONNX model's image input (xnorfault.runtimes.feeding.DataInput) and logits output
     data_input = None
     output_name: str | None = None
+    # whether runs take per-address rates (AddressRates), and each site's addresses per image
+    rate_maps: bool = False
+    site_addresses: Mapping[str, int | None] = MappingProxyType({})
 
     @abstractmethod
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         """Logits for ``images`` (N, C, H, W) float32 with each site flipping at its rates
-        (sites missing from ``rates`` do not flip); ``seed`` makes the draw reproducible."""
+        (sites missing from ``rates`` do not flip; a backend with ``rate_maps`` also takes
+        :class:`~xnorfault.faults.AddressRates`); ``seed`` makes the draw reproducible."""
 
     @abstractmethod
     def describe(self) -> dict:

@@ -28,7 +28,7 @@ from xnorfault.contract import (
     rate_input_names,
 )
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FlipRates, WriteModel
+from xnorfault.faults import AddressRates, FlipRates, WriteModel
 from xnorfault.generator import run_seed
 from xnorfault.inject import inject_flips, load_model, metadata
 from xnorfault.runtimes.base import Backend
@@ -50,27 +50,39 @@ class OnnxRuntimeBackend(Backend):
         output: str | None = None,
         layout: str | None = None,
         write: WriteModel | None = None,
+        rate_maps: bool = False,
     ):
         self.path = None if isinstance(model, onnx.ModelProto) else str(model)
         proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
         props = metadata(proto)
         if INJECTED_KEY not in props:
-            proto = inject_flips(proto, FlipRates(), write=write or WriteModel())
+            proto = inject_flips(
+                proto, FlipRates(), write=write or WriteModel(), rate_maps=rate_maps
+            )
             props = metadata(proto)
         else:
             info = json.loads(props[INJECTED_KEY])
-            if write is not None and WriteModel.from_dict(info.get("write")) != write:
-                # another write model than the file's: the same sites and rates, re-injected
+            other_write = write is not None and WriteModel.from_dict(info.get("write")) != write
+            if other_write or (rate_maps and not info.get("rate_maps", False)):
+                # another write model than the file's, or rate maps: the same sites and rates,
+                # re-injected
                 rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
                 proto = inject_flips(
-                    proto, rates, sites=info["sites"], source=info.get("source"), write=write
+                    proto,
+                    rates,
+                    sites=info["sites"],
+                    source=info.get("source"),
+                    write=write or WriteModel.from_dict(info.get("write")),
+                    rate_maps=rate_maps,
                 )
                 props = metadata(proto)
         check_runnable(proto)
         info = json.loads(props[INJECTED_KEY])
         self.write = WriteModel.from_dict(info.get("write"))
+        self.rate_maps = bool(info.get("rate_maps", False))
         self.sites: list[str] = info["sites"]
         self.injected_rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
+        self.site_addresses = site_addresses(proto, self.sites)
         self.metadata = props
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -122,15 +134,35 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         feeds = {self.input_name: images, SEED_INPUT: np.array(seed, dtype=np.int64)}
         for site in self.sites:
-            site_rates = rates.get(site, FlipRates())
             positive, negative = rate_input_names(site)
-            feeds[positive] = np.array(site_rates.pos_to_neg, dtype=np.float32)
-            feeds[negative] = np.array(site_rates.neg_to_pos, dtype=np.float32)
+            feeds[positive], feeds[negative] = self._rate_feeds(site, rates.get(site, FlipRates()))
         try:
             (logits,) = self.session.run([self.output_name], feeds)
         except Exception as error:  # onnxruntime's own error types
             raise runtime_error(error, None, "run") from None
         return logits
+
+    def _rate_feeds(
+        self, site: str, rates: FlipRates | AddressRates
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The two rate inputs of ``site``: scalars, or vectors in a model with rate maps."""
+        if isinstance(rates, AddressRates):
+            if not self.rate_maps:
+                raise XnorfaultError(
+                    "per-address rates need the model injected with rate maps: open the backend with rate_maps=True"
+                )
+            expected = self.site_addresses.get(site)
+            if rates.addresses != expected:
+                raise XnorfaultError(
+                    f"site {site}: {rates.addresses} per-address rates for "
+                    f"{expected or 'an unknown number of'} elements per image"
+                )
+            return rates.pos_to_neg, rates.neg_to_pos
+        shape = (1,) if self.rate_maps else ()
+        return (
+            np.full(shape, rates.pos_to_neg, dtype=np.float32),
+            np.full(shape, rates.neg_to_pos, dtype=np.float32),
+        )
 
     def describe(self) -> dict:
         return {
@@ -145,7 +177,26 @@ class OnnxRuntimeBackend(Backend):
             "input": self.data_input.describe(),
             "output": self.output_name,
             "write_model": self.write.to_dict(),
+            "rate_maps": self.rate_maps,
         }
+
+
+def site_addresses(model: onnx.ModelProto, sites: list[str]) -> dict[str, int | None]:
+    """Elements per image of each site's activation (its memory's addresses), from the shapes
+    ONNX shape inference gave the injected model; ``None`` where a dimension is not fixed."""
+    shapes = {
+        value.name: value.type.tensor_type.shape
+        for value in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+        if value.type.HasField("tensor_type")
+    }
+    addresses = {}
+    for site in sites:
+        shape = shapes.get(site)
+        dims = [] if shape is None else list(shape.dim)
+        per_image = dims[1:]
+        known = bool(dims) and all(d.HasField("dim_value") for d in per_image)
+        addresses[site] = int(np.prod([d.dim_value for d in per_image])) if known else None
+    return addresses
 
 
 def unsupported_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

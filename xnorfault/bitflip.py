@@ -16,6 +16,11 @@ negates each element of ``x`` independently, with probability ``p_pos`` where it
 - **Unequal polarity rates** thin candidates drawn at :math:`p = \max(p_{+\to-}, p_{-\to+})`:
   one of sign s is kept with probability :math:`p_s/p`. The usual equal-rate case skips the
   thinning (an ``If``), and with it the gather of values and the second stream.
+- **Per-address rates** (a chip whose cells differ, :mod:`xnorfault.mram.chips`): ``p_pos`` and
+  ``p_neg`` may each be a vector of one rate per element of one image instead of a scalar.
+  Candidates are drawn at the largest rate of either map and a candidate at address a of
+  sign s is kept with probability :math:`p_s[a]/p`, so every write still fails exactly with its
+  own cell's rate, at a cost that follows the flips.
 - **Randomness** from SplitMix64 (:mod:`xnorfault.generator`) in integer ONNX ops: stream keys
   :math:`\mathrm{mix64}(s \oplus c_{i,k})` of the ``flip_seed`` s and constants of site
   ``site_index`` i. onnxruntime's own random ops repeat their pattern after a few thousand
@@ -110,12 +115,14 @@ def StreamKeys(flip_seed: INT64, site: UINT64) -> UINT64:
 @script(BITFLIP_OPSET, default_opset=op)
 def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64):
     """Positions (clipped into range) of the candidate failures, and which of them fail: each
-    element with the rate of its sign, by geometric skipping and thinning (as
-    :func:`xnorfault.generator.flip_mask`)."""
+    element with the rate of its sign at its address, by geometric skipping and thinning (as
+    :func:`xnorfault.generator.flip_mask`). ``rate_pos`` and ``rate_neg`` are vectors of one
+    rate, or of one rate per address (element of one image: flat index mod the map's length)."""
     gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
     thin_key = op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0)
     size = op.Cast(op.Size(flat), to=TensorProto.DOUBLE)
-    rate = op.Max(rate_pos, rate_neg)
+    both = op.Concat(rate_pos, rate_neg, axis=0)
+    rate = op.ReduceMax(both, keepdims=0)
     # K = ceil(N p + 10 sqrt(N p) + 16) gaps, as generator.gap_count
     mean = op.Mul(size, rate)
     spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
@@ -133,15 +140,18 @@ def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64)
     )
     valid = op.Less(positions, size)
     clipped = op.Cast(op.Min(positions, op.Sub(size, op.Constant(value=ONE))), to=TensorProto.INT64)
-    if op.Equal(rate_pos, rate_neg):
+    if op.Equal(rate, op.ReduceMin(both, keepdims=0)):
         failed = op.Identity(valid)
     else:
-        # thinning: a candidate of sign s is kept when its uniform is below p_s / p
+        # thinning: a candidate of sign s at address a is kept when its uniform is below
+        # p_s[a] / p (a rate given once applies to every address)
         nonnegative = op.GreaterOrEqual(
             op.Gather(flat, clipped, axis=0), op.Constant(value=ZERO_F32)
         )
         safe_rate = op.Max(rate, op.Constant(value=TINY_P))
-        keep = op.Where(nonnegative, op.Div(rate_pos, safe_rate), op.Div(rate_neg, safe_rate))
+        pos_here = op.Gather(rate_pos, op.Mod(clipped, op.Size(rate_pos)), axis=0)
+        neg_here = op.Gather(rate_neg, op.Mod(clipped, op.Size(rate_neg)), axis=0)
+        keep = op.Where(nonnegative, op.Div(pos_here, safe_rate), op.Div(neg_here, safe_rate))
         failed = op.And(valid, op.Less(Uniforms(thin_key, weyl), keep))
     return clipped, failed
 
@@ -155,8 +165,9 @@ def BitFlip(
     site_index: int,
     reset_state: int,
 ) -> FLOAT:
-    """Negate each element of ``x`` with probability ``p_pos`` (x ≥ 0) or ``p_neg`` (x < 0);
-    ``reset_state`` ±1 (write model ``reset``) makes the rate of that value 0."""
+    """Negate each element of ``x`` with probability ``p_pos`` (x ≥ 0) or ``p_neg`` (x < 0),
+    each a scalar or one rate per address of an image (a chip's cells); ``reset_state`` ±1
+    (write model ``reset``) makes the rate of that value 0."""
     site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
     keys = StreamKeys(flip_seed, site)
     # float32 inside (onnxruntime's ScatterElements multiplies no float16); exact for ±c values,
@@ -164,11 +175,11 @@ def BitFlip(
     flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
     reset = op.Constant(value_int=reset_state)
     rate_pos = op.Mul(
-        op.Cast(p_pos, to=TensorProto.DOUBLE),
+        op.Cast(op.Reshape(p_pos, op.Constant(value=FLAT)), to=TensorProto.DOUBLE),
         op.Cast(op.Not(op.Equal(reset, op.Constant(value=ONE_INDEX))), to=TensorProto.DOUBLE),
     )
     rate_neg = op.Mul(
-        op.Cast(p_neg, to=TensorProto.DOUBLE),
+        op.Cast(op.Reshape(p_neg, op.Constant(value=FLAT)), to=TensorProto.DOUBLE),
         op.Cast(op.Not(op.Equal(reset, op.Constant(value=MINUS_ONE_INDEX))), to=TensorProto.DOUBLE),
     )
     clipped, failed = WriteFailures(flat, rate_pos, rate_neg, keys)
@@ -195,8 +206,8 @@ def BitFlipPrevious(
     site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
     keys = StreamKeys(flip_seed, site)
     flat = op.Cast(op.Reshape(x, op.Constant(value=FLAT)), to=TensorProto.FLOAT)
-    rate_pos = op.Cast(p_pos, to=TensorProto.DOUBLE)
-    rate_neg = op.Cast(p_neg, to=TensorProto.DOUBLE)
+    rate_pos = op.Cast(op.Reshape(p_pos, op.Constant(value=FLAT)), to=TensorProto.DOUBLE)
+    rate_neg = op.Cast(op.Reshape(p_neg, op.Constant(value=FLAT)), to=TensorProto.DOUBLE)
     clipped, failed = WriteFailures(flat, rate_pos, rate_neg, keys)
     events = op.Compress(clipped, failed)
     size = op.Size(x)

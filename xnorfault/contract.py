@@ -2,7 +2,8 @@
 bundles and the LCE worker agree on, spelled once.
 
 An injected model takes the images at :data:`INPUT_NAME`, a flip seed at :data:`SEED_INPUT`,
-and for every binary site two rate inputs, P(+1→−1) and P(−1→+1). ONNX names them
+and for every binary site two rate inputs, P(+1→−1) and P(−1→+1) (scalars; vectors of one
+rate per address in a model injected with rate maps). ONNX names them
 ``p_flip_pos.SITE`` / ``p_flip_neg.SITE``; TFLite signature names may hold only letters, digits
 and ``_``, so the LCE export names them ``p_flip_pos_SITE`` / ``p_flip_neg_SITE``. Both
 spellings come from :func:`rate_input_names` and are read back by :func:`parse_rate_input`.
@@ -43,6 +44,12 @@ def rate_input_names(site: str, model_format: ModelFormat = "onnx") -> tuple[str
     """Names of the inputs carrying ``site``'s flip rates, P(+1→−1) then P(−1→+1)."""
     separator = _SEPARATORS[model_format]
     return tuple(f"{RATE_PREFIX}{direction}{separator}{site}" for direction in DIRECTIONS)
+
+
+def rate_map_dim(site: str) -> str:
+    """The symbolic length of ``site``'s rate inputs in a model injected with rate maps: 1, or
+    the number of elements of one image's activation (one rate per address)."""
+    return f"addresses.{site}"
 
 
 def parse_rate_input(name: str) -> tuple[str, Direction] | None:

@@ -8,7 +8,9 @@ The error-free baseline is the same images with every rate 0 (deterministic).
 
 Write-voltage sweeps map each voltage through :class:`xnorfault.mram.MTJ` to the flip rates of
 both polarities (+1 stored as P: :math:`p_{+\to-} = \mathrm{WER}_{AP\to P}`), and report write
-energy and endurance there. Imports numpy and scipy only (plus the backend's runtime).
+energy and endurance there. With chips (:mod:`xnorfault.mram.chips`) every voltage is evaluated
+on each of N chips whose cells differ, and the point reports the distribution across chips and
+the yield (:func:`evaluate_chips`). Imports numpy and scipy only (plus the backend's runtime).
 """
 
 from __future__ import annotations
@@ -147,11 +149,16 @@ def evaluate(
     latency_iterations: int = 20,
     per_layer: bool = False,
     progress=None,
+    chips=None,
+    max_drop: float | None = None,
 ) -> dict:
-    """Baseline, then every point: accuracy statistics, optional latency and per-site sensitivity."""
+    """Baseline, then every point: accuracy statistics, optional latency and per-site
+    sensitivity; with ``chips`` (a :class:`~xnorfault.mram.chips.ChipPopulation`) each voltage
+    point is evaluated on every chip (:func:`evaluate_chips`)."""
     sites = campaign.backend.sites
     baseline = campaign.accuracy({})
-    task = progress.add_task("evaluating", total=len(points)) if progress else None
+    total = len(points) * (chips.count if chips is not None else 1)
+    task = progress.add_task("evaluating", total=total) if progress else None
     results = []
     for point in points:
         everywhere = rates_everywhere(sites, point.rates)
@@ -164,7 +171,13 @@ def evaluate(
             "p_flip_neg_to_pos": point.rates.neg_to_pos,
             **point.extra,
         }
-        result.update(summarise(campaign.repeated(everywhere, repeats)))
+        if chips is not None:
+            advance = (lambda: progress.advance(task)) if progress else None
+            result.update(
+                evaluate_chips(campaign, chips, point, repeats, baseline, max_drop, advance)
+            )
+        else:
+            result.update(summarise(campaign.repeated(everywhere, repeats)))
         result["accuracy_drop"] = baseline - result["accuracy_mean"]
         if latency_batches:
             result["latency"] = {
@@ -175,7 +188,7 @@ def evaluate(
                 site: summarise(campaign.repeated({site: point.rates}, repeats)) for site in sites
             }
         results.append(result)
-        if progress:
+        if progress and chips is None:
             progress.advance(task)
     return {
         "baseline_accuracy": baseline,
@@ -183,6 +196,70 @@ def evaluate(
         "sites": sites,
         "test_images": int(len(campaign.labels)),
     }
+
+
+def evaluate_chips(
+    campaign: Campaign,
+    chips,
+    point: FaultPoint,
+    repeats: int,
+    baseline: float,
+    max_drop: float | None = None,
+    advance=None,
+) -> dict:
+    r"""One voltage point on every chip of ``chips``: each chip's accuracy (the mean of
+    ``repeats`` runs with its per-address rates), their distribution and the yield.
+
+    - ``chips``: the per-chip accuracies :math:`a_k`, in chip order;
+    - ``accuracy_mean``, ``accuracy_std``, ``ci95``: mean, sample std and 95 % t-interval of
+      the mean over chips (the chip population's mean accuracy);
+    - ``chip_accuracy``: mean, 5th percentile (linear interpolation between order statistics)
+      and worst chip;
+    - ``yield`` (with ``max_drop``): the share of chips with :math:`a_k \ge a_0 - 	ext{drop}`
+      (:math:`a_0` the error-free baseline), and ``yield_ci95``, its Clopper–Pearson 95 %
+      interval — chips are independent draws of the population;
+    - ``population_p_flip_*``: the population's exact mean rates
+      (:meth:`~xnorfault.mram.MTJ.population_wer`) and ``chip_mean_p_flip_*`` the drawn cells'
+      mean, which converges to it.
+    """
+    from xnorfault.mram.chips import chip_rates
+
+    accuracies, pos_total, neg_total = [], 0.0, 0.0
+    for chip in chips.chips():
+        rates = chip_rates(chip, chips.table, point.voltage)
+        accuracies.append(float(np.mean(campaign.repeated(rates, repeats))))
+        pos_total += sum(float(r.pos_to_neg.sum()) for r in rates.values())
+        neg_total += sum(float(r.neg_to_pos.sum()) for r in rates.values())
+        if advance is not None:
+            advance()
+    values = np.asarray(accuracies)
+    result = summarise(values)
+    result["repeats"] = repeats
+    result["chips"] = accuracies
+    result["chip_accuracy"] = {
+        "count": int(values.size),
+        "mean": float(values.mean()),
+        "p5": float(np.percentile(values, 5)),
+        "worst": float(values.min()),
+    }
+    device = chips.device
+    result["population_p_flip_pos_to_neg"] = float(
+        device.population_wer(point.voltage, point.pulse, "ap_to_p")
+    )
+    result["population_p_flip_neg_to_pos"] = float(
+        device.population_wer(point.voltage, point.pulse, "p_to_ap")
+    )
+    cells = chips.cells * chips.count
+    result["chip_mean_p_flip_pos_to_neg"] = pos_total / cells
+    result["chip_mean_p_flip_neg_to_pos"] = neg_total / cells
+    if max_drop is not None:
+        within = int(np.sum(values >= baseline - max_drop))
+        interval = stats.binomtest(within, values.size).proportion_ci(0.95, "exact")
+        result["yield"] = within / values.size
+        result["yield_ci95"] = [float(interval.low), float(interval.high)]
+    else:
+        result["yield"] = None
+    return result
 
 
 @dataclass(frozen=True)
@@ -209,6 +286,8 @@ class EvaluationRequest:
     output: str | None = None  # the logits' graph output, for a model with several
     layout: str | None = None  # nchw / nhwc of the model's image input, when not detected
     write: WriteModel | None = None  # the write model; None: the model's own (iid if clean)
+    chips: int | None = None  # chips drawn from the device's variation, each its own cells
+    chip_seed: int = 0
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -234,6 +313,7 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     from xnorfault.runtimes import open_backend
     from xnorfault.targets import load_target, machine_description
 
+    check_chip_request(request)
     profile = load_target(request.target) if request.target is not None else None
     threads, batch_size, latency_batches = (
         request.threads,
@@ -254,9 +334,23 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         request.output,
         request.layout,
         request.write,
+        rate_maps=bool(request.chips),
     ) as runner:
         images, labels = load_test_set(request.data, runner, request.limit)
         points = sweep_points(request.source, runner)
+        chips = None
+        if request.chips:
+            from xnorfault.mram.chips import ChipPopulation
+
+            source = request.source
+            chips = ChipPopulation.build(
+                source.device,
+                {site: runner.site_addresses.get(site) for site in runner.sites},
+                request.chips,
+                request.chip_seed,
+                source.pulse,
+                source.voltages,
+            )
         campaign = Campaign(
             runner, images, labels, request.seed, batch_size or 256, f"{request.data}: labels (y)"
         )
@@ -269,8 +363,12 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 request.latency_iterations,
                 request.per_layer,
                 progress,
+                chips,
+                request.max_drop,
             )
         result["backend"] = runner.describe()
+        if chips is not None:
+            result["chip_draw"] = chips.describe()
         if runner.data_input is not None:
             result["model"] = _model_facts(request.model, runner)
     result["latency_batches"] = list(latency_batches or ())
@@ -289,6 +387,26 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def check_chip_request(request: EvaluationRequest) -> None:
+    """``--chips`` needs a write-voltage sweep on a device with variation, and no per-site
+    sensitivity (one-line errors, before anything loads)."""
+    if not request.chips:
+        return
+    source = request.source
+    if source is None or not source.voltages:
+        raise XnorfaultError(
+            "--chips draws cells of an MRAM device: give a write-voltage sweep (--voltage, "
+            "--pulse, --mram-device with a [variation] section)"
+        )
+    from xnorfault.mram.chips import require_variation
+
+    require_variation(source.device)
+    if request.per_layer:
+        raise XnorfaultError(
+            "--per-layer and --chips together would evaluate every site on every chip: run them separately"
+        )
 
 
 def _model_facts(path: Path, runner) -> dict:
@@ -339,6 +457,10 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
         "p_flip_pos_to_neg": chosen["p_flip_pos_to_neg"],
         "p_flip_neg_to_pos": chosen["p_flip_neg_to_pos"],
     }
+    if chosen.get("yield") is not None:
+        answer["yield"] = chosen["yield"]
+        answer["yield_ci95"] = chosen["yield_ci95"]
+        answer["chip_accuracy"] = chosen["chip_accuracy"]
     if device is not None:
         try:
             reference = float(device.conventional_voltage(chosen["pulse"], CONVENTIONAL_WER))

@@ -9,13 +9,16 @@ voltage schedule mapped through :mod:`xnorfault.mram`), and optionally rates for
 weights too (the paper's future work). Each element flips independently (Bernoulli per
 element), as in the paper.
 
-The spec serialises to plain JSON (run records, ONNX ``metadata_props``). Imports numpy only.
+The spec serialises to plain JSON (run records, ONNX ``metadata_props``). A chip's rates per
+address (:class:`AddressRates`) are for evaluation only. Imports numpy only.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.units import check_probability
@@ -58,6 +61,44 @@ class FlipRates:
         if isinstance(data, int | float):
             return cls.symmetric(data)
         return cls(float(data["pos_to_neg"]), float(data["neg_to_pos"]))
+
+
+@dataclass(frozen=True, eq=False)
+class AddressRates:
+    """Flip probabilities of every address of one site's activation memory on one chip:
+    ``pos_to_neg[a]`` = P(+1 → −1) and ``neg_to_pos[a]`` = P(−1 → +1) at address a, one per
+    element of one image's activation (flat, in the tensor's own layout). Cells differ from
+    address to address (:mod:`xnorfault.mram.chips`); every image written there sees the same
+    cell."""
+
+    pos_to_neg: np.ndarray
+    neg_to_pos: np.ndarray
+
+    def __post_init__(self):
+        arrays = []
+        for name, values in (("+1→−1", self.pos_to_neg), ("−1→+1", self.neg_to_pos)):
+            array = np.asarray(values, dtype=np.float32)
+            if array.ndim != 1 or array.size == 0:
+                raise XnorfaultError(
+                    f"per-address flip rates {name} must be one rate per address (a non-empty vector)"
+                )
+            if not (np.all(np.isfinite(array)) and np.all((array >= 0) & (array <= 1))):
+                raise XnorfaultError(f"per-address flip rates {name} must lie in [0, 1]")
+            arrays.append(array)
+        if arrays[0].size != arrays[1].size:
+            raise XnorfaultError(
+                f"per-address flip rates: {arrays[0].size} addresses +1→−1 but {arrays[1].size} −1→+1"
+            )
+        object.__setattr__(self, "pos_to_neg", arrays[0])
+        object.__setattr__(self, "neg_to_pos", arrays[1])
+
+    @property
+    def addresses(self) -> int:
+        return int(self.pos_to_neg.size)
+
+    def mean(self) -> FlipRates:
+        """The rates averaged over the addresses."""
+        return FlipRates(float(self.pos_to_neg.mean()), float(self.neg_to_pos.mean()))
 
 
 @dataclass(frozen=True)

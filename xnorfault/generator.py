@@ -80,9 +80,7 @@ def gap_count(size: int, p: float) -> int:
     return int(np.ceil(mean + 10.0 * np.sqrt(mean) + 16.0))
 
 
-def flip_mask(
-    values: np.ndarray, p_pos: float, p_neg: float, seed: int, site_index: int
-) -> np.ndarray:
+def flip_mask(values: np.ndarray, p_pos, p_neg, seed: int, site_index: int) -> np.ndarray:
     r"""Which elements of ``values`` (one site's activation) ``xnorfault.BitFlip`` negates for
     ``flip_seed = seed`` (non-negative), as a boolean array of the same shape.
 
@@ -91,11 +89,18 @@ def flip_mask(
     :math:`\sum_{i\le j}(G_i + 1) - 1`; with unequal rates a candidate of sign s is kept when
     the j-th uniform of the second stream is below :math:`p_s/p` (independent thinning of a
     Bernoulli process is Bernoulli with rate :math:`p_s`).
+
+    ``p_pos`` and ``p_neg`` are each a rate or one rate per address (element of one image; the
+    flat index modulo the map's length): :math:`p` is then the largest rate of both maps and a
+    candidate at address a is kept below :math:`p_s[a]/p`.
     """
     flat = np.asarray(values).ravel()
     size = flat.size
-    p_pos, p_neg = float(np.float32(p_pos)), float(np.float32(p_neg))  # the graph's inputs
-    p = max(p_pos, p_neg)
+    # the graph's float32 inputs
+    rates_pos = np.asarray(p_pos, np.float32).astype(np.float64).ravel()
+    rates_neg = np.asarray(p_neg, np.float32).astype(np.float64).ravel()
+    p = max(rates_pos.max(), rates_neg.max())
+    uniform = p == min(rates_pos.min(), rates_neg.min())
     count = gap_count(size, p)
     gap_key, thin_key = stream_keys(seed, site_index)
     with np.errstate(divide="ignore"):  # p = 1: ln 0 = -inf, every element flips
@@ -104,8 +109,12 @@ def flip_mask(
     positions = np.cumsum(gaps + 1.0) - 1.0
     valid = positions < size
     clipped = np.minimum(positions, size - 1).astype(np.int64)
-    if p_pos != p_neg:
-        keep = np.where(flat[clipped] >= 0, p_pos, p_neg) / max(p, 1e-300)
+    if not uniform:
+        keep = np.where(
+            flat[clipped] >= 0,
+            rates_pos[clipped % rates_pos.size],
+            rates_neg[clipped % rates_neg.size],
+        ) / max(p, 1e-300)
         valid &= uniforms(thin_key, count) < keep
     mask = np.zeros(size, bool)
     mask[clipped[valid]] = True
@@ -130,8 +139,8 @@ def initial_values(seed: int, site_index: int, per_image: int, state: str) -> np
 
 def write_mask(
     values: np.ndarray,
-    p_pos: float,
-    p_neg: float,
+    p_pos,
+    p_neg,
     seed: int,
     site_index: int,
     write_model: str = "iid",

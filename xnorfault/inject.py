@@ -4,8 +4,9 @@ Each binary site (a tensor of ±c values) gets one node, ``xnorfault.BitFlip`` (
 function, :mod:`xnorfault.bitflip`), that negates each element independently with probability
 :math:`p_{+\to-}` where it is positive and :math:`p_{-\to+}` where it is negative; the site's
 consumers read the flipped tensor ``SITE.flipped``. The rates are graph inputs
-``p_flip_pos.SITE`` / ``p_flip_neg.SITE`` (float scalars, :func:`xnorfault.contract.rate_input_names`)
-whose defaults are the rates given at injection, so one file serves a whole sweep; ``flip_seed``
+``p_flip_pos.SITE`` / ``p_flip_neg.SITE`` (float scalars, :func:`xnorfault.contract.rate_input_names`;
+with ``rate_maps`` vectors of one rate, or of one rate per element of an image for a chip whose
+cells differ) whose defaults are the rates given at injection, so one file serves a whole sweep; ``flip_seed``
 (int64 scalar) makes the draw reproducible — feed :func:`xnorfault.generator.run_seed` of the
 campaign's seed and the run index for independent masks; the default ``-1`` draws a seed from
 onnxruntime's generator at each run.
@@ -37,6 +38,7 @@ from xnorfault.contract import (
     SITES_KEY,
     flipped_name,
     rate_input_names,
+    rate_map_dim,
 )
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultSpec, FlipRates, WriteModel
@@ -268,6 +270,7 @@ def inject_flips(
     source: dict | None = None,
     expose: bool = False,
     write: WriteModel | None = None,
+    rate_maps: bool = False,
 ) -> onnx.ModelProto:
     """A copy of ``model`` with one ``xnorfault.BitFlip`` node at each binary site (``sites``
     restricts them).
@@ -276,7 +279,8 @@ def inject_flips(
     :class:`FaultSpec` (its activation rates, per-layer overrides included). Flips already
     injected are replaced, not stacked. ``expose`` adds each site's clean and flipped tensors as
     graph outputs (for tests). ``source`` is recorded in the metadata (e.g. the MRAM operating
-    point).
+    point). ``rate_maps`` declares the rate inputs as vectors (length 1, or one rate per element
+    of an image: per-address rates of a chip, :mod:`xnorfault.mram.chips`) instead of scalars.
     """
     import onnx_ir as ir
 
@@ -331,7 +335,12 @@ def inject_flips(
     for site in chosen:
         clean = produced[site]
         rate_inputs = [
-            _control_input(graph, name, np.array(value, np.float32))
+            _control_input(
+                graph,
+                name,
+                np.array([value] if rate_maps else value, np.float32),
+                [rate_map_dim(site)] if rate_maps else [],
+            )
             for name, value in zip(
                 rate_input_names(site),
                 (site_rates[site].pos_to_neg, site_rates[site].neg_to_pos),
@@ -361,6 +370,7 @@ def inject_flips(
         "seed_input": SEED_INPUT,
         "generator": GENERATOR,
         "write": write.to_dict(),
+        "rate_maps": rate_maps,
         "source": source or (rates.source if isinstance(rates, FaultSpec) else {}),
     }
     graph_model.metadata_props[INJECTED_KEY] = json.dumps(info)
@@ -370,14 +380,15 @@ def inject_flips(
     return injected
 
 
-def _control_input(graph, name: str, default: np.ndarray):
-    """A scalar graph input ``name`` with initializer ``default`` (an input a run may feed)."""
+def _control_input(graph, name: str, default: np.ndarray, shape=()):
+    """A graph input ``name`` with initializer ``default`` (an input a run may feed), declared
+    with ``shape`` (a scalar unless given)."""
     import onnx_ir as ir
 
     value = ir.Value(
         name=name,
         type=ir.TensorType(ir.DataType.from_numpy(default.dtype)),
-        shape=ir.Shape([]),
+        shape=ir.Shape(list(shape)),
         const_value=ir.tensor(default),
     )
     graph.inputs.append(value)

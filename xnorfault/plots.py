@@ -154,7 +154,7 @@ def plot_accuracy_vs_epoch(record: dict, path: str | Path, band: str = "std") ->
 def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -> Path:
     """Accuracy (mean with its 95 % interval) vs write voltage, with the WER of both write
     directions and the write energy relative to the highest swept voltage on secondary axes;
-    for BER sweeps, accuracy vs BER."""
+    for BER sweeps, accuracy vs BER. With chips, every chip's accuracy is a dot."""
     plt = _pyplot()
     points = result["points"]
     figure, axes = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
@@ -164,8 +164,26 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
     mean = np.array([p["accuracy_mean"] for p in order]) * 100
     low = np.array([p["ci95"][0] for p in order]) * 100
     high = np.array([p["ci95"][1] for p in order]) * 100
-    axes.plot(x, mean, marker="o", color="C0", label="accuracy under flips (mean)")
+    chips = all("chips" in p for p in order)
+    axes.plot(
+        x,
+        mean,
+        marker="o",
+        color="C0",
+        label="chips' mean accuracy" if chips else "accuracy under flips (mean)",
+    )
     axes.fill_between(x, low, high, color="C0", alpha=0.2, linewidth=0, label="95 % interval")
+    if chips:
+        for index, (position, point) in enumerate(zip(x, order, strict=True)):
+            axes.scatter(
+                np.full(len(point["chips"]), position),
+                np.asarray(point["chips"]) * 100,
+                s=6,
+                color="C0",
+                alpha=0.35,
+                linewidths=0,
+                label="one chip" if index == 0 else None,
+            )
     axes.axhline(
         result["baseline_accuracy"] * 100,
         color="black",
@@ -186,7 +204,11 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
         axes.set_xlabel(f"write voltage (V), pulse {order[0]['pulse'] * 1e9:g} ns")
         wer_axis = axes.twinx()
         wer_axis.semilogy(
-            x, [p["wer_p_to_ap"] for p in order], color="C3", linestyle="-.", label="WER P→AP"
+            x,
+            [p["wer_p_to_ap"] for p in order],
+            color="C3",
+            linestyle="-.",
+            label="WER P→AP" + (" (nominal cell)" if chips else ""),
         )
         if any(p["wer_ap_to_p"] != p["wer_p_to_ap"] for p in order):
             wer_axis.semilogy(
@@ -216,7 +238,9 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
     axes.grid(alpha=0.3)
     name = Path(result["backend"].get("model") or "model").name
     axes.set_title(
-        f"{name}: accuracy under activation bit errors ({points[0]['repeats']} repeats per point)",
+        f"{name}: accuracy under activation bit errors ("
+        + (f"{len(points[0]['chips'])} chips × " if chips else "")
+        + f"{points[0]['repeats']} repeats per point)",
         fontsize=9,
     )
     try:

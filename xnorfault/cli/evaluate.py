@@ -78,6 +78,16 @@ def evaluate_command(
     per_layer: bool = typer.Option(
         False, "--per-layer", help="Also flip one site at a time (layer sensitivity)."
     ),
+    chips: int | None = typer.Option(
+        None,
+        "--chips",
+        min=1,
+        help="Draw N chips from the device's [variation] and evaluate each with its own cells "
+        "(per-address WER); report the spread across chips and, with --max-drop, the yield.",
+    ),
+    chip_seed: int = typer.Option(
+        0, "--chip-seed", help="Seed of the chips' cells: chip k of a seed is always the same."
+    ),
     output: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
     write: WriteModel | None = None,
@@ -118,6 +128,8 @@ def evaluate_command(
         output=output,
         layout=None if layout is None else layout.value,
         write=write,
+        chips=chips,
+        chip_seed=chip_seed,
     )
     if plot_path is not None:
         check_figure_output(plot_path, "--plot")
@@ -152,6 +164,9 @@ CSV_COLUMNS = [
     "accuracy_drop",
     "write_energy",
     "endurance_cycles",
+    "chip_p5",
+    "chip_worst",
+    "yield",
 ]
 
 
@@ -170,6 +185,9 @@ def points_csv(result: dict) -> str:
     for point in result["points"]:
         row = dict(point)
         row["ci95_low"], row["ci95_high"] = point["ci95"]
+        if "chip_accuracy" in point:
+            row["chip_p5"] = point["chip_accuracy"]["p5"]
+            row["chip_worst"] = point["chip_accuracy"]["worst"]
         for b, values in point.get("latency", {}).items():
             for key, value in values.items():
                 row[f"latency_b{b}_{key}"] = value
@@ -187,21 +205,43 @@ def print_result(result: dict, latency_batches) -> None:
     )
     columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval", "drop"]
     has_voltage = any(p.get("voltage") is not None for p in result["points"])
+    has_chips = any("chips" in p for p in result["points"])
+    has_yield = any(p.get("yield") is not None for p in result["points"])
+    if has_chips:  # the population's mean rates, and the spread across chips
+        columns[1:6] = ["mean p(+1→−1)", "mean p(−1→+1)", "chips' mean", "95 % interval"]
+        columns[5:5] = ["5th pct", "worst"]
+    if has_yield:
+        columns += ["yield (95 % CI)"]
     if has_voltage:
         columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
     columns += [f"p50 b{b} (ms)" for b in latency_batches]
     for header in columns:
         table.add_column(header, justify="right")
     for p in result["points"]:
-        cells = [
-            p["label"],
-            f"{p['p_flip_pos_to_neg']:.3g}",
-            f"{p['p_flip_neg_to_pos']:.3g}",
-            f"{p['accuracy_mean']:.4f}",
-            f"{p['accuracy_std']:.4f}",
-            f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}]",
-            f"{p['accuracy_drop']:+.4f}",
-        ]
+        interval = f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}]"
+        if has_chips:
+            cells = [
+                p["label"],
+                f"{p['population_p_flip_pos_to_neg']:.3g}",
+                f"{p['population_p_flip_neg_to_pos']:.3g}",
+                f"{p['accuracy_mean']:.4f}",
+                interval,
+                f"{p['chip_accuracy']['p5']:.4f}",
+                f"{p['chip_accuracy']['worst']:.4f}",
+            ]
+        else:
+            cells = [
+                p["label"],
+                f"{p['p_flip_pos_to_neg']:.3g}",
+                f"{p['p_flip_neg_to_pos']:.3g}",
+                f"{p['accuracy_mean']:.4f}",
+                f"{p['accuracy_std']:.4f}",
+                interval,
+            ]
+        cells.append(f"{p['accuracy_drop']:+.4f}")
+        if has_yield:
+            low, high = p["yield_ci95"]
+            cells.append(f"{p['yield']:.2f} [{low:.2f}, {high:.2f}]")
         if has_voltage:
             from xnorfault.units import format_energy
 
@@ -214,6 +254,16 @@ def print_result(result: dict, latency_batches) -> None:
     console.print(table)
     if "model" in result:
         console.print(f"model: {result['model']['summary']}")
+    if "chip_draw" in result:
+        draw = result["chip_draw"]
+        spread = draw["variation"]
+        console.print(
+            f"chips: {draw['count']} drawn (chip seed {draw['seed']}), {draw['cells_per_chip']} "
+            f"activation cells each; σΔ/Δ {spread['sigma_delta']:g}, σVc0/Vc0 "
+            f"{spread['sigma_vc0']:g} ({spread['distribution']}, correlation "
+            f"{spread['correlation']:g}); each chip's accuracy is the mean of "
+            f"{result['points'][0]['repeats']} runs"
+        )
     write = info.get("write_model") or {"model": "iid"}
     if write["model"] != "iid":
         console.print(
@@ -232,6 +282,9 @@ def print_result(result: dict, latency_batches) -> None:
     if drop:
         if drop.get("voltage") is not None:
             line = f"lowest write voltage within {drop['max_drop']:g} of the baseline: {drop['voltage']:.3f} V"
+            if drop.get("yield") is not None:
+                low, high = drop["yield_ci95"]
+                line += f" (chips' mean accuracy; yield {drop['yield']:.2f}, 95 % CI [{low:.2f}, {high:.2f}])"
             if "energy_saving" in drop:
                 line += (
                     f" — {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "

@@ -150,6 +150,11 @@ class MTJ:
             raise XnorfaultError(
                 f"variation.distribution {self.variation!r}: use one of {', '.join(VARIATIONS)}"
             )
+        if self.measured is not None and self.varies:
+            raise XnorfaultError(
+                "a measured WER table describes one chip as measured; [variation] varies the model's "
+                "parameters: give either [measured] or [variation], not both"
+            )
         if not -1 < self.variation_correlation < 1:
             raise XnorfaultError(
                 f"variation.correlation must lie strictly between -1 and 1, got {self.variation_correlation!r}"
@@ -232,13 +237,18 @@ class MTJ:
             )
         return 1 + self.sigma_delta * z_delta, 1 + self.sigma_vc0 * z_vc0
 
-    def sample_cells(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample_cells(
+        self, count: int, rng: np.random.Generator, limit: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Δ and critical-voltage factors of ``count`` cells drawn from the device's variation,
         the two draws correlated by :math:`\\rho`: :math:`z_V = \\rho z_\\Delta +
-        \\sqrt{1-\\rho^2}\\,z'`."""
+        \\sqrt{1-\\rho^2}\\,z'`; with ``limit`` each draw is clipped to
+        :math:`[-\\text{limit}, \\text{limit}]`."""
         z_delta = rng.standard_normal(count)
         rho = self.variation_correlation
         z_vc0 = rho * z_delta + math.sqrt(1 - rho**2) * rng.standard_normal(count)
+        if limit is not None:
+            z_delta, z_vc0 = np.clip(z_delta, -limit, limit), np.clip(z_vc0, -limit, limit)
         return self.cell_factors(z_delta, z_vc0)
 
     def cell_wer(self, voltage, pulse, delta_factor, vc0_factor, direction: Direction = "p_to_ap"):
@@ -257,13 +267,13 @@ class MTJ:
         self, voltage, pulse, direction: Direction = "p_to_ap", nodes: int = QUADRATURE_NODES
     ):
         r"""Mean WER over the device's cell population at one operating point: the expectation
-                of the exact WER over the two correlated normal draws, by Gauss–Hermite quadrature,
-                :math:`rac{1}{\pi}\sum_{i,j} w_i w_j\,\mathrm{WER}(z_\Delta = \sqrt2 x_i,\ z_V =
-        ho
-                \sqrt2 x_i + \sqrt{1-
-        ho^2}\sqrt2 x_j)`. Equal to :meth:`wer` without variation. The
-                mean exceeds the nominal WER: weak cells fail far more often than strong ones succeed
-                more."""
+        of the exact WER over the two correlated normal draws, by Gauss–Hermite quadrature,
+
+        .. math:: \frac{1}{\pi}\sum_{i,j} w_i w_j\,\mathrm{WER}\big(z_\Delta = \sqrt2 x_i,\
+                  z_V = \rho\sqrt2 x_i + \sqrt{1-\rho^2}\sqrt2 x_j\big).
+
+        Equal to :meth:`wer` without variation. The mean exceeds the nominal WER: weak cells
+        fail far more often than strong ones succeed more."""
         if not self.varies:
             return self.wer(voltage, pulse, direction)
         points, weights = np.polynomial.hermite.hermgauss(nodes)
