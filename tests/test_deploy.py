@@ -106,6 +106,8 @@ def test_bundle_holds_everything_the_pi_needs(trained):
         next(p.value for p in model.metadata_props if p.key == "xnorfault.injected")
     )
     assert all(r["pos_to_neg"] == 0 and r["neg_to_pos"] == 0 for r in injected["rates"].values())
+    # trained without a write model: the bundle's model flips every write (iid)
+    assert injected["write"]["model"] == "iid" and manifest["write_model"]["model"] == "iid"
     data = np.load(bundle / "test.npz")
     assert data["x"].shape == (120, 1, 28, 28) and data["x"].dtype == np.float32
     pins = dict(
@@ -119,6 +121,7 @@ def test_bundle_holds_everything_the_pi_needs(trained):
     readme = (bundle / "README.md").read_text()
     assert f"pip install -r requirements-aarch64.txt {wheel}" in readme
     assert "xnorfault evaluate model.onnx --data test.npz --target raspberry-pi-4" in readme
+    assert "Write model: `iid`" in readme
     assert load_target(bundle / "target.toml") == load_target("raspberry-pi-4")
     assert "\n".join(manifest["requirements"]) in (bundle / "requirements-aarch64.txt").read_text()
 
@@ -218,14 +221,27 @@ def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, 
             "-o",
             str(bundle),
             "--force",
+            "--write-model",
+            "previous",
+            "--initial-state",
+            "random",
         )
     finally:
         os.umask(previous)
     assert code == 0, err
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["source_run"]["point"] == "ber=0" and manifest["target"]["name"] == "my-board"
+    # the write model asked for travels in the model, the manifest and the README
+    model = onnx.load(str(bundle / "model.onnx"))
+    injected = json.loads(
+        next(p.value for p in model.metadata_props if p.key == "xnorfault.injected")
+    )
+    assert injected["write"] == {"model": "previous", "initial_state": "random"}
+    assert manifest["write_model"] == injected["write"]
+    assert {n.op_type for n in model.graph.node if n.domain == "xnorfault"} == {"BitFlipPrevious"}
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o750
     assert {stat.S_IMODE(p.stat().st_mode) for p in bundle.iterdir()} == {0o640}
     readme = (bundle / "README.md").read_text()
     assert "--target target.toml" in readme and "--target my-board" not in readme
+    assert "Write model: `previous` (initial state random)" in readme
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "my_board.toml"]

@@ -149,6 +149,7 @@ def _readme(
         "",
         f"Model: {model_line}",
         f"MRAM device: {device_name} (`device.toml`).",
+        f"Write model: {_write_line(described.get('write_model'))}",
         "",
         f"## On the target ({target.os or target.architecture}, Python {target.python or '3'})",
         "",
@@ -183,6 +184,22 @@ def _readme(
             "from the ONNX path (`model.onnx` on onnxruntime), which is the same network.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _write_line(write: dict | None) -> str:
+    """The bundle README's sentence on the write model its ``model.onnx`` carries."""
+    write = write or {"model": "iid"}
+    if write["model"] == "previous":
+        return (
+            f"`previous` (initial state {write['initial_state']}): a write fails only where it must "
+            "switch the cell; `evaluate` uses it unless given `--write-model`."
+        )
+    if write["model"] == "reset":
+        return (
+            f"`reset` to {write['initial_state']} before every write; `evaluate` uses it unless "
+            "given `--write-model`."
+        )
+    return "`iid` (every write switches: the upper bound); `--write-model previous` on `evaluate` re-injects."
 
 
 def _sha256(path: Path) -> str:
@@ -317,19 +334,23 @@ def move_into_place(staging: Path, output: Path) -> None:
     shutil.rmtree(holder)
 
 
-def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool) -> dict:
-    """A trained run's network in ``staging``: exported, injected at rate 0, its test split;
-    with ``lce`` also the LCE export. Returns the manifest's description of the model."""
-    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY
+def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool, write) -> dict:
+    """A trained run's network in ``staging``: exported, injected at rate 0 under ``write``
+    (``None``: the write model it was trained with), its test split; with ``lce`` also the LCE
+    export. Returns the manifest's description of the model."""
+    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY, metadata_key
     from xnorfault.exporters.onnx import export_run
-    from xnorfault.faults import FlipRates
+    from xnorfault.faults import FlipRates, WriteModel
     from xnorfault.inject import inject_flips, load_model, metadata, save_model
 
     summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
     clean = load_model(staging / "model.onnx")
-    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
-    save_model(injected, staging / "model.onnx")
     props = metadata(clean)
+    if write is None:
+        trained_with = json.loads(props.get(metadata_key("training_fault_spec"), "{}") or "{}")
+        write = WriteModel.from_dict((trained_with or {}).get("write"))
+    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name}, write=write)
+    save_model(injected, staging / "model.onnx")
     model_info = json.loads(props[SOURCE_RUN_KEY])
     model_name = json.loads(props[MODEL_KEY])["name"]
     lce_summary = None
@@ -344,6 +365,7 @@ def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool) -> dict
         "source_run": model_info,
         "model": model_name,
         "binary_sites": summary["binary_sites"],
+        "write_model": write.to_dict(),
         "export_parity": {
             key: summary[key]
             for key in ("argmax_agreement", "max_abs_logit_difference", "onnx_test_accuracy")
@@ -358,21 +380,22 @@ def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool) -> dict
 
 
 def _stage_onnx_model(
-    model_path: Path, data: Path, staging: Path, target, layout, output_name
+    model_path: Path, data: Path, staging: Path, target, layout, output_name, write
 ) -> dict:
     """A model brought as an ONNX file, with its test set (``.npz``), in ``staging``: checked
     as ``evaluate`` would (it runs here on onnxruntime, the test set fits it), injected at rate
     0, its error-free accuracy measured here. Returns the manifest's description of the model."""
     from xnorfault.contract import OUTPUT_KEY
     from xnorfault.evaluation import Campaign, load_test_set
-    from xnorfault.faults import FlipRates
+    from xnorfault.faults import FlipRates, WriteModel
     from xnorfault.inject import inject_flips, load_model, save_model
     from xnorfault.inspection import inspect_model
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
+    write = write or WriteModel()
     clean = load_model(model_path)
     report = inspect_model(clean, runtime=False)
-    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name})
+    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name}, write=write)
     with OnnxRuntimeBackend(injected, output=output_name, layout=layout) as backend:
         images, labels = load_test_set(str(data), backend)
         baseline = Campaign(backend, images, labels, seed=0, labels_source=f"{data}: labels (y)")
@@ -391,6 +414,7 @@ def _stage_onnx_model(
         "model": model_path.stem,
         "binary_sites": [site.name for site in report.sites],
         "model_report": report.summary(),
+        "write_model": write.to_dict(),
         "baseline_accuracy": accuracy,
         "lce": None,
         "evaluate_options": "" if layout is None else f" --layout {layout.lower()}",
@@ -410,11 +434,14 @@ def deploy(
     data: Path | None = None,
     layout: str | None = None,
     output_name: str | None = None,
+    write=None,
 ) -> dict:
     """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the
     manifest. ``source``: a run of ``xnorfault train``, or an ONNX model brought from
     elsewhere together with its test set ``data`` (``.npz`` of ``x``, ``y``; ``layout`` and
-    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output``)."""
+    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output``). ``write``: the write
+    model the bundle's model carries (a :class:`~xnorfault.faults.WriteModel`; ``None``: the
+    one a run was trained with, ``iid`` for an ONNX model)."""
     from xnorfault import __version__
     from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device
@@ -465,9 +492,9 @@ def deploy(
         ) from None
     try:
         if foreign:
-            described = _stage_onnx_model(source, data, staging, target, layout, output_name)
+            described = _stage_onnx_model(source, data, staging, target, layout, output_name, write)
         else:
-            described = _stage_run(source, staging, target, point, repeat, lce)
+            described = _stage_run(source, staging, target, point, repeat, lce, write)
         (staging / "device.toml").write_text(device_text, encoding="utf-8")
         (staging / "target.toml").write_text(profile_text(target_name), encoding="utf-8")
         built = build_wheel(staging, wheel)

@@ -126,8 +126,8 @@ WriteModelOption = Annotated[
         "--write-model",
         help="When a write fails: iid (every write switches the cell: the upper bound), previous "
         "(only where the value stored by the previous image differs; a failed write keeps the "
-        "old value) or reset (cells reset to --initial-state before each write). Default iid, "
-        "or the model's own in evaluate.",
+        "old value) or reset (cells reset to --initial-state before each write). Default iid; "
+        "evaluate: the model's own; deploy: the one the run was trained with.",
     ),
 ]
 InitialStateOption = Annotated[

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from xnorfault.cli._common import console, emit_json
-from xnorfault.cli._options import JsonOption, LayoutOption, MramDeviceOption
+from xnorfault.cli._options import (
+    InitialStateOption,
+    JsonOption,
+    LayoutOption,
+    MramDeviceOption,
+    WriteModelOption,
+    write_model,
+)
 
 
 def deploy_command(
@@ -42,6 +49,8 @@ def deploy_command(
         "--output-name",
         help="An ONNX model's output holding the logits (default: its only float output).",
     ),
+    write_model_choice: WriteModelOption = None,
+    initial_state: InitialStateOption = None,
     as_json: JsonOption = False,
 ):
     """Write a self-contained bundle for a target: the injected ONNX model (rates as inputs),
@@ -55,6 +64,7 @@ def deploy_command(
     from xnorfault.targets import load_target
 
     load_target(target)  # an unknown target is reported before any work
+    write = write_model(write_model_choice, initial_state)
     with console.status("building the bundle…") if not as_json else nullcontext():
         manifest = deploy(
             run,
@@ -69,6 +79,7 @@ def deploy_command(
             data,
             None if layout is None else layout.value,
             output_name,
+            write,
         )
     if as_json:
         emit_json(manifest)
