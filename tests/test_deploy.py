@@ -245,3 +245,62 @@ def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, 
     assert "--target target.toml" in readme and "--target my-board" not in readme
     assert "Write model: `previous` (initial state random)" in readme
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "my_board.toml"]
+
+
+def test_operating_points_become_the_models_default_rates(trained, run_cli, tmp_path):
+    """A bundle built with per-site operating points ships them, its model defaults to each
+    site's rates on the bundle's device, and its README evaluates them; a site the model lacks
+    is a one-line error."""
+    from xnorfault.mram import load_device
+
+    points = tmp_path / "points.toml"
+    points.write_text(
+        'format = "xnorfault-operating-points/1"\n'
+        '[sites.act1]\nvoltage = "450mV"\npulse = "10ns"\n'
+        '[sites.act2]\nvoltage = "520mV"\npulse = "5ns"\n'
+    )
+    bundle = tmp_path / "bundle"
+    code, _, err = run_cli(
+        "deploy",
+        str(trained / "run"),
+        "--point",
+        "ber=0",
+        "--target",
+        "raspberry-pi-4",
+        "-o",
+        str(bundle),
+        "--operating-points",
+        str(points),
+        "--mram-device",
+        "asymmetric",
+    )
+    assert code == 0, err
+    assert (bundle / "operating_points.toml").read_text() == points.read_text()
+    model = onnx.load(str(bundle / "model.onnx"))
+    injected = json.loads(
+        next(p.value for p in model.metadata_props if p.key == "xnorfault.injected")
+    )
+    device = load_device("asymmetric")
+    for site, (voltage, pulse) in {"act1": (0.45, 1e-8), "act2": (0.52, 5e-9)}.items():
+        pos_to_neg, neg_to_pos = device.flip_rates(voltage, pulse)
+        assert injected["rates"][site]["pos_to_neg"] == pytest.approx(pos_to_neg)
+        assert injected["rates"][site]["neg_to_pos"] == pytest.approx(neg_to_pos)
+    assert "operating_points.json" in (bundle / "README.md").read_text()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["operating_points"]["act2"]["pulse"] == pytest.approx(5e-9)
+    points.write_text(
+        'format = "xnorfault-operating-points/1"\n[sites.conv9]\nvoltage = "450mV"\npulse = "10ns"\n'
+    )
+    code, _, err = run_cli(
+        "deploy",
+        str(trained / "run"),
+        "--point",
+        "ber=0",
+        "--target",
+        "raspberry-pi-4",
+        "-o",
+        str(tmp_path / "other"),
+        "--operating-points",
+        str(points),
+    )
+    assert code == 2 and "conv9" in err and not (tmp_path / "other").exists()

@@ -16,4 +16,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+
+def __getattr__(name: str):
+    # the Python API's entry points, imported only when used (the package stays light)
+    if name == "optimize":
+        from xnorfault.optimization import optimize
+
+        return optimize
+    raise AttributeError(f"module 'xnorfault' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "optimize"]

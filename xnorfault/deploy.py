@@ -11,6 +11,8 @@ prepared:
 * ``xnorfault-VERSION-py3-none-any.whl`` and ``requirements-aarch64.txt`` — xnorfault itself and
   the exact versions of everything it imports, pinned to what this machine runs;
 * ``model.tflite`` with ``--lce`` — the LCE export, for ``lce_benchmark_model`` latency;
+* ``operating_points.toml`` with ``--operating-points`` — per-site write voltages and pulses
+  (``xnorfault optimize``), whose rates the model then carries as its defaults;
 * ``README.md`` (the commands to run on the target) and ``manifest.json`` (sha256 of every file,
   source run, parity of the export).
 
@@ -162,6 +164,15 @@ def _readme(
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} \\",
         "    --mram-device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
         f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",
+    ]
+    if described.get("operating_points"):
+        lines += [
+            "# accuracy at the per-site operating points of operating_points.toml (the model's"
+            " default rates)",
+            f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} \\",
+            "    --repeats 10 --json > operating_points.json",
+        ]
+    lines += [
         "```",
         "",
         f"`--target {target_option}` sets {target.threads} threads and latency batch size(s) {batches} "
@@ -184,6 +195,35 @@ def _readme(
             "from the ONNX path (`model.onnx` on onnxruntime), which is the same network.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def inject_for_bundle(clean, target, write, points, device):
+    """The bundle's model: flips at every binary site, at rate 0 — or, with per-site operating
+    ``points`` (from 'xnorfault optimize --operating-points'), at each site's rates on
+    ``device`` as the defaults — under ``write``."""
+    import json as _json
+
+    from xnorfault.contract import INJECTED_KEY
+    from xnorfault.faults import FlipRates
+    from xnorfault.inject import inject_flips, metadata
+
+    source = {"deploy": target.name}
+    rates: FlipRates | dict = FlipRates()
+    if points is not None:
+        rates = {site: FlipRates(*device.flip_rates(v, t)) for site, (v, t) in points.items()}
+        source["operating_points"] = {
+            site: {"voltage": v, "pulse": t} for site, (v, t) in points.items()
+        }
+    injected = inject_flips(clean, rates, source=source, write=write)
+    if points is not None:
+        sites = _json.loads(metadata(injected)[INJECTED_KEY])["sites"]
+        unknown = sorted(set(points) - set(sites))
+        if unknown:
+            raise XnorfaultError(
+                f"--operating-points names site(s) {', '.join(unknown)} the model does not have "
+                f"(its binary sites: {', '.join(sites)})"
+            )
+    return injected
 
 
 def _write_line(write: dict | None) -> str:
@@ -334,14 +374,16 @@ def move_into_place(staging: Path, output: Path) -> None:
     shutil.rmtree(holder)
 
 
-def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool, write) -> dict:
+def _stage_run(
+    run_dir, staging: Path, target, point, repeat, lce: bool, write, points, mtj
+) -> dict:
     """A trained run's network in ``staging``: exported, injected at rate 0 under ``write``
     (``None``: the write model it was trained with), its test split; with ``lce`` also the LCE
     export. Returns the manifest's description of the model."""
     from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY, metadata_key
     from xnorfault.exporters.onnx import export_run
-    from xnorfault.faults import FlipRates, WriteModel
-    from xnorfault.inject import inject_flips, load_model, metadata, save_model
+    from xnorfault.faults import WriteModel
+    from xnorfault.inject import load_model, metadata, save_model
 
     summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
     clean = load_model(staging / "model.onnx")
@@ -349,7 +391,7 @@ def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool, write) 
     if write is None:
         trained_with = json.loads(props.get(metadata_key("training_fault_spec"), "{}") or "{}")
         write = WriteModel.from_dict((trained_with or {}).get("write"))
-    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name}, write=write)
+    injected = inject_for_bundle(clean, target, write, points, mtj)
     save_model(injected, staging / "model.onnx")
     model_info = json.loads(props[SOURCE_RUN_KEY])
     model_name = json.loads(props[MODEL_KEY])["name"]
@@ -380,22 +422,22 @@ def _stage_run(run_dir, staging: Path, target, point, repeat, lce: bool, write) 
 
 
 def _stage_onnx_model(
-    model_path: Path, data: Path, staging: Path, target, layout, output_name, write
+    model_path: Path, data: Path, staging: Path, target, layout, output_name, write, points, mtj
 ) -> dict:
     """A model brought as an ONNX file, with its test set (``.npz``), in ``staging``: checked
     as ``evaluate`` would (it runs here on onnxruntime, the test set fits it), injected at rate
     0, its error-free accuracy measured here. Returns the manifest's description of the model."""
     from xnorfault.contract import OUTPUT_KEY
     from xnorfault.evaluation import Campaign, load_test_set
-    from xnorfault.faults import FlipRates, WriteModel
-    from xnorfault.inject import inject_flips, load_model, save_model
+    from xnorfault.faults import WriteModel
+    from xnorfault.inject import load_model, save_model
     from xnorfault.inspection import inspect_model
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
     write = write or WriteModel()
     clean = load_model(model_path)
     report = inspect_model(clean, runtime=False)
-    injected = inject_flips(clean, FlipRates(), source={"deploy": target.name}, write=write)
+    injected = inject_for_bundle(clean, target, write, points, mtj)
     with OnnxRuntimeBackend(injected, output=output_name, layout=layout) as backend:
         images, labels = load_test_set(str(data), backend)
         baseline = Campaign(backend, images, labels, seed=0, labels_source=f"{data}: labels (y)")
@@ -435,13 +477,17 @@ def deploy(
     layout: str | None = None,
     output_name: str | None = None,
     write=None,
+    operating_points: Path | None = None,
 ) -> dict:
     """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the
     manifest. ``source``: a run of ``xnorfault train``, or an ONNX model brought from
     elsewhere together with its test set ``data`` (``.npz`` of ``x``, ``y``; ``layout`` and
     ``output_name`` as ``evaluate``'s ``--layout`` and ``--output``). ``write``: the write
     model the bundle's model carries (a :class:`~xnorfault.faults.WriteModel`; ``None``: the
-    one a run was trained with, ``iid`` for an ONNX model)."""
+    one a run was trained with, ``iid`` for an ONNX model). ``operating_points``: a TOML of
+    per-site write voltages and pulses ('xnorfault optimize --operating-points'), shipped as
+    ``operating_points.toml``; the model then carries each site's rates on the device as its
+    defaults."""
     from xnorfault import __version__
     from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device
@@ -478,6 +524,13 @@ def deploy(
     remove_stale_staging(output)
     check_bundle_output(output, source, force)
     mtj = load_device(device)
+    points = None
+    if operating_points is not None:
+        from xnorfault.optimization import read_operating_points
+
+        points = read_operating_points(operating_points)
+        for voltage, pulse in points.values():
+            mtj.flip_rates(voltage, pulse)  # above breakdown or otherwise unusable: said now
     device_text = (
         preset_toml(device)
         if str(device) in available_devices()
@@ -492,9 +545,17 @@ def deploy(
         ) from None
     try:
         if foreign:
-            described = _stage_onnx_model(source, data, staging, target, layout, output_name, write)
+            described = _stage_onnx_model(
+                source, data, staging, target, layout, output_name, write, points, mtj
+            )
         else:
-            described = _stage_run(source, staging, target, point, repeat, lce, write)
+            described = _stage_run(source, staging, target, point, repeat, lce, write, points, mtj)
+        if points is not None:
+            shutil.copyfile(operating_points, staging / "operating_points.toml")
+            described["operating_points"] = {
+                site: {"voltage": voltage, "pulse": pulse}
+                for site, (voltage, pulse) in points.items()
+            }
         (staging / "device.toml").write_text(device_text, encoding="utf-8")
         (staging / "target.toml").write_text(profile_text(target_name), encoding="utf-8")
         built = build_wheel(staging, wheel)

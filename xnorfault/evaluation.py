@@ -85,15 +85,17 @@ class Campaign:
         self.counter = 0
 
     def accuracy(self, rates: dict[str, FlipRates]) -> float:
-        correct = 0
+        return float(self.correct(rates).mean())
+
+    def correct(self, rates: dict[str, FlipRates]) -> np.ndarray:
+        """Whether each test image is classified right in one run under ``rates`` (bool)."""
+        hits = []
         for start in range(0, len(self.labels), self.batch_size):
             logits = self.backend.run(
                 self.images[start : start + self.batch_size], rates, self.next_seed()
             )
-            correct += int(
-                (logits.argmax(axis=1) == self.labels[start : start + self.batch_size]).sum()
-            )
-        return correct / len(self.labels)
+            hits.append(logits.argmax(axis=1) == self.labels[start : start + self.batch_size])
+        return np.concatenate(hits)
 
     def repeated(self, rates: dict[str, FlipRates], repeats: int) -> list[float]:
         return [self.accuracy(rates) for _ in range(repeats)]
@@ -137,10 +139,6 @@ def check_inputs(images: np.ndarray, labels: np.ndarray) -> None:
         )
 
 
-def rates_everywhere(sites, rates: FlipRates) -> dict[str, FlipRates]:
-    return {site: rates for site in sites}
-
-
 def evaluate(
     campaign: Campaign,
     points: list[FaultPoint],
@@ -161,7 +159,7 @@ def evaluate(
     task = progress.add_task("evaluating", total=total) if progress else None
     results = []
     for point in points:
-        everywhere = rates_everywhere(sites, point.rates)
+        everywhere = {site: point.spec.activation_rates(site) for site in sites}
         result = {
             "label": point.label,
             "ber": point.ber,
@@ -185,8 +183,11 @@ def evaluate(
             }
         if per_layer:
             result["per_layer"] = {
-                site: summarise(campaign.repeated({site: point.rates}, repeats)) for site in sites
+                site: summarise(campaign.repeated({site: everywhere[site]}, repeats))
+                for site in sites
             }
+        if point.spec.layers:
+            result["per_site_rates"] = {site: r.to_dict() for site, r in everywhere.items()}
         results.append(result)
         if progress and chips is None:
             progress.advance(task)
@@ -298,7 +299,11 @@ def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
         if source.voltages:
             points.sort(key=lambda point: point.voltage, reverse=True)
         return points
-    rates = next(iter(backend.injected_rates.values()), FlipRates())
+    injected = dict(backend.injected_rates)
+    rates = next(iter(injected.values()), FlipRates())
+    if any(other != rates for other in injected.values()):
+        # rates of their own per site (e.g. 'xnorfault optimize -o'): one point, as injected
+        return [FaultPoint("injected", FaultSpec.from_rates(rates, layers=injected))]
     if rates.is_symmetric:
         return fault_points(FaultSource(bers=(rates.pos_to_neg,)))
     return [FaultPoint("injected", FaultSpec.from_rates(rates))]

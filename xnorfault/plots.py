@@ -247,3 +247,66 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
         return atomic_save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def plot_pareto(result: dict, path: str | Path) -> Path:
+    """Energy per inference against predicted accuracy drop (search half) along the per-site
+    greedy walk and along the shared point, with the verified answers (held-out half, their
+    upper bounds as error bars) and the budget (``xnorfault optimize --plot``)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
+    reference = (result.get("conventional") or {}).get("energy_per_inference")
+    scale = reference if reference else 1.0
+    unit = "energy relative to the conventional point" if reference else "energy per inference (J)"
+    for key, label, color in (("per_site", "per site", "C0"), ("shared", "shared point", "C1")):
+        front = np.asarray(result["pareto"][key], dtype=float)
+        if front.size:
+            axes.plot(
+                front[:, 0] / scale,
+                front[:, 1] * 100,
+                marker=".",
+                markersize=3,
+                linewidth=1,
+                color=color,
+                label=f"{label}: predicted on the search half",
+            )
+    for key, color in (("per_site", "C0"), ("shared", "C1")):
+        for check in result["search"]["verifications"][key]:
+            axes.errorbar(
+                check["energy_per_inference"] / scale,
+                check["drop"] * 100,
+                yerr=[[0], [(check["drop_upper"] - check["drop"]) * 100]],
+                fmt="o" if check["drop_upper"] <= result["max_drop"] else "x",
+                color=color,
+                capsize=3,
+            )
+    axes.errorbar(
+        [], [], yerr=[], fmt="o", color="gray", capsize=3, label="held-out: drop, upper bound"
+    )
+    axes.axhline(
+        result["max_drop"] * 100, color="black", linestyle="--", linewidth=1, label="budget"
+    )
+    axes.axvline(result["energy_per_inference"] / scale, color="C2", linestyle=":", label="answer")
+    axes.set_xlabel(unit)
+    axes.set_ylabel("accuracy drop (points)")
+    top = max(3 * result["max_drop"] * 100, 1)
+    axes.set_ylim(bottom=-0.1 * top, top=top)
+    within = [
+        energy
+        for key in ("per_site", "shared")
+        for energy, drop in result["pareto"][key]
+        if drop * 100 <= top
+    ]
+    if within:
+        axes.set_xlim(left=0.95 * min(within) / scale)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="upper right")
+    axes.set_title(
+        f"activation-write energy vs accuracy drop ({result['device']['name']}, "
+        f"{result['evaluations']} evaluations)",
+        fontsize=9,
+    )
+    try:
+        return atomic_save_figure(figure, path, dpi=150)
+    finally:
+        plt.close(figure)

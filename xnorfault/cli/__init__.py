@@ -18,6 +18,7 @@ from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.inspect import inspect_command
 from xnorfault.cli.mram import mram_app
 from xnorfault.cli.onnx import export_command, inject_command
+from xnorfault.cli.optimize import optimize_command
 from xnorfault.cli.plot import plot_command
 from xnorfault.cli.report import report_command
 from xnorfault.cli.train import train_command
@@ -42,6 +43,7 @@ app.command("inspect")(inspect_command)
 app.command("export")(export_command)
 app.command("inject")(inject_command)
 app.command("evaluate")(evaluate_command)
+app.command("optimize")(optimize_command)
 app.command("deploy")(deploy_command)
 
 

@@ -49,6 +49,12 @@ def deploy_command(
         "--output-name",
         help="An ONNX model's output holding the logits (default: its only float output).",
     ),
+    operating_points: Path | None = typer.Option(
+        None,
+        "--operating-points",
+        help="Per-site write voltages and pulses (from 'xnorfault optimize --operating-points'): "
+        "the model's default rates, shipped as operating_points.toml.",
+    ),
     write_model_choice: WriteModelOption = None,
     initial_state: InitialStateOption = None,
     as_json: JsonOption = False,
@@ -80,6 +86,7 @@ def deploy_command(
             None if layout is None else layout.value,
             output_name,
             write,
+            operating_points,
         )
     if as_json:
         emit_json(manifest)
