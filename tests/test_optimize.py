@@ -199,7 +199,8 @@ def test_tighter_budget_never_spends_less(trained):
     assert loose.to_dict()["energy_vs_shared"] <= 1
 
 
-def test_one_site_takes_the_shared_point(run_cli, trained):
+@pytest.mark.parametrize("write_model", ["iid", "previous"])
+def test_one_site_takes_the_shared_point(run_cli, trained, write_model):
     code, out, err = run_cli(
         "optimize",
         str(trained / "one_site.onnx"),
@@ -209,10 +210,14 @@ def test_one_site_takes_the_shared_point(run_cli, trained):
         "0.08",
         "--threads",
         "1",
+        "--write-model",
+        write_model,
         "--json",
     )
     assert code == 0, err
     result = json.loads(out)
+    assert result["write_model"]["model"] == write_model
+    assert result["search"]["backend"]["write_model"]["model"] == write_model
     (site,) = result["sites"]
     assert site["site"] == "act1" and not result["per_site_kept"]
     assert result["energy_per_inference"] == result["shared"]["energy_per_inference"]
