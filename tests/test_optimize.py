@@ -254,3 +254,41 @@ def test_output_may_not_replace_the_model(run_cli, trained):
         str(trained / "model.onnx"),
     )
     assert code == 2 and "is the model optimised" in err
+
+
+def test_the_answer_is_reported_on_chips(run_cli, trained):
+    code, out, err = run_cli(
+        "optimize",
+        str(trained / "one_site.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--max-drop",
+        "0.08",
+        "--mram-device",
+        "paper-varied",
+        "--chips",
+        "4",
+        "--chip-seed",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    )
+    assert code == 0, err
+    drawn = json.loads(out)["chips"]
+    drops = np.array(drawn["drops"])
+    assert drawn["count"] == 4 and drops.shape == (4,) and drawn["seed"] == 2
+    assert drawn["worst_drop"] == pytest.approx(drops.max())
+    assert drawn["yield"] == pytest.approx(np.mean(drops <= 0.08))
+    assert drawn["yield_ci95"][0] <= drawn["yield"] <= drawn["yield_ci95"][1]
+    code, _, err = run_cli(
+        "optimize",
+        str(trained / "one_site.onnx"),
+        "--data",
+        str(trained / "test.npz"),
+        "--max-drop",
+        "0.08",
+        "--chips",
+        "4",
+    )
+    assert code == 2 and "no cell-to-cell variation" in err

@@ -330,6 +330,7 @@ class OptimizationResult:
     search: dict = field(default_factory=dict)
     pareto: dict = field(default_factory=dict)
     model_path: str | None = None
+    chips: dict | None = None
 
     def to_dict(self) -> dict:
         data = {
@@ -347,6 +348,7 @@ class OptimizationResult:
             "search": self.search,
             "pareto": self.pareto,
             "model": self.model_path,
+            "chips": self.chips,
         }
         if self.conventional:
             data["energy_vs_conventional"] = (
@@ -499,13 +501,17 @@ def optimize(
     output: str | None = None,
     layout: str | None = None,
     progress=None,
+    chips: int | None = None,
+    chip_seed: int = 0,
 ) -> OptimizationResult:
     """Per-site write voltages and pulses that spend the least activation-write energy per
     inference while the accuracy drop on held-out images stays within ``max_drop`` with
     ``confidence`` (the module says how). ``model``: an ONNX file (clean or injected);
     ``data``: its test set (``.npz`` of ``x``, ``y``); ``device``: a preset name, a device file
     or an :class:`~xnorfault.mram.MTJ`; ``pulses`` and ``voltages`` as ``--pulse`` and
-    ``--voltage`` (or lists of seconds and volts)."""
+    ``--voltage`` (or lists of seconds and volts). With ``chips`` (a device with
+    ``[variation]``), the answer is also run on that many chips of chip seed ``chip_seed``
+    (:func:`chip_report`)."""
     from xnorfault.evaluation import Campaign, load_test_set
     from xnorfault.mram import MTJ, load_device
     from xnorfault.runtimes import open_backend
@@ -517,6 +523,10 @@ def optimize(
     if repeats < 1 or verify_repeats < 2:
         raise XnorfaultError("--repeats must be at least 1 and --verify-repeats at least 2")
     mtj = device if isinstance(device, MTJ) else load_device(device)
+    if chips:
+        from xnorfault.mram.chips import require_variation
+
+        require_variation(mtj)
     pulse_list = parse_pulse_range(pulses) if isinstance(pulses, str) else sorted(set(pulses))
     voltage_grid = (
         parse_voltage_range(voltages, mtj, pulse_list)
@@ -525,7 +535,15 @@ def optimize(
     )
     write = write or WriteModel()
     with open_backend(
-        Path(model), "onnxruntime", threads, None, None, output, layout, write
+        Path(model),
+        "onnxruntime",
+        threads,
+        None,
+        None,
+        output,
+        layout,
+        write,
+        rate_maps=bool(chips),
     ) as runner:
         images, labels = load_test_set(str(data), runner, limit)
         if len(labels) < 4:
@@ -660,6 +678,22 @@ def optimize(
         allocation = path[index] if per_site_kept else shared_allocation
         verification = tried[index] if per_site_kept else shared_tried[shared_index]
         described = runner.describe()
+        chip_results = None
+        if chips:
+            chosen = {s: chain[k] for s, k in zip(sites, allocation.levels, strict=True)}
+            addresses = dict(zip(sites, bits, strict=True))
+            chip_results = chip_report(
+                heldout,
+                heldout_clean,
+                mtj,
+                chosen,
+                addresses,
+                chips,
+                chip_seed,
+                repeats,
+                max_drop,
+                counter,
+            )
     site_rows = []
     for site, n, level in zip(sites, bits, allocation.levels, strict=True):
         point = chain[level]
@@ -727,7 +761,56 @@ def optimize(
             "shared": [[a.energy, a.predicted_drop] for a in shared_path],
         },
         model_path=str(model),
+        chips=chip_results,
     )
+
+
+def chip_report(
+    campaign,
+    clean,
+    device,
+    points: dict,
+    addresses: dict,
+    count: int,
+    seed: int,
+    repeats: int,
+    max_drop: float,
+    counter,
+) -> dict:
+    """The answer on ``count`` chips (:mod:`xnorfault.mram.chips`): each site's cells at its
+    own operating point, ``repeats`` runs per chip on the held-out half. Reports every chip's
+    drop, their mean and worst, and the yield — the share of chips within ``max_drop`` — with
+    its Clopper–Pearson 95 % interval. A report on the answer (searched at the nominal WERs),
+    not a constraint of the search."""
+    from xnorfault.mram.chips import cell_wer_table, draw_chip, site_rates
+
+    tables = {
+        pulse: cell_wer_table(
+            device, pulse, tuple(sorted({p.voltage for p in points.values() if p.pulse == pulse}))
+        )
+        for pulse in {p.pulse for p in points.values()}
+    }
+    drops = []
+    for index in range(count):
+        chip = draw_chip(device, addresses, seed, index)
+        rates = {
+            site: site_rates(chip, site, tables[point.pulse], point.voltage)
+            for site, point in points.items()
+        }
+        runs = [counter.correct(campaign, rates).mean() for _ in range(repeats)]
+        drops.append(float(clean.mean() - np.mean(runs)))
+    within = int(np.sum(np.asarray(drops) <= max_drop))
+    interval = stats.binomtest(within, count).proportion_ci(0.95, "exact")
+    return {
+        "count": count,
+        "seed": seed,
+        "repeats": repeats,
+        "drops": drops,
+        "mean_drop": float(np.mean(drops)),
+        "worst_drop": float(np.max(drops)),
+        "yield": within / count,
+        "yield_ci95": [float(interval.low), float(interval.high)],
+    }
 
 
 def _conventional(device, pulses, bits: int) -> dict | None:

@@ -46,6 +46,13 @@ def optimize_command(
         None, "--output-name", help="The model output that holds the logits (when it has several)."
     ),
     layout: options.LayoutOption = None,
+    chips: int | None = typer.Option(
+        None,
+        "--chips",
+        min=1,
+        help="Also run the answer on N chips drawn from the device's [variation]: per-chip drops and yield.",
+    ),
+    chip_seed: int = typer.Option(0, "--chip-seed", help="Seed of the chips' cells."),
     tuned: Path | None = typer.Option(
         None, "-o", "--output", help="Write the model injected with every site's chosen rates."
     ),
@@ -98,6 +105,8 @@ def optimize_command(
             output=output_name,
             layout=None if layout is None else layout.value,
             progress=progress,
+            chips=chips,
+            chip_seed=chip_seed,
         )
     if tuned is not None:
         result.save_model(model, tuned)
@@ -158,6 +167,14 @@ def print_result(result: dict) -> None:
         f"bound {verification['drop_upper']:.4f} ≤ {result['max_drop']:g} (Bonferroni over "
         f"{verification['verifications']} checks)"
     )
+    drawn = result.get("chips")
+    if drawn:
+        low, high = drawn["yield_ci95"]
+        lines.append(
+            f"on {drawn['count']} chips (seed {drawn['seed']}, {drawn['repeats']} runs each): mean drop "
+            f"{drawn['mean_drop']:+.4f}, worst {drawn['worst_drop']:+.4f}, yield within the budget "
+            f"{drawn['yield']:.2f} (95 % CI [{low:.2f}, {high:.2f}])"
+        )
     lines.append(
         f"search: {result['evaluations']} evaluations of a test-set half "
         f"({result['images_inferred']:,} images inferred), {result['search']['candidates']} candidate points"

@@ -149,16 +149,18 @@ def draw_chip(device: MTJ, addresses: dict[str, int], seed: int, index: int) -> 
     return Chip(int(seed), int(index), delta_factor, vc0_factor)
 
 
+def site_rates(chip: Chip, site: str, table: CellWERTable, voltage: float) -> AddressRates:
+    """The flip rates of every address of ``site`` on ``chip`` written at ``voltage`` (and the
+    table's pulse): +1→−1 is a failed AP→P write, −1→+1 a failed P→AP write (paper, eqs. 2–3)."""
+    delta, vc0 = chip.delta_factor[site], chip.vc0_factor[site]
+    return AddressRates(
+        table.wer(voltage, delta, vc0, "ap_to_p"), table.wer(voltage, delta, vc0, "p_to_ap")
+    )
+
+
 def chip_rates(chip: Chip, table: CellWERTable, voltage: float) -> dict[str, AddressRates]:
-    """Every address's flip rates on ``chip`` at ``voltage`` (and the table's pulse): +1→−1 is
-    a failed AP→P write, −1→+1 a failed P→AP write (paper, eqs. 2–3)."""
-    return {
-        site: AddressRates(
-            table.wer(voltage, chip.delta_factor[site], chip.vc0_factor[site], "ap_to_p"),
-            table.wer(voltage, chip.delta_factor[site], chip.vc0_factor[site], "p_to_ap"),
-        )
-        for site in chip.delta_factor
-    }
+    """Every site's per-address flip rates on ``chip``, all written at ``voltage``."""
+    return {site: site_rates(chip, site, table, voltage) for site in chip.delta_factor}
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,4 +232,5 @@ __all__ = [
     "cell_wer_table",
     "chip_rates",
     "draw_chip",
+    "site_rates",
 ]
