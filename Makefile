@@ -51,6 +51,7 @@ demo: setup
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --plot $(DEMO)/voltage_sweep_ber0.04.png --csv $(DEMO)/voltage_sweep_ber0.04.csv
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --write-model previous --plot $(DEMO)/voltage_sweep_ber0.04_previous.png --csv $(DEMO)/voltage_sweep_ber0.04_previous.csv
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz --voltage 0.40:0.60:0.05 --pulse 10ns --mram-device paper-varied --chips 20 --repeats 2 --max-drop 0.01 --csv $(DEMO)/chips_ber0.04.csv
+	$(BIN)/xnorfault optimize $(DEMO)/lenet4_ber0.04.onnx --data $(DEMO)/test.npz --max-drop 0.05 --plot $(DEMO)/optimize_ber0.04.png --operating-points $(DEMO)/operating_points_ber0.04.toml
 	@echo "figures, models and tables written to $(DEMO)/"
 
 lint: setup
