@@ -122,17 +122,12 @@ def trained(tmp_path_factory):
     return folder
 
 
-def optimize_json(run_cli, trained, *args):
-    code, out, err = run_cli(
-        "optimize",
-        str(trained / "model.onnx"),
-        "--data",
-        str(trained / "test.npz"),
-        "--threads",
-        "1",
-        *args,
-        "--json",
-    )
+def run_optimize(run_cli, trained, *args, model="model.onnx"):
+    return run_cli("optimize", str(trained / model), "--data", str(trained / "test.npz"), *args)
+
+
+def optimize_json(run_cli, trained, *args, model="model.onnx"):
+    code, out, err = run_optimize(run_cli, trained, "--threads", "1", *args, "--json", model=model)
     assert code == 0, err
     return json.loads(out)
 
@@ -201,21 +196,9 @@ def test_tighter_budget_never_spends_less(trained):
 
 @pytest.mark.parametrize("write_model", ["iid", "previous"])
 def test_one_site_takes_the_shared_point(run_cli, trained, write_model):
-    code, out, err = run_cli(
-        "optimize",
-        str(trained / "one_site.onnx"),
-        "--data",
-        str(trained / "test.npz"),
-        "--max-drop",
-        "0.08",
-        "--threads",
-        "1",
-        "--write-model",
-        write_model,
-        "--json",
+    result = optimize_json(
+        run_cli, trained, "--max-drop", "0.08", "--write-model", write_model, model="one_site.onnx"
     )
-    assert code == 0, err
-    result = json.loads(out)
     assert result["write_model"]["model"] == write_model
     assert result["search"]["backend"]["write_model"]["model"] == write_model
     (site,) = result["sites"]
@@ -236,59 +219,34 @@ def test_one_site_takes_the_shared_point(run_cli, trained, write_model):
     ],
 )
 def test_infeasible_and_bad_requests_are_one_line_errors(run_cli, trained, args, message):
-    code, _, err = run_cli(
-        "optimize", str(trained / "model.onnx"), "--data", str(trained / "test.npz"), *args
-    )
+    code, _, err = run_optimize(run_cli, trained, *args)
     assert code == 2 and message in err and "Traceback" not in err, err
 
 
 def test_output_may_not_replace_the_model(run_cli, trained):
-    code, _, err = run_cli(
-        "optimize",
-        str(trained / "model.onnx"),
-        "--data",
-        str(trained / "test.npz"),
-        "--max-drop",
-        "0.05",
-        "-o",
-        str(trained / "model.onnx"),
+    code, _, err = run_optimize(
+        run_cli, trained, "--max-drop", "0.05", "-o", str(trained / "model.onnx")
     )
     assert code == 2 and "is the model optimised" in err
 
 
 def test_the_answer_is_reported_on_chips(run_cli, trained):
-    code, out, err = run_cli(
-        "optimize",
-        str(trained / "one_site.onnx"),
-        "--data",
-        str(trained / "test.npz"),
-        "--max-drop",
-        "0.08",
+    arguments = ["--max-drop", "0.08", "--chips", "4"]
+    result = optimize_json(
+        run_cli,
+        trained,
+        *arguments,
         "--mram-device",
         "paper-varied",
-        "--chips",
-        "4",
         "--chip-seed",
         "2",
-        "--threads",
-        "1",
-        "--json",
+        model="one_site.onnx",
     )
-    assert code == 0, err
-    drawn = json.loads(out)["chips"]
+    drawn = result["chips"]
     drops = np.array(drawn["drops"])
     assert drawn["count"] == 4 and drops.shape == (4,) and drawn["seed"] == 2
     assert drawn["worst_drop"] == pytest.approx(drops.max())
     assert drawn["yield"] == pytest.approx(np.mean(drops <= 0.08))
     assert drawn["yield_ci95"][0] <= drawn["yield"] <= drawn["yield_ci95"][1]
-    code, _, err = run_cli(
-        "optimize",
-        str(trained / "one_site.onnx"),
-        "--data",
-        str(trained / "test.npz"),
-        "--max-drop",
-        "0.08",
-        "--chips",
-        "4",
-    )
+    code, _, err = run_optimize(run_cli, trained, *arguments, model="one_site.onnx")
     assert code == 2 and "no cell-to-cell variation" in err
