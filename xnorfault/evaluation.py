@@ -149,6 +149,8 @@ def evaluate(
     progress=None,
     chips=None,
     max_drop: float | None = None,
+    target_ci: float | None = None,
+    max_repeats: int = 200,
 ) -> dict:
     """Baseline, then every point: accuracy statistics, optional latency and per-site
     sensitivity; with ``chips`` (a :class:`~xnorfault.mram.chips.ChipPopulation`) each voltage
@@ -174,6 +176,11 @@ def evaluate(
             result.update(
                 evaluate_chips(campaign, chips, point, repeats, baseline, max_drop, advance)
             )
+        elif target_ci is not None:
+            values = sized_repeats(campaign, everywhere, repeats, target_ci, max_repeats)
+            result.update(summarise(values))
+            half = (result["ci95"][1] - result["ci95"][0]) / 2
+            result["target_ci"] = {"half_width": target_ci, "met": bool(half <= target_ci)}
         else:
             result.update(summarise(campaign.repeated(everywhere, repeats)))
         result["accuracy_drop"] = baseline - result["accuracy_mean"]
@@ -197,6 +204,23 @@ def evaluate(
         "sites": sites,
         "test_images": int(len(campaign.labels)),
     }
+
+
+def sized_repeats(
+    campaign: Campaign, rates, repeats: int, target: float, max_repeats: int
+) -> list[float]:
+    r"""Accuracies of repeated runs until the 95 % t-interval's half-width is ≤ ``target`` or
+        ``max_repeats`` runs are made: ``repeats`` (at least 2) first, then, from their spread s,
+        the :math:`\lceil (t_{0.975,n-1}\,s/W)^2
+    ceil` runs the half-width W needs
+        (:func:`xnorfault.statistics.runs_needed`), checked again until it holds."""
+    from xnorfault.statistics import half_width, runs_needed
+
+    values = campaign.repeated(rates, min(max(repeats, 2), max_repeats))
+    while half_width(values) > target and len(values) < max_repeats:
+        needed = min(max_repeats, max(runs_needed(values, target), len(values) + 1))
+        values += campaign.repeated(rates, needed - len(values))
+    return values
 
 
 def evaluate_chips(
@@ -289,6 +313,8 @@ class EvaluationRequest:
     write: WriteModel | None = None  # the write model; None: the model's own (iid if clean)
     chips: int | None = None  # chips drawn from the device's variation, each its own cells
     chip_seed: int = 0
+    target_ci: float | None = None  # repeats added until each interval's half-width is ≤ this
+    max_repeats: int = 200
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -370,6 +396,8 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 progress,
                 chips,
                 request.max_drop,
+                request.target_ci,
+                request.max_repeats,
             )
         result["backend"] = runner.describe()
         if chips is not None:
@@ -397,8 +425,16 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
 def check_chip_request(request: EvaluationRequest) -> None:
     """``--chips`` needs a write-voltage sweep on a device with variation, and no per-site
     sensitivity (one-line errors, before anything loads)."""
+    if request.target_ci is not None and not 0 < request.target_ci < 1:
+        raise XnorfaultError(
+            f"--target-ci {request.target_ci:g}: give a half-width of accuracy in (0, 1), e.g. 0.005"
+        )
     if not request.chips:
         return
+    if request.target_ci is not None:
+        raise XnorfaultError(
+            "--target-ci sizes the repeats of plain points; with --chips the interval is over chips: raise --chips"
+        )
     source = request.source
     if source is None or not source.voltages:
         raise XnorfaultError(
@@ -428,18 +464,20 @@ def _model_facts(path: Path, runner) -> dict:
 
 def _last_within(points: list[dict], floor: float) -> dict | None:
     """The last of ``points`` (ordered from safest to most aggressive) before the first whose
-    mean accuracy falls below ``floor``."""
+    accuracy is not shown above ``floor``: the lower end of its 95 % interval decides, not the
+    mean (:func:`xnorfault.statistics.within`; the baseline is fixed, the same images without
+    errors, so the interval of the difference is the point's own interval shifted)."""
     chosen = None
     for point in points:
-        if point["accuracy_mean"] < floor:
+        if point["ci95"][0] <= floor:
             break
         chosen = point
     return chosen
 
 
 def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | None:
-    """The lowest swept write voltage whose mean accuracy, and that of every higher swept voltage,
-    stays within ``max_drop`` of the error-free baseline, with its energy saving and endurance
+    """The lowest swept write voltage whose accuracy, and that of every higher swept voltage, is
+    shown within ``max_drop`` of the error-free baseline by its 95 % interval, with its energy saving and endurance
     gain (E-model) against the conventional operating point: WER 1e-6 in both write directions
     at the same pulse (:meth:`xnorfault.mram.MTJ.conventional_voltage`, Table I)."""
     voltage_points = sorted(
@@ -488,7 +526,8 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
 
 
 def highest_ber_within(result: dict, max_drop: float) -> dict | None:
-    """The highest swept BER whose accuracy (and that of every lower BER) stays within the drop."""
+    """The highest swept BER whose accuracy (and that of every lower BER) is shown within the
+    drop by its 95 % interval."""
     ber_points = sorted(
         (p for p in result["points"] if p.get("ber") is not None), key=lambda p: p["ber"]
     )

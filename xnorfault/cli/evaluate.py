@@ -78,6 +78,15 @@ def evaluate_command(
     per_layer: bool = typer.Option(
         False, "--per-layer", help="Also flip one site at a time (layer sensitivity)."
     ),
+    target_ci: float | None = typer.Option(
+        None,
+        "--target-ci",
+        help="Add repeats until each point's 95 % interval has at most this half-width "
+        "(accuracy, e.g. 0.005), up to --max-repeats.",
+    ),
+    max_repeats: int = typer.Option(
+        200, "--max-repeats", min=2, help="The most repeats --target-ci may use per point."
+    ),
     chips: int | None = typer.Option(
         None,
         "--chips",
@@ -130,6 +139,8 @@ def evaluate_command(
         write=write,
         chips=chips,
         chip_seed=chip_seed,
+        target_ci=target_ci,
+        max_repeats=max_repeats,
     )
     if plot_path is not None:
         check_figure_output(plot_path, "--plot")
@@ -203,7 +214,11 @@ def print_result(result: dict, latency_batches) -> None:
         title=f"{Path(info['model'] or 'model').name} on {result['test_images']} test images — "
         f"error-free accuracy {result['baseline_accuracy']:.4f} ({info['backend']} {info['runtime_version']}, {info['threads']} threads)"
     )
-    columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval", "drop"]
+    columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval"]
+    columns.append("change (− loss)")
+    sized = any("target_ci" in p for p in result["points"])
+    if sized:
+        columns.append("runs")
     has_voltage = any(p.get("voltage") is not None for p in result["points"])
     has_chips = any("chips" in p for p in result["points"])
     has_yield = any(p.get("yield") is not None for p in result["points"])
@@ -238,7 +253,10 @@ def print_result(result: dict, latency_batches) -> None:
                 f"{p['accuracy_std']:.4f}",
                 interval,
             ]
-        cells.append(f"{p['accuracy_drop']:+.4f}")
+        cells.append(f"{-p['accuracy_drop']:+.4f}")
+        if sized:
+            met = p.get("target_ci", {}).get("met", True)
+            cells.append(f"{p['repeats']}" + ("" if met else " (max)"))
         if has_yield:
             low, high = p["yield_ci95"]
             cells.append(f"{p['yield']:.2f} [{low:.2f}, {high:.2f}]")
@@ -281,10 +299,13 @@ def print_result(result: dict, latency_batches) -> None:
     drop = result.get("max_drop")
     if drop:
         if drop.get("voltage") is not None:
-            line = f"lowest write voltage within {drop['max_drop']:g} of the baseline: {drop['voltage']:.3f} V"
+            line = (
+                f"lowest write voltage shown within {drop['max_drop']:g} of the baseline by its "
+                f"95 % interval: {drop['voltage']:.3f} V"
+            )
             if drop.get("yield") is not None:
                 low, high = drop["yield_ci95"]
-                line += f" (chips' mean accuracy; yield {drop['yield']:.2f}, 95 % CI [{low:.2f}, {high:.2f}])"
+                line += f" (interval over chips; yield {drop['yield']:.2f}, 95 % CI [{low:.2f}, {high:.2f}])"
             if "energy_saving" in drop:
                 line += (
                     f" — {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
@@ -293,10 +314,12 @@ def print_result(result: dict, latency_batches) -> None:
             console.print(line)
         elif drop.get("ber") is not None:
             console.print(
-                f"highest BER within {drop['max_drop']:g} of the baseline: {drop['ber']:g}"
+                f"highest BER shown within {drop['max_drop']:g} of the baseline by its 95 % interval: {drop['ber']:g}"
             )
         else:
-            console.print(f"no swept point stays within {drop['max_drop']:g} of the baseline")
+            console.print(
+                f"no swept point is shown within {drop['max_drop']:g} of the baseline by its 95 % interval"
+            )
     if "per_layer" in (result["points"][0] if result["points"] else {}):
         layers = Table(title="per-site sensitivity: accuracy with flips in one site only")
         layers.add_column("point", justify="right")
