@@ -317,16 +317,20 @@ def test_max_drop_on_a_ber_sweep(run_cli, trained):
         "0.05",
     )
     drop = result["max_drop"]
-    by_ber = {p["ber"]: p["ci95"][0] for p in result["points"]}
-    floor = result["baseline_accuracy"] - 0.05
-    # the highest BER such that it and every lower BER are shown within the drop by the lower
-    # end of their intervals (not by their means)
+    upper = {p["ber"]: p["drop_ci95"][1] for p in result["points"]}
+    # the highest BER such that it and every lower BER are shown within the drop by the upper
+    # end of their drop's interval (images and flips; not by their means)
     expected = None
-    for ber in sorted(by_ber):
-        if by_ber[ber] <= floor:
+    for ber in sorted(upper):
+        if upper[ber] >= 0.05:
             break
         expected = ber
     assert drop["ber"] == expected and drop["ber"] is not None and drop["ber"] < 0.5
+    for point in result["points"]:  # the drop's interval holds the mean drop; images add width
+        low, high = point["drop_ci95"]
+        assert low <= point["accuracy_drop"] <= high
+        test_low, test_high = point["test_set_ci95"]
+        assert test_low <= point["accuracy_mean"] <= test_high
 
 
 def test_target_ci_adds_repeats_until_the_interval_is_narrow(run_cli, trained):

@@ -14,6 +14,7 @@ from xnorfault.statistics import (
     contiguous_tolerance,
     half_width,
     holm,
+    paired_drop,
     runs_needed,
     welch_difference,
     within,
@@ -99,3 +100,23 @@ def test_report_decides_tolerance_on_the_interval():
     # the same mean change (−0.5 points) with a spread whose interval reaches below −1 point
     wide = build_report(record_with({0: reference, 0.04: [0.878, 0.896, 0.884]}), None, [])
     assert "| not shown |" in wide and "no training BER is shown within 1 point" in wide
+
+
+def test_paired_drop_holds_images_and_flips():
+    """Per image δ = clean − share of runs right; mean and t-interval by hand."""
+    clean = np.array([1, 1, 1, 0, 1, 1, 0, 1], bool)
+    runs = [
+        np.array([1, 0, 1, 0, 1, 1, 1, 1], bool),
+        np.array([1, 1, 0, 0, 1, 0, 0, 1], bool),
+    ]
+    delta = clean.astype(float) - np.mean(runs, axis=0)
+    half = stats.t.ppf(0.975, 7) * delta.std(ddof=1) / math.sqrt(8)
+    result = paired_drop(clean, runs)
+    assert result["drop"] == pytest.approx(delta.mean())
+    assert [result["low"], result["high"]] == pytest.approx(
+        [delta.mean() - half, delta.mean() + half]
+    )
+    upper = paired_drop(clean, runs, 0.95, one_sided=True)["high"]
+    assert upper == pytest.approx(
+        delta.mean() + stats.t.ppf(0.95, 7) * delta.std(ddof=1) / math.sqrt(8)
+    )

@@ -3,8 +3,12 @@ r"""Accuracy and latency of a model under bit flips, over sweeps of BER or write
 Statistics. Each sweep point is evaluated ``repeats`` times on the same test images, every
 batch with a fresh flip seed (:func:`xnorfault.generator.run_seed` of the campaign seed and a run
 counter). The point reports the mean accuracy, the sample standard deviation and the 95 %
-confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t).
-The error-free baseline is the same images with every rate 0 (deterministic).
+confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t):
+the flip noise on these images. Beside it, ``test_set_ci95`` is the test set's own sampling
+error (Clopper–Pearson over the N images) and ``drop_ci95`` the interval of the drop against
+the error-free run that holds both (paired per image, :func:`xnorfault.statistics.paired_drop`);
+``--max-drop`` decides on ``drop_ci95``. The error-free baseline is the same images with every
+rate 0 (deterministic).
 
 Write-voltage sweeps map each voltage through :class:`xnorfault.mram.MTJ` to the flip rates of
 both polarities (+1 stored as P: :math:`p_{+\to-} = \mathrm{WER}_{AP\to P}`), and report write
@@ -100,6 +104,10 @@ class Campaign:
     def repeated(self, rates: dict[str, FlipRates], repeats: int) -> list[float]:
         return [self.accuracy(rates) for _ in range(repeats)]
 
+    def repeated_correct(self, rates: dict[str, FlipRates], repeats: int) -> list[np.ndarray]:
+        """Per-image correctness of ``repeats`` runs."""
+        return [self.correct(rates) for _ in range(repeats)]
+
     def next_seed(self) -> int:
         """The flip seed of the campaign's next batch run."""
         seed = run_seed(self.seed, self.counter)
@@ -156,7 +164,8 @@ def evaluate(
     sensitivity; with ``chips`` (a :class:`~xnorfault.mram.chips.ChipPopulation`) each voltage
     point is evaluated on every chip (:func:`evaluate_chips`)."""
     sites = campaign.backend.sites
-    baseline = campaign.accuracy({})
+    clean = campaign.correct({})
+    baseline = float(clean.mean())
     total = len(points) * (chips.count if chips is not None else 1)
     task = progress.add_task("evaluating", total=total) if progress else None
     results = []
@@ -176,13 +185,16 @@ def evaluate(
             result.update(
                 evaluate_chips(campaign, chips, point, repeats, baseline, max_drop, advance)
             )
-        elif target_ci is not None:
-            values = sized_repeats(campaign, everywhere, repeats, target_ci, max_repeats)
-            result.update(summarise(values))
-            half = (result["ci95"][1] - result["ci95"][0]) / 2
-            result["target_ci"] = {"half_width": target_ci, "met": bool(half <= target_ci)}
         else:
-            result.update(summarise(campaign.repeated(everywhere, repeats)))
+            if target_ci is not None:
+                runs = sized_repeats(campaign, everywhere, repeats, target_ci, max_repeats)
+            else:
+                runs = campaign.repeated_correct(everywhere, repeats)
+            result.update(summarise([float(run.mean()) for run in runs]))
+            result.update(uncertainty_sources(clean, runs, result["accuracy_mean"]))
+            if target_ci is not None:
+                half = (result["ci95"][1] - result["ci95"][0]) / 2
+                result["target_ci"] = {"half_width": target_ci, "met": bool(half <= target_ci)}
         result["accuracy_drop"] = baseline - result["accuracy_mean"]
         if latency_batches:
             result["latency"] = {
@@ -216,11 +228,28 @@ def sized_repeats(
         (:func:`xnorfault.statistics.runs_needed`), checked again until it holds."""
     from xnorfault.statistics import half_width, runs_needed
 
-    values = campaign.repeated(rates, min(max(repeats, 2), max_repeats))
-    while half_width(values) > target and len(values) < max_repeats:
-        needed = min(max_repeats, max(runs_needed(values, target), len(values) + 1))
-        values += campaign.repeated(rates, needed - len(values))
-    return values
+    runs = campaign.repeated_correct(rates, min(max(repeats, 2), max_repeats))
+    while half_width([r.mean() for r in runs]) > target and len(runs) < max_repeats:
+        accuracies = [r.mean() for r in runs]
+        needed = min(max_repeats, max(runs_needed(accuracies, target), len(runs) + 1))
+        runs += campaign.repeated_correct(rates, needed - len(runs))
+    return runs
+
+
+def uncertainty_sources(clean: np.ndarray, runs: list[np.ndarray], accuracy: float) -> dict:
+    """The uncertainty of a point beyond its flip-noise interval (``ci95``, over repeats on
+    these images): ``test_set_ci95``, the accuracy's Clopper–Pearson interval over the N test
+    images (the test set's own sampling error), and ``drop_ci95``, the interval of the drop
+    against the error-free run on the same images that holds both sources
+    (:func:`xnorfault.statistics.paired_drop`)."""
+    from xnorfault.statistics import binomial_interval, paired_drop
+
+    count = len(clean)
+    paired = paired_drop(clean, runs)
+    return {
+        "test_set_ci95": binomial_interval(round(accuracy * count), count),
+        "drop_ci95": [paired["low"], paired["high"]],
+    }
 
 
 def evaluate_chips(
@@ -462,22 +491,30 @@ def _model_facts(path: Path, runner) -> dict:
     return facts
 
 
-def _last_within(points: list[dict], floor: float) -> dict | None:
-    """The last of ``points`` (ordered from safest to most aggressive) before the first whose
-    accuracy is not shown above ``floor``: the lower end of its 95 % interval decides, not the
-    mean (:func:`xnorfault.statistics.within`; the baseline is fixed, the same images without
-    errors, so the interval of the difference is the point's own interval shifted)."""
+def _shown_within(point: dict, baseline: float, max_drop: float) -> bool:
+    """Whether a point's drop is shown below ``max_drop`` by its interval, not its mean: the
+    paired interval of the drop (images and flips, ``drop_ci95``) where the point has one, else
+    (chips) the interval of the accuracy over chips."""
+    if "drop_ci95" in point:
+        return point["drop_ci95"][1] < max_drop
+    return point["ci95"][0] > baseline - max_drop
+
+
+def _last_within(points: list[dict], baseline: float, max_drop: float) -> dict | None:
+    """The last of ``points`` (ordered from safest to most aggressive) before the first that is
+    not shown within ``max_drop`` (:func:`_shown_within`)."""
     chosen = None
     for point in points:
-        if point["ci95"][0] <= floor:
+        if not _shown_within(point, baseline, max_drop):
             break
         chosen = point
     return chosen
 
 
 def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | None:
-    """The lowest swept write voltage whose accuracy, and that of every higher swept voltage, is
-    shown within ``max_drop`` of the error-free baseline by its 95 % interval, with its energy saving and endurance
+    """The lowest swept write voltage whose drop, and that of every higher swept voltage, is
+    shown within ``max_drop`` of the error-free baseline by its 95 % interval
+    (:func:`_shown_within`), with its energy saving and endurance
     gain (E-model) against the conventional operating point: WER 1e-6 in both write directions
     at the same pulse (:meth:`xnorfault.mram.MTJ.conventional_voltage`, Table I)."""
     voltage_points = sorted(
@@ -485,7 +522,7 @@ def lowest_voltage_within(result: dict, max_drop: float, device=None) -> dict | 
     )
     if not voltage_points:
         return None
-    chosen = _last_within(voltage_points, result["baseline_accuracy"] - max_drop)
+    chosen = _last_within(voltage_points, result["baseline_accuracy"], max_drop)
     if chosen is None:
         return {
             "max_drop": max_drop,
@@ -531,7 +568,7 @@ def highest_ber_within(result: dict, max_drop: float) -> dict | None:
     ber_points = sorted(
         (p for p in result["points"] if p.get("ber") is not None), key=lambda p: p["ber"]
     )
-    chosen = _last_within(ber_points, result["baseline_accuracy"] - max_drop)
+    chosen = _last_within(ber_points, result["baseline_accuracy"], max_drop)
     if not ber_points:
         return None
     return {

@@ -280,20 +280,18 @@ def _measure_curve(
 def verify(campaign, clean, rates, repeats: int, alpha: float, counter) -> dict:
     r"""The drop on ``campaign``'s images (the held-out half) under ``rates``: per image
     :math:`\delta_i` = clean correct − share of ``repeats`` runs correct, the mean and its
-    one-sided upper :math:`1-\alpha` t-bound."""
-    runs = np.mean([counter.correct(campaign, rates) for _ in range(repeats)], axis=0)
-    delta = clean.astype(float) - runs
-    count = delta.size
-    drop = float(delta.mean())
-    spread = float(delta.std(ddof=1)) if count > 1 else 0.0
-    upper = drop + float(stats.t.ppf(1 - alpha, count - 1)) * spread / math.sqrt(count)
+    one-sided upper :math:`1-\alpha` t-bound (:func:`xnorfault.statistics.paired_drop`)."""
+    from xnorfault.statistics import paired_drop
+
+    runs = [counter.correct(campaign, rates) for _ in range(repeats)]
+    paired = paired_drop(clean, runs, 1 - alpha, one_sided=True)
     return {
-        "accuracy_mean": float(runs.mean()),
-        "baseline_accuracy": float(clean.mean()),
-        "drop": drop,
-        "drop_upper": upper,
+        "accuracy_mean": float(np.mean(runs)),
+        "baseline_accuracy": float(np.mean(clean)),
+        "drop": paired["drop"],
+        "drop_upper": paired["high"],
         "confidence_each": 1 - alpha,
-        "images": int(count),
+        "images": paired["images"],
         "repeats": repeats,
     }
 

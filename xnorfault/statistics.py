@@ -15,6 +15,8 @@ p-values, tolerance decided on intervals, binomial intervals, and campaign sizin
   the largest b such that every swept BER ≤ b is within X.
 - **Binomial interval** (Clopper–Pearson, exact) of a share of k in n, e.g. an accuracy on n
   test images: the test set's own sampling error, apart from flip noise.
+- **Paired drop** against the error-free run on the same images (:func:`paired_drop`): the
+  interval of a drop that holds both the images drawn and the bits flipped.
 - **Campaign sizing**: with a sample standard deviation s over n runs, the t-interval's
   half-width is :math:`t_{0.975,n-1}\,s/\sqrt n`; reaching a half-width W needs
   :math:`n \ge (t_{0.975,n-1}\,s/W)^2` runs (solved with the t quantile at the current n, then
@@ -86,6 +88,23 @@ def contiguous_tolerance(bers_and_cis, margin: float) -> float | None:
     return best
 
 
+def paired_drop(clean, runs, confidence: float = 0.95, one_sided: bool = False) -> dict:
+    r"""The accuracy drop of repeated runs against the error-free run on the same images, with
+    the interval that holds both error sources — which images were drawn and which bits
+    flipped: per image :math:`\delta_i` = correct without errors (0/1) − share of runs
+    correct; the drop is :math:`\bar\delta` and its interval
+    :math:`\bar\delta \pm t_{q,N-1}\,s_\delta/\sqrt N` (two-sided, q = (1 + confidence)/2,
+    or with ``one_sided`` only the upper end, q = confidence)."""
+    clean = np.asarray(clean, float)
+    delta = clean - np.mean(np.asarray(runs, float), axis=0)
+    count = delta.size
+    drop = float(delta.mean())
+    spread = float(delta.std(ddof=1)) if count > 1 else 0.0
+    quantile = confidence if one_sided else 0.5 + confidence / 2
+    half = float(stats.t.ppf(quantile, max(count - 1, 1))) * spread / math.sqrt(count)
+    return {"drop": drop, "low": drop - half, "high": drop + half, "images": int(count)}
+
+
 def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> list[float]:
     """Clopper–Pearson interval of the share ``successes / trials``."""
     interval = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence, "exact")
@@ -116,6 +135,7 @@ def runs_needed(values, target: float, confidence: float = 0.95) -> int:
 
 __all__ = [
     "binomial_interval",
+    "paired_drop",
     "contiguous_tolerance",
     "half_width",
     "holm",

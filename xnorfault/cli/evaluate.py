@@ -216,6 +216,9 @@ def print_result(result: dict, latency_batches) -> None:
     )
     columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval"]
     columns.append("change (− loss)")
+    paired = any("drop_ci95" in p for p in result["points"])
+    if paired:
+        columns.append("change 95 % (images + flips)")
     sized = any("target_ci" in p for p in result["points"])
     if sized:
         columns.append("runs")
@@ -254,6 +257,9 @@ def print_result(result: dict, latency_batches) -> None:
                 interval,
             ]
         cells.append(f"{-p['accuracy_drop']:+.4f}")
+        if paired:
+            low, high = p.get("drop_ci95", (None, None))
+            cells.append("" if low is None else f"[{-high:+.4f}, {-low:+.4f}]")
         if sized:
             met = p.get("target_ci", {}).get("met", True)
             cells.append(f"{p['repeats']}" + ("" if met else " (max)"))
@@ -300,8 +306,8 @@ def print_result(result: dict, latency_batches) -> None:
     if drop:
         if drop.get("voltage") is not None:
             line = (
-                f"lowest write voltage shown within {drop['max_drop']:g} of the baseline by its "
-                f"95 % interval: {drop['voltage']:.3f} V"
+                f"lowest write voltage whose drop is shown below {drop['max_drop']:g} by its 95 % "
+                f"interval: {drop['voltage']:.3f} V"
             )
             if drop.get("yield") is not None:
                 low, high = drop["yield_ci95"]
