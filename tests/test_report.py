@@ -136,3 +136,67 @@ def test_example_scripts_parse():
         assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0, (
             script
         )
+
+
+def test_report_pools_the_sweeps_of_every_trained_model(run_cli, study, tmp_path):
+    """Sweeps of two repeats of one point become a table across trained models: per voltage the
+    mean of each model's change against its own error-free accuracy, with Student's t over
+    the models."""
+    sweeps = []
+    for repeat in (0, 1):
+        model = tmp_path / f"r{repeat}.onnx"
+        code, _, err = run_cli(
+            "export",
+            str(study / "run"),
+            "--point",
+            "ber=0.1",
+            "--repeat",
+            str(repeat),
+            "-o",
+            str(model),
+        )
+        assert code == 0, err
+        code, out, err = run_cli(
+            "evaluate",
+            str(model),
+            "--data",
+            str(study / "t.npz"),
+            "--voltage",
+            "0.45,0.6",
+            "--pulse",
+            "10ns",
+            "--repeats",
+            "2",
+            "--max-drop",
+            "0.02",
+            "--json",
+        )
+        assert code == 0, err
+        result = json.loads(out)
+        assert (
+            result["source_run"]["repeat"] == repeat and result["source_run"]["point"] == "ber=0.1"
+        )
+        path = tmp_path / f"r{repeat}.json"
+        path.write_text(out)
+        sweeps.append(result)
+    code, _, err = run_cli(
+        "report",
+        str(study / "run"),
+        "--evaluation",
+        str(tmp_path / "r0.json"),
+        "--evaluation",
+        str(tmp_path / "r1.json"),
+        "-o",
+        str(tmp_path / "R.md"),
+    )
+    assert code == 0, err
+    report = (tmp_path / "R.md").read_text()
+    assert "## Across trained models: ber=0.1 (2 models, repeats 0, 1)" in report
+    for index, voltage in enumerate((0.6, 0.45)):
+        changes = [s["points"][index]["accuracy_mean"] - s["baseline_accuracy"] for s in sweeps]
+        assert sweeps[0]["points"][index]["voltage"] == pytest.approx(voltage)
+        assert (
+            f"| {voltage:.3f} V | {np.mean([s['points'][index]['accuracy_mean'] for s in sweeps]):.4f} | {np.mean(changes) * 100:+.2f} |"
+            in report
+        )
+    assert "across the trained models (it and every higher swept voltage)" in report

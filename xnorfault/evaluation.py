@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from xnorfault.contract import PREPROCESSING_KEY
+from xnorfault.contract import PREPROCESSING_KEY, SOURCE_RUN_KEY
 from xnorfault.data.labels import check_labels
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import (
@@ -429,6 +429,13 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 request.max_repeats,
             )
         result["backend"] = runner.describe()
+        if SOURCE_RUN_KEY in runner.metadata:  # which training run, point and repeat
+            import json
+
+            try:
+                result["source_run"] = json.loads(runner.metadata[SOURCE_RUN_KEY])
+            except ValueError:
+                pass  # a foreign model's unreadable metadata names no run
         if chips is not None:
             result["chip_draw"] = chips.describe()
         if runner.data_input is not None:

@@ -207,7 +207,68 @@ def build_report(
     lines.append("")
     for evaluation in evaluations:
         lines += _evaluation_section(evaluation)
+    for point, group in _models_by_point(evaluations).items():
+        lines += _across_models_section(point, group)
     return "\n".join(lines) + "\n"
+
+
+def _models_by_point(evaluations: list[dict]) -> dict[str, list[dict]]:
+    """Voltage sweeps of models trained at the same point (different repeats of one run, the
+    same voltages): two or more per point are pooled across trained models."""
+    groups: dict[tuple, list[dict]] = {}
+    for evaluation in evaluations:
+        source = evaluation.get("source_run") or {}
+        voltages = tuple(p.get("voltage") for p in evaluation["points"])
+        if "point" not in source or None in voltages:
+            continue
+        groups.setdefault((source["point"], voltages), []).append(evaluation)
+    pooled = {}
+    for (point, _), group in groups.items():
+        repeats = {e["source_run"].get("repeat") for e in group}
+        if len(group) >= 2 and len(repeats) == len(group):
+            pooled[point] = sorted(group, key=lambda e: e["source_run"].get("repeat", 0))
+    return pooled
+
+
+def _across_models_section(point: str, group: list[dict]) -> list[str]:
+    """Per voltage: each trained model's change against its own error-free accuracy, their mean
+    and the t-interval over models — the spread between trained models and the flip noise of
+    each; the test set's own sampling error (the same images for all) comes on top."""
+    repeats = [e["source_run"].get("repeat") for e in group]
+    max_drop = next((e["max_drop"]["max_drop"] for e in group if e.get("max_drop")), TOLERANCE)
+    lines = [
+        f"## Across trained models: {point} ({len(group)} models, repeats {', '.join(map(str, repeats))})",
+        "",
+        "Change = each model's accuracy minus its own error-free accuracy, in points (negative: a "
+        "loss); the interval is Student's t over the models, so it holds the spread between "
+        "trained models and each model's flip noise, not the test set's own sampling error. "
+        f"*Within*: the interval's lower end above −{max_drop * 100:g} point(s).",
+        "",
+        "| write voltage | models' mean accuracy | mean change (points) | 95 % interval over models | within |",
+        "|---|---|---|---|---|",
+    ]
+    lowest, broken = None, False
+    rows = sorted(enumerate(group[0]["points"]), key=lambda item: -item[1]["voltage"])
+    for index, first in rows:  # from the highest voltage down: a contiguous run decides
+        changes = [e["points"][index]["accuracy_mean"] - e["baseline_accuracy"] for e in group]
+        accuracies = [e["points"][index]["accuracy_mean"] for e in group]
+        low, high = summarise(changes)["ci95"]
+        shown = low > -max_drop
+        broken = broken or not shown
+        if not broken:
+            lowest = first["voltage"]
+        lines.append(
+            f"| {first['voltage']:.3f} V | {np.mean(accuracies):.4f} | {np.mean(changes) * 100:+.2f} | "
+            f"[{low * 100:+.2f}, {high * 100:+.2f}] | {'yes' if shown else 'not shown'} |"
+        )
+    lines += [
+        "",
+        f"Lowest write voltage shown within {max_drop * 100:g} point(s) across the trained models "
+        "(it and every higher swept voltage): "
+        + ("none." if lowest is None else f"**{lowest:.3f} V**."),
+        "",
+    ]
+    return lines
 
 
 def _evaluation_section(result: dict) -> list[str]:
