@@ -120,8 +120,8 @@ def sweep_section(path: Path, label: str) -> list[str]:
     return lines
 
 
-def main() -> None:
-    finals = final_accuracies(RESULTS / f"{NAME}.csv")
+def main(results: Path = RESULTS) -> Path:
+    finals = final_accuracies(results / f"{NAME}.csv")
     lines = [
         "# Fashion-MNIST LeNet-4: the study's claims with corrected statistics",
         "",
@@ -131,10 +131,11 @@ def main() -> None:
     ]
     lines += training_section(finals)
     for tag, label in (("ber0", "BER-0"), ("ber0.08", "BER-0.08")):
-        lines += sweep_section(RESULTS / f"{NAME}_{tag}_voltage_sweep.json", label)
-    target = RESULTS / f"{NAME}_statistics.md"
+        lines += sweep_section(results / f"{NAME}_{tag}_voltage_sweep.json", label)
+    target = results / f"{NAME}_statistics.md"
     atomic_write_text(target, "\n".join(lines))
     print(f"wrote {target}")
+    return target
 
 
 if __name__ == "__main__":
