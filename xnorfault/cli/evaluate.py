@@ -285,8 +285,12 @@ def print_result(result: dict, latency_batches) -> None:
             f"chips: {draw['count']} drawn (chip seed {draw['seed']}), {draw['cells_per_chip']} "
             f"activation cells each; σΔ/Δ {spread['sigma_delta']:g}, σVc0/Vc0 "
             f"{spread['sigma_vc0']:g} ({spread['distribution']}, correlation "
-            f"{spread['correlation']:g}); each chip's accuracy is the mean of "
-            f"{result['points'][0]['repeats']} runs"
+            f"{spread['correlation']:g}); "
+            + (
+                "each chip's accuracy is one run"
+                if result["points"][0]["repeats"] == 1
+                else f"each chip's accuracy is the mean of {result['points'][0]['repeats']} runs"
+            )
         )
     write = info.get("write_model") or {"model": "iid"}
     if write["model"] != "iid":
