@@ -404,6 +404,9 @@ def write_testset(path, images: np.ndarray, labels: np.ndarray, classes) -> None
     atomic_write(path, write)
 
 
+PARITY_TOLERANCE = 1e-3  # |Δ logit| beyond which an image counts as differing
+
+
 def export_run(run_dir, output, point: str | None = None, repeat: int = 0, testset=None) -> dict:
     """Export one trained job of a run directory to ONNX (and optionally its test set as .npz).
 
@@ -434,6 +437,12 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
         "test_images": int(len(y_all)),
         "argmax_agreement": float(np.mean(exported.argmax(1) == reference.argmax(1))),
         "max_abs_logit_difference": float(np.max(np.abs(exported - reference))),
+        # a binary network's logits jump where a pre-activation sits on the sign threshold and
+        # the two runtimes round it apart: how many images that touches says more than the max
+        "images_differing": int(
+            np.sum(np.abs(exported - reference).max(axis=1) > PARITY_TOLERANCE)
+        ),
+        "parity_tolerance": PARITY_TOLERANCE,
         "onnx_test_accuracy": float(np.mean(exported.argmax(1) == y_all)),
         "recorded_test_accuracy": job["epochs"][-1]["test_accuracy"],
     }

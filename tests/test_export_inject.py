@@ -425,6 +425,19 @@ def test_malformed_and_missing_model_files(tmp_path, run_cli):
     assert code == 2 and "not found" in err
 
 
+def test_export_counts_the_images_whose_logits_differ(run_cli, exported, tmp_path):
+    """The parity summary counts the test images whose logits differ beyond its tolerance: none
+    exactly when the largest difference is within it."""
+    code, out, err = run_cli(
+        "export", str(exported / "run"), "-o", str(tmp_path / "m.onnx"), "--json"
+    )
+    assert code in (0, None), err
+    summary = json.loads(out)
+    assert summary["parity_tolerance"] == 1e-3
+    assert 0 <= summary["images_differing"] <= summary["test_images"]
+    assert (summary["images_differing"] > 0) == (summary["max_abs_logit_difference"] > 1e-3)
+
+
 def test_export_errors(run_cli, exported, tmp_path):
     code, _, err = run_cli(
         "export", str(exported / "run"), "-o", str(tmp_path / "m.onnx"), "--point", "ber=0.3"

@@ -71,7 +71,8 @@ def export_command(
     console.print(f"wrote {summary['output']} (binary sites: {', '.join(summary['binary_sites'])})")
     console.print(
         f"parity on {summary['test_images']} test images: argmax agreement {summary['argmax_agreement']:.4f}, "
-        f"max |Δ logit| {summary['max_abs_logit_difference']:.2e}, accuracy {summary['onnx_test_accuracy']:.4f}"
+        f"max |Δ logit| {summary['max_abs_logit_difference']:.2e} ({summary['images_differing']} "
+        f"image(s) beyond {summary['parity_tolerance']:g}), accuracy {summary['onnx_test_accuracy']:.4f}"
     )
     if testset is not None:
         console.print(f"wrote {summary['testset']}")
