@@ -429,13 +429,9 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 request.max_repeats,
             )
         result["backend"] = runner.describe()
-        if SOURCE_RUN_KEY in runner.metadata:  # which training run, point and repeat
-            import json
-
-            try:
-                result["source_run"] = json.loads(runner.metadata[SOURCE_RUN_KEY])
-            except ValueError:
-                pass  # a foreign model's unreadable metadata names no run
+        source_run = _source_run(runner.metadata)
+        if source_run is not None:
+            result["source_run"] = source_run
         if chips is not None:
             result["chip_draw"] = chips.describe()
         if runner.data_input is not None:
@@ -456,6 +452,18 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def _source_run(metadata) -> dict | None:
+    """The training run, point and repeat an exported model came from (its metadata); ``None``
+    for a model from elsewhere, or one whose entry is not a JSON object."""
+    import json
+
+    try:
+        source = json.loads(metadata.get(SOURCE_RUN_KEY, "null"))
+    except ValueError:
+        return None
+    return source if isinstance(source, dict) else None
 
 
 def check_chip_request(request: EvaluationRequest) -> None:
