@@ -201,8 +201,6 @@ def inject_for_bundle(clean, target, write, points, device):
     """The bundle's model: flips at every binary site, at rate 0 — or, with per-site operating
     ``points`` (from 'xnorfault optimize --operating-points'), at each site's rates on
     ``device`` as the defaults — under ``write``."""
-    import json as _json
-
     from xnorfault.contract import INJECTED_KEY
     from xnorfault.faults import FlipRates
     from xnorfault.inject import inject_flips, metadata
@@ -216,7 +214,7 @@ def inject_for_bundle(clean, target, write, points, device):
         }
     injected = inject_flips(clean, rates, source=source, write=write)
     if points is not None:
-        sites = _json.loads(metadata(injected)[INJECTED_KEY])["sites"]
+        sites = json.loads(metadata(injected)[INJECTED_KEY])["sites"]
         unknown = sorted(set(points) - set(sites))
         if unknown:
             raise XnorfaultError(

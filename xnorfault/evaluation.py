@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from xnorfault.contract import PREPROCESSING_KEY, SOURCE_RUN_KEY
 from xnorfault.data.labels import check_labels
@@ -40,6 +39,7 @@ from xnorfault.faults import (
 )
 from xnorfault.generator import run_seed
 from xnorfault.mram.device import CONVENTIONAL_WER
+from xnorfault.statistics import binomial_interval, half_width, paired_drop, runs_needed
 
 
 def summarise(values) -> dict:
@@ -53,11 +53,10 @@ def summarise(values) -> dict:
             "ci95": [mean, mean],
             "repeats": int(values.size),
         }
-    std = float(values.std(ddof=1))
-    half = float(stats.t.ppf(0.975, values.size - 1) * std / math.sqrt(values.size))
+    half = half_width(values)
     return {
         "accuracy_mean": mean,
-        "accuracy_std": std,
+        "accuracy_std": float(values.std(ddof=1)),
         "ci95": [mean - half, mean + half],
         "repeats": int(values.size),
     }
@@ -226,8 +225,6 @@ def sized_repeats(
         the :math:`\lceil (t_{0.975,n-1}\,s/W)^2
     ceil` runs the half-width W needs
         (:func:`xnorfault.statistics.runs_needed`), checked again until it holds."""
-    from xnorfault.statistics import half_width, runs_needed
-
     runs = campaign.repeated_correct(rates, min(max(repeats, 2), max_repeats))
     while half_width([r.mean() for r in runs]) > target and len(runs) < max_repeats:
         accuracies = [r.mean() for r in runs]
@@ -242,8 +239,6 @@ def uncertainty_sources(clean: np.ndarray, runs: list[np.ndarray], accuracy: flo
     images (the test set's own sampling error), and ``drop_ci95``, the interval of the drop
     against the error-free run on the same images that holds both sources
     (:func:`xnorfault.statistics.paired_drop`)."""
-    from xnorfault.statistics import binomial_interval, paired_drop
-
     count = len(clean)
     paired = paired_drop(clean, runs)
     return {
@@ -308,9 +303,8 @@ def evaluate_chips(
     result["chip_mean_p_flip_neg_to_pos"] = neg_total / cells
     if max_drop is not None:
         within = int(np.sum(values >= baseline - max_drop))
-        interval = stats.binomtest(within, values.size).proportion_ci(0.95, "exact")
         result["yield"] = within / values.size
-        result["yield_ci95"] = [float(interval.low), float(interval.high)]
+        result["yield_ci95"] = binomial_interval(within, values.size)
     else:
         result["yield"] = None
     return result

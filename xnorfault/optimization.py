@@ -58,12 +58,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from scipy.optimize import isotonic_regression
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates, WriteModel
 from xnorfault.mram.device import CONVENTIONAL_WER
+from xnorfault.statistics import binomial_interval, paired_drop
 from xnorfault.units import format_duration, format_voltage, parse_duration, parse_voltage
 
 SENSITIVITY_LEVELS = 10  # chain points measured per site
@@ -111,11 +111,12 @@ def candidate_chain(device, voltages, pulses) -> list[WritePoint]:
     """Every (voltage, pulse) pair, less those another pair beats in both energy per bit and
     WER; from the most energy to the least (WER rising)."""
     points = []
-    symmetric = device.critical_voltage("p_to_ap") == device.critical_voltage("ap_to_p")
     volts = np.asarray(voltages, dtype=float)
     for pulse in pulses:
         p_to_ap = np.atleast_1d(device.wer(volts, pulse, "p_to_ap"))
-        ap_to_p = p_to_ap if symmetric else np.atleast_1d(device.wer(volts, pulse, "ap_to_p"))
+        ap_to_p = (
+            p_to_ap if device.symmetric else np.atleast_1d(device.wer(volts, pulse, "ap_to_p"))
+        )
         energy = np.atleast_1d(device.write_energy(volts, pulse))
         points += [
             WritePoint(float(v), float(pulse), float(a), float(b), float(e))
@@ -281,8 +282,6 @@ def verify(campaign, clean, rates, repeats: int, alpha: float, counter) -> dict:
     r"""The drop on ``campaign``'s images (the held-out half) under ``rates``: per image
     :math:`\delta_i` = clean correct − share of ``repeats`` runs correct, the mean and its
     one-sided upper :math:`1-\alpha` t-bound (:func:`xnorfault.statistics.paired_drop`)."""
-    from xnorfault.statistics import paired_drop
-
     runs = [counter.correct(campaign, rates) for _ in range(repeats)]
     paired = paired_drop(clean, runs, 1 - alpha, one_sided=True)
     return {
@@ -584,31 +583,15 @@ def optimize(
             else None
         )
         step = (lambda: progress.advance(task)) if progress is not None else None
-        curves = {}
-        for site in sites:
-            curves[site] = _measure_curve(
-                search,
-                search_baseline,
-                lambda point, site=site: {site: point.rates},
-                levels,
-                chain,
-                repeats,
-                max_drop,
-                counter,
-                step,
+
+        def measure(rates_at) -> DropCurve:
+            return _measure_curve(
+                search, search_baseline, rates_at, levels, chain, repeats, max_drop, counter, step
             )
+
+        curves = {site: measure(lambda point, site=site: {site: point.rates}) for site in sites}
         if len(sites) > 1:
-            shared_curve = _measure_curve(
-                search,
-                search_baseline,
-                lambda point: {site: point.rates for site in sites},
-                levels,
-                chain,
-                repeats,
-                max_drop,
-                counter,
-                step,
-            )
+            shared_curve = measure(lambda point: {site: point.rates for site in sites})
         else:
             shared_curve = curves[sites[0]]
         wers = [p.wer for p in chain]
@@ -626,9 +609,13 @@ def optimize(
         ]
         alpha = (1 - confidence) / VERIFICATIONS
 
+        def rates_of(allocation: Allocation) -> dict[str, FlipRates]:
+            return {s: chain[k].rates for s, k in zip(sites, allocation.levels, strict=True)}
+
         def check(allocation: Allocation) -> dict:
-            rates = {s: chain[k].rates for s, k in zip(sites, allocation.levels, strict=True)}
-            return verify(heldout, heldout_clean, rates, verify_repeats, alpha, counter)
+            return verify(
+                heldout, heldout_clean, rates_of(allocation), verify_repeats, alpha, counter
+            )
 
         screened: dict[tuple, dict] = {}
 
@@ -642,13 +629,12 @@ def optimize(
                 if allocation.energy >= cheaper_than or index in kept:
                     continue
                 if allocation.levels not in screened:
-                    rates = {
-                        s: chain[k].rates for s, k in zip(sites, allocation.levels, strict=True)
-                    }
                     screened[allocation.levels] = {
                         "energy_per_inference": allocation.energy,
                         "predicted_drop": allocation.predicted_drop,
-                        **verify(search, search_clean, rates, repeats, alpha, counter),
+                        **verify(
+                            search, search_clean, rates_of(allocation), repeats, alpha, counter
+                        ),
                     }
                 if screened[allocation.levels]["drop_upper"] <= max_drop:
                     kept.append(index)
@@ -798,7 +784,6 @@ def chip_report(
         runs = [counter.correct(campaign, rates).mean() for _ in range(repeats)]
         drops.append(float(clean.mean() - np.mean(runs)))
     within = int(np.sum(np.asarray(drops) <= max_drop))
-    interval = stats.binomtest(within, count).proportion_ci(0.95, "exact")
     return {
         "count": count,
         "seed": seed,
@@ -807,7 +792,7 @@ def chip_report(
         "mean_drop": float(np.mean(drops)),
         "worst_drop": float(np.max(drops)),
         "yield": within / count,
-        "yield_ci95": [float(interval.low), float(interval.high)],
+        "yield_ci95": binomial_interval(within, count),
     }
 
 

@@ -164,7 +164,7 @@ def wer_command(
         # a symmetric junction's two directions share one population mean
         population["ap_to_p"] = (
             population["p_to_ap"]
-            if mtj.critical_voltage("ap_to_p") == mtj.critical_voltage("p_to_ap")
+            if mtj.symmetric
             else [mtj.population_wer(v, t, "ap_to_p") for v, t in zip(grid_v, grid_t, strict=True)]
         )
     points = []

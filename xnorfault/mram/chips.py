@@ -124,10 +124,6 @@ class Chip:
     delta_factor: dict[str, np.ndarray]
     vc0_factor: dict[str, np.ndarray]
 
-    @property
-    def cells(self) -> int:
-        return int(sum(f.size for f in self.delta_factor.values()))
-
 
 def require_variation(device: MTJ) -> None:
     """A one-line error unless ``device`` describes cell-to-cell variation."""

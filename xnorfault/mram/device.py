@@ -162,6 +162,11 @@ class MTJ:
 
     # --- reduced units -------------------------------------------------------------------
 
+    @property
+    def symmetric(self) -> bool:
+        """Whether both write directions share one critical voltage (and so one WER)."""
+        return self.critical_voltage("p_to_ap") == self.critical_voltage("ap_to_p")
+
     def critical_voltage(self, direction: Direction = "p_to_ap") -> float:
         """:math:`V_{c0}` of a write direction, in volts."""
         if direction == "p_to_ap":
