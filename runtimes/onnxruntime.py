@@ -30,7 +30,7 @@ from xnorfault.contract import (
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import AddressRates, FlipRates, WriteModel
 from xnorfault.generator import run_seed
-from xnorfault.inject import inject_flips, load_model, metadata
+from xnorfault.rewrite import inject_flips, load_model, metadata
 from xnorfault.runtimes.base import Backend
 from xnorfault.runtimes.feeding import DataInput, choose_output
 

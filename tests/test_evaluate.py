@@ -295,6 +295,20 @@ def test_deployed_side_runs_without_torch(trained, tmp_path):
     ).stdout
     result = json.loads(out)
     assert [p["ber"] for p in result["points"]] == [0.0, 0.1]
+    # the Python API there: every public name resolves, inject and evaluate run, no torch
+    script = (
+        "import json, sys, xnorfault\n"
+        "names = [getattr(xnorfault, name) for name in xnorfault.__all__]\n"
+        f"xnorfault.inject({str(trained / 'model.onnx')!r}, {str(tmp_path / 'g.onnx')!r}, "
+        "voltage=0.5, pulse='10ns')\n"
+        f"result = xnorfault.evaluate({str(tmp_path / 'g.onnx')!r}, "
+        f"{str(trained / 'test.npz')!r}, ber=[0, 0.1], repeats=2)\n"
+        "assert 'torch' not in sys.modules and 'brevitas' not in sys.modules\n"
+        "print(json.dumps([p['ber'] for p in result.points]))\n"
+    )
+    api = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert api.returncode == 0, api.stderr[-2000:]
+    assert json.loads(api.stdout) == [0.0, 0.1]
     code = subprocess.run(
         [cli, "evaluate", str(tmp_path / "f.onnx"), "--data", "digits"],
         capture_output=True,

@@ -15,7 +15,7 @@ from xnorfault.contract import rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 from xnorfault.generator import flip_mask, run_seed, stream_keys, uniforms
-from xnorfault.inject import inject_flips, load_model, metadata
+from xnorfault.rewrite import inject_flips, load_model, metadata
 
 DATA = Path(__file__).parent / "data"
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "150", "--batch-size", "64"]

@@ -2,10 +2,9 @@
 
 import pytest
 
-from xnorfault.cli._options import fault_source
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation import sweep_points
-from xnorfault.faults import FaultSource, FlipRates, fault_points, mram_figures
+from xnorfault.faults import FaultSource, FlipRates, fault_points, fault_source, mram_figures
 from xnorfault.mram import load_device
 
 

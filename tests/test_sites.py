@@ -127,7 +127,7 @@ def test_bipolar_quant_of_a_weight_without_constant_scale_is_left_alone():
 
 
 def test_find_binary_sites_reads_metadata_first_and_lowers_qonnx():
-    from xnorfault.inject import find_binary_sites
+    from xnorfault.rewrite import find_binary_sites
 
     tagged = where("GreaterOrEqual", 1.0, -1.0)
     helper.set_model_props(tagged, {"xnorfault.binary_sites": '["c"]'})

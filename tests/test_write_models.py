@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 
 from xnorfault.faults import FaultSpec, FlipRates, WriteModel
 from xnorfault.generator import initial_values, write_mask
-from xnorfault.inject import inject_flips
 from xnorfault.models.flips import BitFlip, flip_indices, previous_flips
+from xnorfault.rewrite import inject_flips
 
 PER_IMAGE = (7, 5)
 

@@ -15,8 +15,8 @@ from binomial_bounds import assert_rate
 from onnx import TensorProto, helper, numpy_helper
 
 from xnorfault.faults import FlipRates
-from xnorfault.inject import inject_flips, load_model, save_model
 from xnorfault.inspection import inspect_model
+from xnorfault.rewrite import inject_flips, load_model, save_model
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
 torch = pytest.importorskip("torch")

@@ -17,13 +17,41 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 
+# The public API, imported only when first used (``import xnorfault`` stays light and
+# torch-free): name -> module that defines it.
+_PUBLIC = {
+    "Evaluation": "xnorfault.api",
+    "Injection": "xnorfault.api",
+    "evaluate": "xnorfault.api",
+    "export_onnx": "xnorfault.api",
+    "fault_source": "xnorfault.api",
+    "inject": "xnorfault.api",
+    "inspect": "xnorfault.api",
+    "train": "xnorfault.api",
+    "optimize": "xnorfault.optimization",
+    "MTJ": "xnorfault.mram",
+    "load_device": "xnorfault.mram",
+    "FaultSource": "xnorfault.faults",
+    "FaultSpec": "xnorfault.faults",
+    "FlipRates": "xnorfault.faults",
+    "WriteModel": "xnorfault.faults",
+    "XnorfaultError": "xnorfault.errors",
+}
+
+
 def __getattr__(name: str):
-    # the Python API's entry points, imported only when used (the package stays light)
-    if name == "optimize":
-        from xnorfault.optimization import optimize
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xnorfault' has no attribute {name!r}")
+    import importlib
 
-        return optimize
-    raise AttributeError(f"module 'xnorfault' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-__all__ = ["__version__", "optimize"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+__all__ = ["__version__", *sorted(_PUBLIC)]

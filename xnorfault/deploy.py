@@ -203,7 +203,7 @@ def inject_for_bundle(clean, target, write, points, device):
     ``device`` as the defaults — under ``write``."""
     from xnorfault.contract import INJECTED_KEY
     from xnorfault.faults import FlipRates
-    from xnorfault.inject import inject_flips, metadata
+    from xnorfault.rewrite import inject_flips, metadata
 
     source = {"deploy": target.name}
     rates: FlipRates | dict = FlipRates()
@@ -381,7 +381,7 @@ def _stage_run(
     from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY, metadata_key
     from xnorfault.exporters.onnx import export_run
     from xnorfault.faults import WriteModel
-    from xnorfault.inject import load_model, metadata, save_model
+    from xnorfault.rewrite import load_model, metadata, save_model
 
     summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
     clean = load_model(staging / "model.onnx")
@@ -428,8 +428,8 @@ def _stage_onnx_model(
     from xnorfault.contract import OUTPUT_KEY
     from xnorfault.evaluation import Campaign, load_test_set
     from xnorfault.faults import WriteModel
-    from xnorfault.inject import load_model, save_model
     from xnorfault.inspection import inspect_model
+    from xnorfault.rewrite import load_model, save_model
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
     write = write or WriteModel()

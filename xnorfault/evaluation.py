@@ -19,6 +19,8 @@ the yield (:func:`evaluate_chips`). Imports numpy and scipy only (plus the backe
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -657,3 +659,62 @@ def _preprocess_dataset(spec: str, backend) -> tuple[np.ndarray, np.ndarray]:
             images.append(x.numpy())
             labels.append(y.numpy())
     return np.concatenate(images).astype(np.float32), np.concatenate(labels)
+
+
+CSV_COLUMNS = [
+    "label",
+    "ber",
+    "voltage",
+    "pulse",
+    "p_flip_pos_to_neg",
+    "p_flip_neg_to_pos",
+    "accuracy_mean",
+    "accuracy_std",
+    "ci95_low",
+    "ci95_high",
+    "repeats",
+    "accuracy_drop",
+    "write_energy",
+    "endurance_cycles",
+    "chip_p5",
+    "chip_worst",
+    "yield",
+]
+
+
+def point_rows(result: dict) -> tuple[list[str], list[dict]]:
+    """The points of an evaluation result as flat rows (one per point; the interval split in
+    ``ci95_low``/``ci95_high``, the chips' 5th percentile and worst, each batch size's latency
+    as ``latency_bB_KEY``) and their column names: the ``--csv`` file and
+    :meth:`xnorfault.api.Evaluation.to_dataframe`."""
+    latency_keys = sorted(
+        {
+            f"latency_b{b}_{k}"
+            for p in result["points"]
+            for b in p.get("latency", {})
+            for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_per_s")
+        }
+    )
+    rows = []
+    for point in result["points"]:
+        row = dict(point)
+        row["ci95_low"], row["ci95_high"] = point["ci95"]
+        if "chip_accuracy" in point:
+            row["chip_p5"] = point["chip_accuracy"]["p5"]
+            row["chip_worst"] = point["chip_accuracy"]["worst"]
+        for b, values in point.get("latency", {}).items():
+            for key, value in values.items():
+                row[f"latency_b{b}_{key}"] = value
+        columns = CSV_COLUMNS + latency_keys
+        rows.append({key: row.get(key) for key in columns})
+    return CSV_COLUMNS + latency_keys, rows
+
+
+def points_csv(result: dict) -> str:
+    """``evaluate --csv``: :func:`point_rows` as CSV (empty cells where a point lacks a field)."""
+    columns, rows = point_rows(result)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

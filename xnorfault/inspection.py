@@ -114,7 +114,7 @@ def _tensor_list(values, initializers: set[str]) -> list[dict]:
 
 
 def _names_external_data(path: Path) -> bool:
-    from xnorfault.inject import external_data_files
+    from xnorfault.rewrite import external_data_files
 
     return bool(external_data_files(onnx.load(str(path), load_external_data=False)))
 
@@ -181,8 +181,8 @@ def inspect_model(
     ``output`` and ``layout`` are ``evaluate``'s ``--output`` and ``--layout``. A model
     onnxruntime cannot load is reported (``onnxruntime_error``), not refused; ``runtime=False``
     skips loading it (``inject`` loads nothing)."""
-    from xnorfault.inject import inject_flips, load_model, prepare_model
     from xnorfault.lowering import unlowered_nodes
+    from xnorfault.rewrite import inject_flips, load_model, prepare_model
 
     path = None if isinstance(model, onnx.ModelProto) else Path(model)
     proto = load_model(path) if path is not None else model

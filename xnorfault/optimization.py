@@ -365,7 +365,7 @@ class OptimizationResult:
     def save_model(self, source, path) -> Path:
         """Write ``source`` (the model optimised) injected with each site's chosen rates, its
         metadata recording the operating points."""
-        from xnorfault.inject import inject_flips, load_model, save_model
+        from xnorfault.rewrite import inject_flips, load_model, save_model
 
         injected = inject_flips(
             load_model(source),

@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from xnorfault.faults import FlipRates
 from xnorfault.generator import run_seed
-from xnorfault.inject import inject_flips, load_model, metadata
+from xnorfault.rewrite import inject_flips, load_model, metadata
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 from xnorfault.targets import machine_description
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from xnorfault.cli import _options as options
-from xnorfault.cli._common import console, emit_json, progress_bar
+from xnorfault.cli._common import console, emit_json
 from xnorfault.faults import FaultSource, WriteModel
-from xnorfault.units import parse_count, parse_list, parse_rate
+from xnorfault.units import parse_count, parse_list
 
 
 @options.with_fault_options()
@@ -112,18 +110,25 @@ def evaluate_command(
     Examples: xnorfault evaluate faulty.onnx --data test.npz --ber 0,0.01,0.05 --repeats 20;
     xnorfault evaluate model.onnx --data test.npz --voltage 0.45:0.85:0.05 --pulse 10ns --max-drop 0.01 --plot acc.png
     """
-    from xnorfault.evaluation import EvaluationRequest, run_evaluation
+    from xnorfault.api import evaluate
+    from xnorfault.evaluation import points_csv
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
 
-    request = EvaluationRequest(
-        model=model,
-        data=data,
-        source=fault,
+    if plot_path is not None:
+        check_figure_output(plot_path, "--plot")
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
+    evaluation = evaluate(
+        model,
+        data,
+        fault=fault,
+        write_model=None if write is None else write.model,
+        initial_state=None if write is None else write.initial_state,
         repeats=repeats,
         batch_size=batch_size,
         latency_batches=None
         if batch is None
-        else tuple(parse_list(batch, lambda text: parse_count(text, "--batch size"))),
+        else parse_list(batch, lambda text: parse_count(text, "--batch size")),
         latency_iterations=latency_iterations,
         threads=threads,
         backend=backend.value,
@@ -132,78 +137,25 @@ def evaluate_command(
         target=target,
         seed=seed,
         limit=limit,
-        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
+        max_drop=max_drop,
         per_layer=per_layer,
-        output=output,
-        layout=None if layout is None else layout.value,
-        write=write,
-        chips=chips,
-        chip_seed=chip_seed,
         target_ci=target_ci,
         max_repeats=max_repeats,
+        chips=chips,
+        chip_seed=chip_seed,
+        output=output,
+        layout=None if layout is None else layout.value,
+        progress=not as_json,
     )
-    if plot_path is not None:
-        check_figure_output(plot_path, "--plot")
-    if csv_path is not None:
-        check_output_file(csv_path, "--csv")
-    result = run_evaluation(request, progress_bar(disabled=as_json))
+    result = evaluation.to_dict()
     if csv_path is not None:
         atomic_write_text(csv_path, points_csv(result))
     if plot_path is not None:
-        from xnorfault.plots import plot_evaluation
-
-        device = request.source.device if request.source is not None else None
-        plot_evaluation(result, plot_path, device)
+        evaluation.plot(plot_path)
     if as_json:
         emit_json(result)
         return
     print_result(result, result["latency_batches"])
-
-
-CSV_COLUMNS = [
-    "label",
-    "ber",
-    "voltage",
-    "pulse",
-    "p_flip_pos_to_neg",
-    "p_flip_neg_to_pos",
-    "accuracy_mean",
-    "accuracy_std",
-    "ci95_low",
-    "ci95_high",
-    "repeats",
-    "accuracy_drop",
-    "write_energy",
-    "endurance_cycles",
-    "chip_p5",
-    "chip_worst",
-    "yield",
-]
-
-
-def points_csv(result: dict) -> str:
-    buffer = io.StringIO()
-    latency_keys = sorted(
-        {
-            f"latency_b{b}_{k}"
-            for p in result["points"]
-            for b in p.get("latency", {})
-            for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_per_s")
-        }
-    )
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + latency_keys, extrasaction="ignore")
-    writer.writeheader()
-    for point in result["points"]:
-        row = dict(point)
-        row["ci95_low"], row["ci95_high"] = point["ci95"]
-        if "chip_accuracy" in point:
-            row["chip_p5"] = point["chip_accuracy"]["p5"]
-            row["chip_worst"] = point["chip_accuracy"]["worst"]
-        for b, values in point.get("latency", {}).items():
-            for key, value in values.items():
-                row[f"latency_b{b}_{key}"] = value
-        writer.writerow(row)
-    return buffer.getvalue()
 
 
 def print_result(result: dict, latency_batches) -> None:

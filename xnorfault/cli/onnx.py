@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from rich.table import Table
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSource, fault_points
+from xnorfault.faults import FaultSource
 from xnorfault.io import check_output_file
 
 
@@ -48,23 +47,20 @@ def export_command(
     Examples: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz;
     xnorfault export runs/fm --point ber=0.04 --format lce -o model.tflite
     """
-    suffixes = {options.ExportFormat.onnx: ".onnx", options.ExportFormat.lce: ".tflite"}
-    if output.suffix != suffixes[format]:
-        raise XnorfaultError(
-            f"--output {output} should end in {suffixes[format]} for --format {format}"
-        )
-    if testset is not None and testset.suffix != ".npz":
-        raise XnorfaultError(f"--testset {testset} should end in .npz")
-    check_output_file(output, "--output")
-    if testset is not None:
-        check_output_file(testset, "--testset")
     if format == "lce":
+        if output.suffix != ".tflite":
+            raise XnorfaultError(f"--output {output} should end in .tflite for --format lce")
+        if testset is not None and testset.suffix != ".npz":
+            raise XnorfaultError(f"--testset {testset} should end in .npz")
+        check_output_file(output, "--output")
+        if testset is not None:
+            check_output_file(testset, "--testset")
         _export_lce(run, output, point, repeat, testset, flip_seed, as_json)
         return
-    from xnorfault.exporters.onnx import export_run
+    from xnorfault.api import export_onnx
 
     with console.status("exporting…") if not as_json else nullcontext():
-        summary = export_run(run, output, point, repeat, testset)
+        summary = export_onnx(run, output, point=point, repeat=repeat, testset=testset)
     if as_json:
         emit_json(summary)
         return
@@ -120,49 +116,32 @@ def inject_command(
     Examples: xnorfault inject model.onnx -o faulty.onnx --ber 0.01;
     xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --mram-device paper
     """
-    from xnorfault.contract import INJECTED_KEY
-    from xnorfault.inject import inject_flips, load_model, metadata, save_model
-    from xnorfault.inspection import inspect_model
+    from xnorfault.api import inject
 
-    if fault is None:
-        raise XnorfaultError(
-            "give one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
-        )
-    (point,) = fault_points(fault)
-    sites = None if layers is None else [s.strip() for s in layers.split(",") if s.strip()]
-    check_output_file(output, "--output")
-    clean = load_model(model)
-    report = inspect_model(clean, runtime=False)
-    injected = inject_flips(clean, point.spec, sites=sites)
-    written = save_model(injected, output)
-    info = json.loads(metadata(injected)[INJECTED_KEY])
-    summary = {
-        "output": str(output),
-        "files": [str(path) for path in written],
-        "sites": info["sites"],
-        "rates": info["rates"],
-        "source": point.spec.source,
-        "seed_input": info["seed_input"],
-        "write_model": info["write"],
-        "model": report.to_dict(),
-    }
+    injection = inject(
+        model,
+        output,
+        fault=fault,
+        layers=None if layers is None else [s.strip() for s in layers.split(",") if s.strip()],
+    )
     if as_json:
-        emit_json(summary)
+        emit_json(injection.to_dict())
         return
+    report = injection.report
     bits = {site.name: site.elements_per_image for site in report.sites}
-    write = point.spec.write
+    write = injection.write_model
     table = Table(
         title=f"Bit flips injected into {model.name} → {output}"
-        + ("" if write.model == "iid" else f", write model {write.label}")
+        + ("" if write["model"] == "iid" else f", write model {fault.write.label}")
     )
     for header in ("site", "bits per image", "p(+1→−1)", "p(−1→+1)"):
         table.add_column(header, justify="right")
-    for site in info["sites"]:
+    for site in injection.sites:
         table.add_row(
             site,
             "?" if bits.get(site) is None else f"{bits[site]:,}",
-            f"{info['rates'][site]['pos_to_neg']:.4g}",
-            f"{info['rates'][site]['neg_to_pos']:.4g}",
+            f"{injection.rates[site]['pos_to_neg']:.4g}",
+            f"{injection.rates[site]['neg_to_pos']:.4g}",
         )
     console.print(table)
     console.print(report.summary())

@@ -9,13 +9,13 @@ import typer
 from rich.table import Table
 
 from xnorfault.cli import _options as options
-from xnorfault.cli._common import console, emit_json, progress_bar
+from xnorfault.cli._common import console, emit_json
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSource, FaultSpec, FlipRates, WriteModel, fault_points
-from xnorfault.units import parse_count, parse_list, parse_rate
+from xnorfault.faults import FaultSource
+from xnorfault.units import parse_count, parse_list
 
 
-def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
+def _layer_overrides(items: list[str]) -> dict[str, str]:
     layers = {}
     for item in items:
         site, sep, value = item.partition("=")
@@ -23,7 +23,7 @@ def _layer_overrides(items: list[str]) -> dict[str, FlipRates]:
             raise XnorfaultError(
                 f"cannot read --layer-ber {item!r}: write SITE=RATE, e.g. act1=0.02"
             )
-        layers[site.strip()] = FlipRates.symmetric(parse_rate(value, f"--layer-ber {site}"))
+        layers[site.strip()] = value
     return layers
 
 
@@ -120,64 +120,46 @@ def train_command(
     Examples: xnorfault train --model lenet4 --data fashion-mnist --ber 0.04 --epochs 10 --repeats 10 --out runs/fm;
     xnorfault train --data digits --ber 0,0.04,0.16 --out runs/sweep --json
     """
-    from xnorfault.data import load_dataset
-    from xnorfault.models import model_info
-    from xnorfault.training.runner import Run, TrainConfig, resolve_device
+    from xnorfault.api import train
 
-    info = model_info(model)
-    weights = (
-        None if weight_ber is None else FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
-    )
-    points = fault_points(fault, epochs=epochs, layers=_layer_overrides(layer_ber), weights=weights)
-    shard_index, shard_count = parse_shard(shard)
-    from xnorfault.training.runner import Distributed
-
-    compute_device = resolve_device(device)
-    dist = Distributed.from_environment(compute_device, sync_bn)
-    compute_device = dist.device(compute_device)
-    dataset = load_dataset(
-        data,
-        image_size=input_size or info.nominal_input_size,
-        extra=extra,
-        classes=classes,
-        subset_seed=subset_seed,
-    )
-    config = TrainConfig(
+    record = train(
+        out,
         model=model,
         data=data,
+        fault=fault,
+        layer_ber=_layer_overrides(layer_ber),
+        weight_ber=weight_ber,
+        test_ber=test_ber,
+        gradient=gradient.value,
         epochs=epochs,
+        repeats=repeats,
         seed=seed,
         batch_size=batch_size,
-        learning_rate=lr,
+        lr=lr,
         weight_decay=weight_decay,
         milestones=None
         if milestones is None
         else parse_list(milestones, lambda text: parse_count(text, "--milestones epoch")),
-        gradient=gradient.value,
         weight_scaling=weight_scaling.value,
         input_size=input_size,
         limit_train=limit_train,
         limit_test=limit_test,
-        test_fault=None
-        if test_ber is None
-        else FaultSpec.from_ber(parse_rate(test_ber, "--test-ber")).to_dict(),
-        data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
-        write_model=None if fault.write == WriteModel() else fault.write.to_dict(),
+        extra=extra,
+        classes=classes,
+        subset_seed=subset_seed,
+        device=device,
+        shard=parse_shard(shard),
+        sync_bn=sync_bn,
+        progress=not as_json,
     )
-    run = Run(
-        out, config, dataset, points, repeats, compute_device, dist, (shard_index, shard_count)
-    )
-    if dist.is_main:
-        run.prepare_folder()  # refuses a folder of another run before any progress output
-    with progress_bar(disabled=as_json or not dist.is_main) as progress:
-        record = run.run(progress)
-    if not dist.is_main:
+    if record is None:  # a torchrun process other than the first
         return
     summary = summarise(record)
     if as_json:
         emit_json(summary)
         return
-    table = Table(title=f"{model} on {dataset.name}: error-free test accuracy after epoch {epochs}")
+    dataset_name = record.get("data", {}).get("name", data)
+    table = Table(title=f"{model} on {dataset_name}: error-free test accuracy after epoch {epochs}")
     for header in ("fault point", "repeats", "mean", "std"):
         table.add_column(header, justify="right")
     for point in summary["points"]:

@@ -1,0 +1,526 @@
+"""The Python API: the functions the command line calls, for notebooks and scripts.
+
+Everything here is re-exported at the package top level (``xnorfault.evaluate``, …) and imported
+only when first used. The deployed half — :func:`fault_source`, :func:`inspect`, :func:`inject`,
+:func:`evaluate`, the MRAM model — needs numpy, scipy, onnx and onnxruntime only; :func:`train`
+and :func:`export_onnx` import torch and brevitas when called.
+
+Fault rates are given as on the command line, as strings (``ber="0:0.08:0.02"``,
+``voltage="0.45:0.85:0.05"``, ``pulse="10ns"``) or as numbers and sequences of numbers in SI
+units (``voltage=[0.45, 0.5]``, ``pulse=10e-9``); errors are :class:`xnorfault.errors.XnorfaultError`
+with the same one-line message the command line prints.
+
+>>> import xnorfault
+>>> source = xnorfault.fault_source(voltage=[0.5, 0.6], pulse="10ns")
+>>> [round(v, 2) for v in source.voltages], source.pulse
+([0.5, 0.6], 1e-08)
+>>> round(float(source.device.wer(0.5, 10e-9)), 4)  # the paper's MTJ, writing −1 (P→AP)
+0.0216
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import FaultSource, fault_points, write_model_of
+from xnorfault.faults import fault_source as _fault_source_of_options
+
+FaultValue = str | float | Sequence[float] | None
+
+
+def _as_text(value: FaultValue, name: str) -> str | None:
+    """A fault value as the command line's text: numbers in SI units, lists comma-separated."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Real):
+        return repr(float(value))
+    if isinstance(value, Sequence) and all(isinstance(v, Real) for v in value):
+        return ",".join(repr(float(v)) for v in value)
+    raise XnorfaultError(
+        f"{name} takes a number, a list of numbers or a string such as '0.45:0.85:0.05', "
+        f"not {type(value).__name__}"
+    )
+
+
+def fault_source(
+    *,
+    ber: FaultValue = None,
+    p_flip_pos: float | str | None = None,
+    p_flip_neg: float | str | None = None,
+    voltage: FaultValue = None,
+    pulse: float | str | None = None,
+    mram_device: Any = "paper",
+    write_model: str | None = None,
+    initial_state: str | None = None,
+    voltage_schedule: FaultValue = None,
+    ramp: bool = False,
+    single: bool = False,
+) -> FaultSource | None:
+    """Where fault rates come from, as ``--ber``, ``--p-flip-pos/--p-flip-neg``, ``--voltage``
+    with ``--pulse`` and ``--mram-device``, ``--voltage-schedule``, ``--schedule ramp`` and
+    ``--write-model``/``--initial-state`` give them: one source at most (``None`` when none is
+    given). ``mram_device`` is a preset name, a device TOML path or an
+    :class:`xnorfault.mram.MTJ`; ``single`` asks for one value, not a sweep (what
+    :func:`inject` needs).
+
+    >>> fault_source(ber=[0, 0.02]).bers
+    (0.0, 0.02)
+    >>> fault_source(p_flip_pos=0.03).rates
+    FlipRates(pos_to_neg=0.03, neg_to_pos=0.0)
+    """
+    from xnorfault.mram import MTJ
+
+    own_device = mram_device if isinstance(mram_device, MTJ) else None
+    source = _fault_source_of_options(
+        ber=_as_text(ber, "ber"),
+        p_flip_pos=_as_text(p_flip_pos, "p_flip_pos"),
+        p_flip_neg=_as_text(p_flip_neg, "p_flip_neg"),
+        voltage=_as_text(voltage, "voltage"),
+        pulse=_as_text(pulse, "pulse"),
+        mram_device="paper" if own_device is not None else str(mram_device),
+        voltage_schedule=_as_text(voltage_schedule, "voltage_schedule"),
+        ramp=ramp,
+        single=single,
+        write=write_model_of(write_model, initial_state),
+    )
+    if source is not None and own_device is not None and source.device is not None:
+        source = replace(source, device=own_device)
+    return source
+
+
+def _source(fault: FaultSource | None, given: dict, single: bool = False) -> FaultSource | None:
+    """``fault`` or the source the keywords describe (not both); a write model given as
+    keywords applies to ``fault`` too."""
+    if fault is None:
+        return fault_source(**given, single=single)
+    rate_keys = ("ber", "p_flip_pos", "p_flip_neg", "voltage", "pulse", "voltage_schedule")
+    named = [k for k in rate_keys if given.get(k) is not None]
+    if named:
+        raise XnorfaultError(
+            f"give the faults either as fault= or as keywords ({', '.join(named)}), not both"
+        )
+    write = write_model_of(given.get("write_model"), given.get("initial_state"))
+    return fault if write is None else replace(fault, write=write)
+
+
+def inspect(model: str | Path, *, output: str | None = None, layout: str | None = None):
+    """What xnorfault sees in an ONNX model (``xnorfault inspect``): its inputs and outputs,
+    the image input it feeds and the output it reads, every binary activation site with its
+    bits per image, binary weights, QONNX quantizers and what becomes of them, and whether
+    onnxruntime runs the injected model. Returns an :class:`xnorfault.inspection.ModelReport`
+    (``.sites``, ``.summary()``, ``.to_dict()``)."""
+    from xnorfault.inspection import inspect_model
+
+    return inspect_model(model, output, layout)
+
+
+@dataclass
+class Injection:
+    """What :func:`inject` wrote: the model file(s), its sites and default rates, the fault
+    source, the seed input and write model, and the inspection report of the clean model."""
+
+    output: Path
+    files: list[Path]
+    sites: list[str]
+    rates: dict
+    source: dict
+    seed_input: str
+    write_model: dict
+    report: Any
+
+    def to_dict(self) -> dict:
+        """The ``--json`` object of ``xnorfault inject``."""
+        return {
+            "output": str(self.output),
+            "files": [str(path) for path in self.files],
+            "sites": self.sites,
+            "rates": self.rates,
+            "source": self.source,
+            "seed_input": self.seed_input,
+            "write_model": self.write_model,
+            "model": self.report.to_dict(),
+        }
+
+
+def inject(
+    model: str | Path,
+    output: str | Path,
+    *,
+    fault: FaultSource | None = None,
+    ber: float | str | None = None,
+    p_flip_pos: float | str | None = None,
+    p_flip_neg: float | str | None = None,
+    voltage: float | str | None = None,
+    pulse: float | str | None = None,
+    mram_device: Any = "paper",
+    write_model: str | None = None,
+    initial_state: str | None = None,
+    layers: Sequence[str] | None = None,
+) -> Injection:
+    """Insert bit flips at every binary activation of an ONNX model (``xnorfault inject``) and
+    write it to ``output``: the rates become graph inputs (``p_flip_pos.SITE``,
+    ``p_flip_neg.SITE``) defaulting to the values given, ``flip_seed`` seeds the draw.
+    ``layers`` names the sites to inject (default: all)."""
+    from xnorfault.contract import INJECTED_KEY
+    from xnorfault.inspection import inspect_model
+    from xnorfault.io import check_output_file
+    from xnorfault.rewrite import inject_flips, load_model, metadata, save_model
+
+    given = dict(
+        ber=ber,
+        p_flip_pos=p_flip_pos,
+        p_flip_neg=p_flip_neg,
+        voltage=voltage,
+        pulse=pulse,
+        mram_device=mram_device,
+        write_model=write_model,
+        initial_state=initial_state,
+    )
+    source = _source(fault, given, single=True)
+    if source is None:
+        raise XnorfaultError(
+            "give one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
+        )
+    (point,) = fault_points(source)
+    output = check_output_file(output, "--output")
+    clean = load_model(model)
+    report = inspect_model(clean, runtime=False)
+    injected = inject_flips(clean, point.spec, sites=None if layers is None else list(layers))
+    written = save_model(injected, output)
+    info = json.loads(metadata(injected)[INJECTED_KEY])
+    return Injection(
+        output=output,
+        files=list(written),
+        sites=info["sites"],
+        rates=info["rates"],
+        source=point.spec.source,
+        seed_input=info["seed_input"],
+        write_model=info["write"],
+        report=report,
+    )
+
+
+class Evaluation(Mapping):
+    """The result of :func:`evaluate`: a read-only mapping of the JSON object that
+    ``xnorfault evaluate --json`` prints (``points``, ``baseline_accuracy``, ``max_drop``, …),
+    with :meth:`to_dataframe` and :meth:`plot`."""
+
+    def __init__(self, result: dict, device=None):
+        self._result = result
+        self._device = device
+
+    def __getitem__(self, key: str):
+        return self._result[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._result)
+
+    def __len__(self) -> int:
+        return len(self._result)
+
+    def __repr__(self) -> str:
+        return (
+            f"Evaluation({len(self.points)} points, {self['test_images']} test images, "
+            f"error-free accuracy {self.baseline_accuracy:.4f})"
+        )
+
+    @property
+    def points(self) -> list[dict]:
+        """One dict per sweep point: rates, ``accuracy_mean``, ``ci95``, ``accuracy_drop``,
+        and (where measured) ``test_set_ci95``, ``drop_ci95``, MRAM figures, chips, latency."""
+        return self._result["points"]
+
+    @property
+    def baseline_accuracy(self) -> float:
+        """Accuracy on the same images with every flip rate at zero."""
+        return self._result["baseline_accuracy"]
+
+    def to_dict(self) -> dict:
+        """The ``--json`` object (a deep copy)."""
+        return copy.deepcopy(self._result)
+
+    def to_dataframe(self):
+        """The points as a pandas DataFrame, one row per point, with the columns of
+        ``evaluate --csv`` (needs pandas: ``pip install pandas``)."""
+        try:
+            import pandas
+        except ImportError:
+            raise XnorfaultError(
+                "to_dataframe needs pandas: pip install pandas (or use .points)"
+            ) from None
+        from xnorfault.evaluation import point_rows
+
+        columns, rows = point_rows(self._result)
+        return pandas.DataFrame(rows, columns=columns)
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw accuracy against write voltage (or BER) with the intervals, the error-free line
+        and the accuracy budget, as ``evaluate --plot`` does; returns the figure's path."""
+        from xnorfault.io import check_figure_output
+        from xnorfault.plots import plot_evaluation
+
+        path = Path(path)
+        check_figure_output(path, "plot")
+        plot_evaluation(self._result, path, self._device)
+        return path
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    fault: FaultSource | None = None,
+    ber: FaultValue = None,
+    p_flip_pos: float | str | None = None,
+    p_flip_neg: float | str | None = None,
+    voltage: FaultValue = None,
+    pulse: float | str | None = None,
+    mram_device: Any = "paper",
+    write_model: str | None = None,
+    initial_state: str | None = None,
+    repeats: int = 20,
+    batch_size: int | None = None,
+    latency_batches: Sequence[int] | None = None,
+    latency_iterations: int = 20,
+    threads: int | None = None,
+    backend: str = "auto",
+    lce_benchmark_binary: str | Path | None = None,
+    lce_model: str | Path | None = None,
+    target: str | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    max_drop: float | None = None,
+    per_layer: bool = False,
+    target_ci: float | None = None,
+    max_repeats: int = 200,
+    chips: int | None = None,
+    chip_seed: int = 0,
+    output: str | None = None,
+    layout: str | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Accuracy (mean, std, 95 % interval over repeats) of a model under bit flips, swept over
+    BER or MRAM write voltage, against the error-free baseline (``xnorfault evaluate``).
+    ``model`` is an ONNX model (injected, or clean and injected in memory) or an LCE
+    ``.tflite``; ``data`` a test set ``.npz`` from :func:`export_onnx` or a dataset spec
+    (which needs torch). The keywords are the command's options; ``progress`` shows a
+    progress bar."""
+    from xnorfault.cli._common import progress_bar
+    from xnorfault.evaluation import EvaluationRequest, run_evaluation
+    from xnorfault.units import parse_rate
+
+    given = dict(
+        ber=ber,
+        p_flip_pos=p_flip_pos,
+        p_flip_neg=p_flip_neg,
+        voltage=voltage,
+        pulse=pulse,
+        mram_device=mram_device,
+        write_model=write_model,
+        initial_state=initial_state,
+    )
+    source = _source(fault, given)
+    # None: the write model the injected model records (or iid)
+    write = write_model_of(write_model, initial_state)
+    request = EvaluationRequest(
+        model=Path(model),
+        data=str(data),
+        source=source,
+        repeats=repeats,
+        batch_size=batch_size,
+        latency_batches=None if latency_batches is None else tuple(latency_batches),
+        latency_iterations=latency_iterations,
+        threads=threads,
+        backend=backend,
+        lce_benchmark_binary=None if lce_benchmark_binary is None else Path(lce_benchmark_binary),
+        lce_model=None if lce_model is None else Path(lce_model),
+        target=target,
+        seed=seed,
+        limit=limit,
+        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
+        per_layer=per_layer,
+        output=output,
+        layout=layout,
+        write=write,
+        chips=chips,
+        chip_seed=chip_seed,
+        target_ci=target_ci,
+        max_repeats=max_repeats,
+    )
+    result = run_evaluation(request, progress_bar(disabled=not progress))
+    return Evaluation(result, None if source is None else source.device)
+
+
+def export_onnx(
+    run: str | Path,
+    output: str | Path,
+    *,
+    point: str | None = None,
+    repeat: int = 0,
+    testset: str | Path | None = None,
+) -> dict:
+    """Export a trained network of a run directory to standard ONNX (``xnorfault export``),
+    checking parity with the trained network on its test split; ``testset`` also writes the
+    preprocessed test split as ``.npz``. Returns the summary (``binary_sites``,
+    ``argmax_agreement``, ``onnx_test_accuracy``, …). Needs torch and brevitas."""
+    from xnorfault.exporters.onnx import export_run
+    from xnorfault.io import check_output_file
+
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise XnorfaultError(f"--output {output} should end in .onnx for --format onnx")
+    check_output_file(output, "--output")
+    if testset is not None:
+        testset = Path(testset)
+        if testset.suffix != ".npz":
+            raise XnorfaultError(f"--testset {testset} should end in .npz")
+        check_output_file(testset, "--testset")
+    return export_run(Path(run), output, point, repeat, testset)
+
+
+def train(
+    out: str | Path,
+    *,
+    model: str = "lenet4",
+    data: str = "digits",
+    fault: FaultSource | None = None,
+    ber: FaultValue = None,
+    p_flip_pos: float | str | None = None,
+    p_flip_neg: float | str | None = None,
+    voltage: FaultValue = None,
+    voltage_schedule: FaultValue = None,
+    pulse: float | str | None = None,
+    mram_device: Any = "paper",
+    ramp: bool = False,
+    write_model: str | None = None,
+    initial_state: str | None = None,
+    layer_ber: Mapping[str, float] | None = None,
+    weight_ber: float | None = None,
+    test_ber: float | None = None,
+    gradient: str = "straight_through",
+    epochs: int = 1,
+    repeats: int = 1,
+    seed: int = 1,
+    batch_size: int = 128,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    milestones: Sequence[int] | None = None,
+    weight_scaling: str = "channel",
+    input_size: int | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    extra: bool = False,
+    classes: int | None = None,
+    subset_seed: int = 0,
+    device: str = "auto",
+    shard: tuple[int, int] | None = None,
+    sync_bn: bool = False,
+    progress: bool = False,
+) -> dict | None:
+    """Train binarized networks with random bit errors in their binary activations and record
+    the error-free test accuracy after every epoch (``xnorfault train``), into the run
+    directory ``out`` (an existing run of the same configuration resumes). Without fault
+    keywords the network trains at BER 0. ``layer_ber`` overrides the BER per site
+    (``{"act1": 0}``); ``device`` is the torch device (``auto``, ``cpu``, ``cuda:N``);
+    ``shard`` = (I, N) runs the I-th of N slices of the jobs (default: all). Returns the run record
+    (``points``, each with its ``repeats`` and their per-epoch ``epochs``) — ``None`` on a
+    torchrun process other than the first. Needs torch and brevitas."""
+    from xnorfault.cli._common import progress_bar
+    from xnorfault.data import load_dataset
+    from xnorfault.faults import FaultSpec, FlipRates, WriteModel
+    from xnorfault.models import model_info
+    from xnorfault.training.runner import Distributed, Run, TrainConfig, resolve_device
+    from xnorfault.units import parse_rate
+
+    given = dict(
+        ber=ber,
+        p_flip_pos=p_flip_pos,
+        p_flip_neg=p_flip_neg,
+        voltage=voltage,
+        voltage_schedule=voltage_schedule,
+        pulse=pulse,
+        mram_device=mram_device,
+        ramp=ramp,
+        write_model=write_model,
+        initial_state=initial_state,
+    )
+    source = _source(fault, given)
+    if source is None:
+        source = fault_source(
+            ber=0.0, ramp=ramp, write_model=write_model, initial_state=initial_state
+        )
+    if gradient not in GRADIENTS:
+        raise XnorfaultError(f"unknown gradient {gradient!r}: use {' or '.join(GRADIENTS)}")
+    if weight_scaling not in WEIGHT_SCALINGS:
+        raise XnorfaultError(
+            f"unknown weight scaling {weight_scaling!r}: use {' or '.join(WEIGHT_SCALINGS)}"
+        )
+    info = model_info(model)
+    layers = {
+        site: FlipRates.symmetric(parse_rate(rate, f"--layer-ber {site}"))
+        for site, rate in (layer_ber or {}).items()
+    }
+    weights = (
+        None if weight_ber is None else FlipRates.symmetric(parse_rate(weight_ber, "--weight-ber"))
+    )
+    points = fault_points(source, epochs=epochs, layers=layers, weights=weights)
+    compute_device = resolve_device(device)
+    dist = Distributed.from_environment(compute_device, sync_bn)
+    compute_device = dist.device(compute_device)
+    dataset = load_dataset(
+        data,
+        image_size=input_size or info.nominal_input_size,
+        extra=extra,
+        classes=classes,
+        subset_seed=subset_seed,
+    )
+    config = TrainConfig(
+        model=model,
+        data=data,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        milestones=None if milestones is None else list(milestones),
+        gradient=gradient,
+        weight_scaling=weight_scaling,
+        input_size=input_size,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        test_fault=None
+        if test_ber is None
+        else FaultSpec.from_ber(parse_rate(test_ber, "--test-ber")).to_dict(),
+        data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
+        write_model=None if source.write == WriteModel() else source.write.to_dict(),
+    )
+    shard = (0, 1) if shard is None else tuple(shard)
+    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard)
+    if dist.is_main:
+        run.prepare_folder()  # refuses a folder of another run before any progress output
+    with progress_bar(disabled=not progress or not dist.is_main) as bar:
+        record = run.run(bar)
+    return record if dist.is_main else None
+
+
+GRADIENTS = ("straight_through", "flipped")
+WEIGHT_SCALINGS = ("channel", "tensor")
+
+
+__all__ = [
+    "Evaluation",
+    "Injection",
+    "evaluate",
+    "export_onnx",
+    "fault_source",
+    "inject",
+    "inspect",
+    "train",
+]
