@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.xnorfault-installed
 LCE_VENV  := .venv-lce
 LCE_STAMP := $(LCE_VENV)/.xnorfault-installed
 
-.PHONY: setup demo test test-arm lint pytest benchmarks clean
+.PHONY: setup demo test test-arm lint pytest benchmarks docs clean
 
 setup: $(STAMP) $(LCE_STAMP)
 
@@ -69,6 +69,11 @@ test: lint pytest
 test-arm: setup
 	$(BIN)/python tests/arm/run_arm_check.py
 
+# The reference documentation as a static site in site/ (API from the docstrings, formulas
+# rendered; the command-line reference; the README as the guide). A warning fails the build.
+docs: setup
+	$(BIN)/python docs/build.py site
+
 benchmarks: setup
 	$(BIN)/python benchmarks/mram.py
 	$(BIN)/python benchmarks/train_overhead.py
@@ -77,4 +82,4 @@ benchmarks: setup
 	$(BIN)/python benchmarks/lce_vs_onnx.py
 
 clean:
-	rm -rf $(VENV) $(LCE_VENV) .cache runs build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LCE_VENV) .cache runs build site *.egg-info .pytest_cache .ruff_cache

@@ -5,6 +5,10 @@ only when first used. The deployed half — :func:`fault_source`, :func:`inspect
 :func:`evaluate`, the MRAM model — needs numpy, scipy, onnx and onnxruntime only; :func:`train`
 and :func:`export_onnx` import torch and brevitas when called.
 
+The examples in the docstrings run as doctests (``make test``) with ``workdir`` a fresh folder,
+``run`` a tiny run of LeNet-4 on the embedded digits at BER 0 and 0.05, ``model`` its BER-0.05
+network exported to ONNX and ``testset`` that export's test split.
+
 Fault rates are given as on the command line, as strings (``ber="0:0.08:0.02"``,
 ``voltage="0.45:0.85:0.05"``, ``pulse="10ns"``) or as numbers and sequences of numbers in SI
 units (``voltage=[0.45, 0.5]``, ``pulse=10e-9``); errors are :class:`xnorfault.errors.XnorfaultError`
@@ -115,7 +119,14 @@ def inspect(model: str | Path, *, output: str | None = None, layout: str | None 
     the image input it feeds and the output it reads, every binary activation site with its
     bits per image, binary weights, QONNX quantizers and what becomes of them, and whether
     onnxruntime runs the injected model. Returns an :class:`xnorfault.inspection.ModelReport`
-    (``.sites``, ``.summary()``, ``.to_dict()``)."""
+    (``.sites``, ``.summary()``, ``.to_dict()``).
+
+    >>> report = inspect(model)
+    >>> [(site.name, site.elements_per_image) for site in report.sites]
+    [('act1', 2880), ('act2', 800)]
+    >>> report.activation_bits_per_image
+    3680
+    """
     from xnorfault.inspection import inspect_model
 
     return inspect_model(model, output, layout)
@@ -167,7 +178,14 @@ def inject(
     """Insert bit flips at every binary activation of an ONNX model (``xnorfault inject``) and
     write it to ``output``: the rates become graph inputs (``p_flip_pos.SITE``,
     ``p_flip_neg.SITE``) defaulting to the values given, ``flip_seed`` seeds the draw.
-    ``layers`` names the sites to inject (default: all)."""
+    ``layers`` names the sites to inject (default: all).
+
+    >>> injection = inject(model, workdir / "faulty.onnx", voltage=0.5, pulse="10ns")
+    >>> injection.sites
+    ['act1', 'act2']
+    >>> round(injection.rates["act1"]["pos_to_neg"], 4)  # WER of the paper's MTJ at 0.5 V, 10 ns
+    0.0216
+    """
     from xnorfault.contract import INJECTED_KEY
     from xnorfault.inspection import inspect_model
     from xnorfault.io import check_output_file
@@ -311,7 +329,20 @@ def evaluate(
     ``model`` is an ONNX model (injected, or clean and injected in memory) or an LCE
     ``.tflite``; ``data`` a test set ``.npz`` from :func:`export_onnx` or a dataset spec
     (which needs torch). The keywords are the command's options; ``progress`` shows a
-    progress bar."""
+    progress bar.
+
+    >>> sweep = evaluate(model, testset, ber=[0, 0.5], repeats=2)
+    >>> [point["ber"] for point in sweep.points]
+    [0.0, 0.5]
+    >>> sweep.points[0]["accuracy_mean"] == sweep.baseline_accuracy  # BER 0 flips nothing
+    True
+    >>> sweep.points[1]["accuracy_mean"] < sweep.baseline_accuracy  # random activations
+    True
+    >>> sweep.to_dataframe()[["ber", "accuracy_mean"]].shape
+    (2, 2)
+    >>> sweep.plot(workdir / "sweep.png").name
+    'sweep.png'
+    """
     from xnorfault.cli._common import progress_bar
     from xnorfault.evaluation import EvaluationRequest, run_evaluation
     from xnorfault.units import parse_rate
@@ -369,7 +400,12 @@ def export_onnx(
     """Export a trained network of a run directory to standard ONNX (``xnorfault export``),
     checking parity with the trained network on its test split; ``testset`` also writes the
     preprocessed test split as ``.npz``. Returns the summary (``binary_sites``,
-    ``argmax_agreement``, ``onnx_test_accuracy``, …). Needs torch and brevitas."""
+    ``argmax_agreement``, ``onnx_test_accuracy``, …). Needs torch and brevitas.
+
+    >>> summary = export_onnx(run, workdir / "clean.onnx", point="ber=0")
+    >>> summary["binary_sites"], summary["argmax_agreement"]
+    (['act1', 'act2'], 1.0)
+    """
     from xnorfault.exporters.onnx import export_run
     from xnorfault.io import check_output_file
 
@@ -431,7 +467,14 @@ def train(
     (``{"act1": 0}``); ``device`` is the torch device (``auto``, ``cpu``, ``cuda:N``);
     ``shard`` = (I, N) runs the I-th of N slices of the jobs (default: all). Returns the run record
     (``points``, each with its ``repeats`` and their per-epoch ``epochs``) — ``None`` on a
-    torchrun process other than the first. Needs torch and brevitas."""
+    torchrun process other than the first. Needs torch and brevitas.
+
+    >>> record = train(workdir / "tiny", ber=[0, 0.1], limit_train=128, limit_test=64)
+    >>> [(point["point"], point["complete_repeats"]) for point in record["points"]]
+    [('ber=0', 1), ('ber=0.1', 1)]
+    >>> 0 <= record["points"][0]["final_test_accuracy_mean"] <= 1
+    True
+    """
     from xnorfault.cli._common import progress_bar
     from xnorfault.data import load_dataset
     from xnorfault.faults import FaultSpec, FlipRates, WriteModel

@@ -33,7 +33,13 @@ from xnorfault.units import (
 @dataclass(frozen=True)
 class FlipRates:
     """Flip probabilities of one binary value: ``pos_to_neg`` = P(+1 → −1),
-    ``neg_to_pos`` = P(−1 → +1)."""
+    ``neg_to_pos`` = P(−1 → +1).
+
+    >>> FlipRates.symmetric(0.01)
+    FlipRates(pos_to_neg=0.01, neg_to_pos=0.01)
+    >>> FlipRates(0.02, 0.0).is_symmetric
+    False
+    """
 
     pos_to_neg: float = 0.0
     neg_to_pos: float = 0.0
@@ -119,6 +125,9 @@ class WriteModel:
     first image. ``reset``: cells are reset to ``initial_state`` (``neg`` or ``pos``) before
     every write, so only writes of the other value can fail. Writing +1 (P) over −1 (AP)
     fails with WER(AP→P) and reads −1; writing −1 over +1 fails with WER(P→AP) and reads +1.
+
+    >>> WriteModel("previous", "pos").label
+    'previous (pos)'
     """
 
     model: str = "iid"
@@ -165,6 +174,13 @@ class FaultSpec:
     write can fail (:class:`WriteModel`; the rates are the WERs of a write that must switch).
     ``source``: how the rates were derived (a BER, or an MRAM operating point with its
     device), for the record.
+
+    >>> from xnorfault.mram import load_device
+    >>> spec = FaultSpec.from_mram(load_device("paper"), 0.5, 10e-9)
+    >>> round(spec.activations.pos_to_neg, 4), spec.source["kind"]
+    (0.0216, 'mram')
+    >>> FaultSpec.from_ber(0.04, layers={"act1": FlipRates()}).layers["act1"].is_zero
+    True
     """
 
     activations: FlipRates = field(default_factory=FlipRates)

@@ -484,7 +484,7 @@ def optimize(
     data,
     max_drop: float,
     *,
-    device="paper",
+    mram_device="paper",
     pulses: str | list[float] = "10ns",
     voltages: str | list[float] | None = None,
     write: WriteModel | None = None,
@@ -504,11 +504,20 @@ def optimize(
     """Per-site write voltages and pulses that spend the least activation-write energy per
     inference while the accuracy drop on held-out images stays within ``max_drop`` with
     ``confidence`` (the module says how). ``model``: an ONNX file (clean or injected);
-    ``data``: its test set (``.npz`` of ``x``, ``y``); ``device``: a preset name, a device file
+    ``data``: its test set (``.npz`` of ``x``, ``y``); ``mram_device``: a preset name, a device file
     or an :class:`~xnorfault.mram.MTJ`; ``pulses`` and ``voltages`` as ``--pulse`` and
     ``--voltage`` (or lists of seconds and volts). With ``chips`` (a device with
     ``[variation]``), the answer is also run on that many chips of chip seed ``chip_seed``
-    (:func:`chip_report`)."""
+    (:func:`chip_report`).
+
+    >>> result = optimize(model, testset, 0.05, verify_repeats=2)
+    >>> [site["site"] for site in result.sites]
+    ['act1', 'act2']
+    >>> result.energy_per_inference < result.conventional["energy_per_inference"]
+    True
+    >>> result.verification["drop_upper"] <= 0.05
+    True
+    """
     from xnorfault.evaluation import Campaign, load_test_set
     from xnorfault.mram import MTJ, load_device
     from xnorfault.runtimes import open_backend
@@ -519,7 +528,7 @@ def optimize(
         raise XnorfaultError(f"--confidence {confidence:g}: give a level in [0.5, 1), e.g. 0.95")
     if repeats < 1 or verify_repeats < 2:
         raise XnorfaultError("--repeats must be at least 1 and --verify-repeats at least 2")
-    mtj = device if isinstance(device, MTJ) else load_device(device)
+    mtj = mram_device if isinstance(mram_device, MTJ) else load_device(mram_device)
     if chips:
         from xnorfault.mram.chips import require_variation
 

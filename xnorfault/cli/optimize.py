@@ -18,7 +18,7 @@ def optimize_command(
     max_drop: float = typer.Option(
         ..., "--max-drop", help="Accuracy budget: the largest drop allowed, e.g. 0.01."
     ),
-    device: options.MramDeviceOption = "paper",
+    mram_device: options.MramDeviceOption = "paper",
     pulse: str = typer.Option(
         "10ns",
         "--pulse",
@@ -92,7 +92,7 @@ def optimize_command(
             model,
             data,
             parse_rate(max_drop, "--max-drop"),
-            device=device,
+            mram_device=mram_device,
             pulses=pulse,
             voltages=voltage,
             write=write,

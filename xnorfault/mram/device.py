@@ -84,6 +84,12 @@ class MTJ:
     Defaults are the paper's device (Table I): :math:`\\Delta = 40`, :math:`\\tau_D = 2` ns,
     :math:`V_{c0} = 0.3` V, :math:`V_{bd} = 1.2` V. ``vc0`` is the critical voltage for writing
     −1 (P→AP); ``vc0_ap_to_p`` the one for writing +1 (AP→P), equal to ``vc0`` when ``None``.
+
+    >>> mtj = MTJ()
+    >>> round(float(mtj.wer(0.55, 10e-9)), 5)  # exact WER writing −1 at 0.55 V, 10 ns
+    0.00555
+    >>> float(MTJ(delta=45.0).wer(0.55, 10e-9)) > float(mtj.wer(0.55, 10e-9))
+    True
     """
 
     delta: float = 40.0
@@ -563,7 +569,14 @@ def preset_toml(name: str) -> str:
 
 
 def load_device(name_or_path: str | Path | None = None) -> MTJ:
-    """A device by preset name (``"paper"``, the default) or from a TOML file path."""
+    """A device by preset name (``"paper"``, the default) or from a TOML file path.
+
+    >>> mtj = load_device("paper")
+    >>> mtj.delta, mtj.vc0
+    (40.0, 0.3)
+    >>> round(mtj.voltage_for_wer(0.01, 10e-9), 3)  # volts for WER 1e-2 with 10 ns pulses
+    0.529
+    """
     if name_or_path is None:
         name_or_path = "paper"
     text = str(name_or_path)
