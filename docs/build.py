@@ -39,6 +39,7 @@ MODULES = [
     "xnorfault.generator",
     "xnorfault.bitflip",
     "xnorfault.report",
+    "xnorfault.tracking",
     "xnorfault.units",
     "xnorfault.runtimes",
     "xnorfault.targets",

@@ -322,14 +322,17 @@ def evaluate(
     chip_seed: int = 0,
     output: str | None = None,
     layout: str | None = None,
+    log: Sequence[str] | None = None,
     progress: bool = False,
 ) -> Evaluation:
     """Accuracy (mean, std, 95 % interval over repeats) of a model under bit flips, swept over
     BER or MRAM write voltage, against the error-free baseline (``xnorfault evaluate``).
     ``model`` is an ONNX model (injected, or clean and injected in memory) or an LCE
     ``.tflite``; ``data`` a test set ``.npz`` from :func:`export_onnx` or a dataset spec
-    (which needs torch). The keywords are the command's options; ``progress`` shows a
-    progress bar.
+    (which needs torch). The keywords are the command's options; ``log=["mlflow"]`` also
+    records the sweep as an MLflow run (:func:`xnorfault.tracking.log_evaluation_to_mlflow`;
+    the store ``MLFLOW_TRACKING_URI``, by default ``mlflow.db`` beside the model);
+    ``progress`` shows a progress bar.
 
     >>> sweep = evaluate(model, testset, ber=[0, 0.5], repeats=2)
     >>> [point["ber"] for point in sweep.points]
@@ -385,8 +388,33 @@ def evaluate(
         target_ci=target_ci,
         max_repeats=max_repeats,
     )
+    trackers = _evaluation_trackers(log)
     result = run_evaluation(request, progress_bar(disabled=not progress))
+    if "mlflow" in trackers:
+        from xnorfault.tracking import log_evaluation_to_mlflow
+
+        result["mlflow_run_id"] = log_evaluation_to_mlflow(result, Path(model).parent)
     return Evaluation(result, None if source is None else source.device)
+
+
+def _evaluation_trackers(log) -> tuple[str, ...]:
+    """``evaluate --log``: MLflow only (a sweep is not a curve over steps of training), checked
+    to be installed before the sweep runs."""
+    from xnorfault.tracking import parse_trackers
+
+    trackers = parse_trackers(log)
+    if "tensorboard" in trackers:
+        raise XnorfaultError(
+            "evaluate --log takes mlflow (TensorBoard follows training: train --log)"
+        )
+    if "mlflow" in trackers:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise XnorfaultError(
+                "--log mlflow needs MLflow: pip install 'xnorfault[mlflow]'"
+            ) from None
+    return trackers
 
 
 def export_onnx(
@@ -458,6 +486,7 @@ def train(
     device: str = "auto",
     shard: tuple[int, int] | None = None,
     sync_bn: bool = False,
+    log: Sequence[str] | None = None,
     progress: bool = False,
 ) -> dict | None:
     """Train binarized networks with random bit errors in their binary activations and record
@@ -465,7 +494,9 @@ def train(
     directory ``out`` (an existing run of the same configuration resumes). Without fault
     keywords the network trains at BER 0. ``layer_ber`` overrides the BER per site
     (``{"act1": 0}``); ``device`` is the torch device (``auto``, ``cpu``, ``cuda:N``);
-    ``shard`` = (I, N) runs the I-th of N slices of the jobs (default: all). Returns the run record
+    ``shard`` = (I, N) runs the I-th of N slices of the jobs (default: all). ``log`` mirrors
+    the per-epoch metrics into ``"tensorboard"`` and/or ``"mlflow"``
+    (:mod:`xnorfault.tracking`). Returns the run record
     (``points``, each with its ``repeats`` and their per-epoch ``epochs``) — ``None`` on a
     torchrun process other than the first. Needs torch and brevitas.
 
@@ -545,7 +576,12 @@ def train(
         write_model=None if source.write == WriteModel() else source.write.to_dict(),
     )
     shard = (0, 1) if shard is None else tuple(shard)
-    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard)
+    tracker = None
+    if log and dist.is_main:
+        from xnorfault.tracking import TrainingTracker
+
+        tracker = TrainingTracker(out, log)
+    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard, tracker)
     if dist.is_main:
         run.prepare_folder()  # refuses a folder of another run before any progress output
     with progress_bar(disabled=not progress or not dist.is_main) as bar:

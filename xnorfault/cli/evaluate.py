@@ -98,6 +98,12 @@ def evaluate_command(
     output: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
     write: WriteModel | None = None,
+    log: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Also record the sweep as an MLflow run (mlflow: mlflow.db beside the model, or "
+        "MLFLOW_TRACKING_URI).",
+    ),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the points as CSV."),
     plot_path: Path | None = typer.Option(
         None, "--plot", help="Draw accuracy vs voltage (or BER)."
@@ -145,6 +151,7 @@ def evaluate_command(
         chip_seed=chip_seed,
         output=output,
         layout=None if layout is None else layout.value,
+        log=log,
         progress=not as_json,
     )
     result = evaluation.to_dict()

@@ -109,6 +109,12 @@ def train_command(
     shard: str | None = typer.Option(
         None, "--shard", help="Run the I-th of N slices of the sweep's jobs, I/N (for array jobs)."
     ),
+    log: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Also log each epoch to tensorboard (RUN/tensorboard) and/or mlflow (RUN/mlflow.db "
+        "or MLFLOW_TRACKING_URI); repeatable or comma-separated.",
+    ),
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="Synchronise batch norm across torchrun processes (CUDA)."
     ),
@@ -150,6 +156,7 @@ def train_command(
         device=device,
         shard=parse_shard(shard),
         sync_bn=sync_bn,
+        log=log,
         progress=not as_json,
     )
     if record is None:  # a torchrun process other than the first

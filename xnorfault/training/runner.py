@@ -262,8 +262,11 @@ class Run:
         device: torch.device,
         dist: Distributed | None = None,
         shard: tuple[int, int] = (0, 1),
+        tracker=None,
     ):
         self.folder = Path(folder)
+        # xnorfault.tracking.TrainingTracker (train --log): fed on the main process only
+        self.tracker = tracker
         self.dist = dist or Distributed()
         self.shard = shard
         if config.batch_size % self.dist.world_size:
@@ -376,6 +379,11 @@ class Run:
             "status": "complete" if len(epochs_done) >= config.epochs else "incomplete",
             "epochs": epochs_done,
         }
+        tracker = self.tracker if dist.is_main else None
+        if tracker is not None:
+            tracker.start_job(
+                point.label, repeat, asdict(config), point.spec.to_dict(), epochs_done
+            )
         maker = BatchMaker(self.dataset, self.input_size, self.device)
         test_spec = FaultSpec.from_dict(config.test_fault) if config.test_fault else None
         for epoch in range(len(epochs_done), config.epochs):
@@ -441,6 +449,8 @@ class Run:
                     )
                     configure_faults(network, point.spec, epoch, flips, config.gradient)
                 record["epochs"].append(metrics)
+                if tracker is not None:
+                    tracker.log_epoch(metrics)
                 if epoch + 1 == config.epochs:
                     record["status"] = "complete"
                 state = {
@@ -460,6 +470,8 @@ class Run:
                 record_path, record
             )  # killed after the last checkpoint, before its record
             self.write_summary()
+        if tracker is not None:
+            tracker.end_job(record)
         return record
 
     # --- whole run -----------------------------------------------------------------------
@@ -476,7 +488,12 @@ class Run:
         self.dist.barrier()
         for point, repeat in self.jobs():
             self.run_job(point, repeat, progress if self.dist.is_main else None)
-        return self.write_summary() if self.dist.is_main else build_record(self.folder)
+        if not self.dist.is_main:
+            return build_record(self.folder)
+        record = self.write_summary()
+        if self.tracker is not None:
+            self.tracker.finish(record)
+        return record
 
     def write_summary(self) -> dict:
         """Merge every job record into ``record.json``. A lock serialises the merges of shards
