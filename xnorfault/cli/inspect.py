@@ -25,10 +25,10 @@ def inspect_command(
 
     Examples: xnorfault inspect model.onnx; xnorfault inspect cnv_qonnx.onnx --json
     """
-    from xnorfault.inspection import inspect_model
+    from xnorfault.api import inspect
 
     with console.status("inspecting…") if not as_json else nullcontext():
-        report = inspect_model(model, output, None if layout is None else layout.value)
+        report = inspect(model, output=output, layout=None if layout is None else layout.value)
     if as_json:
         emit_json(report.to_dict())
         return
