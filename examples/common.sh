@@ -1,4 +1,5 @@
-# Shared by the example scripts: run a study, then report it.
+# Shared by the example scripts: run a study, then report it (with RESULTS/NAME_discussion.md
+# appended when there is one).
 set -euo pipefail
 XNORFAULT=${XNORFAULT:-xnorfault}
 DEVICE=${DEVICE:-auto}
@@ -12,5 +13,7 @@ study() {  # study NAME MODEL DATA BERS EPOCHS [extra train options...]
     $XNORFAULT train --model "$model" --data "$data" --ber "$bers" --epochs "$epochs" \
         --repeats "$REPEATS" --seed 1 --device "$DEVICE" --out "$RUNS/$name" "$@"
     mkdir -p "$RESULTS"
-    $XNORFAULT report "$RUNS/$name" -o "$RESULTS/$name.md" --csv "$RESULTS/$name.csv"
+    local discussion=()
+    [ -f "$RESULTS/${name}_discussion.md" ] && discussion=(--discussion "$RESULTS/${name}_discussion.md")
+    $XNORFAULT report "$RUNS/$name" -o "$RESULTS/$name.md" --csv "$RESULTS/$name.csv" "${discussion[@]}"
 }

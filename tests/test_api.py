@@ -72,11 +72,11 @@ def test_api_evaluate_equals_the_command_line(run_cli, trained, tmp_path):
     ]
     assert evaluation.baseline_accuracy == cli["baseline_accuracy"]
     assert evaluation["max_drop"]["voltage"] == cli["max_drop"]["voltage"]
-    # numbers in SI units give the same sweep as the command line's text
+    # numbers in SI units (here a numpy array) give the same sweep as the command line's text
     again = xnorfault.evaluate(
         folder / "model.onnx",
         folder / "test.npz",
-        voltage=[0.45, 0.5, 0.55],
+        voltage=np.linspace(0.45, 0.55, 3),
         pulse=10e-9,
         repeats=3,
         seed=7,

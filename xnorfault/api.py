@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
@@ -45,8 +45,10 @@ def _as_text(value: FaultValue, name: str) -> str | None:
         return value
     if isinstance(value, Real):
         return repr(float(value))
-    if isinstance(value, Sequence) and all(isinstance(v, Real) for v in value):
-        return ",".join(repr(float(v)) for v in value)
+    if isinstance(value, Iterable) and not isinstance(value, bytes | dict):
+        values = list(value)  # a list, a tuple, a numpy array (np.linspace)
+        if values and all(isinstance(v, Real) for v in values):
+            return ",".join(repr(float(v)) for v in values)
     raise XnorfaultError(
         f"{name} takes a number, a list of numbers or a string such as '0.45:0.85:0.05', "
         f"not {type(value).__name__}"
