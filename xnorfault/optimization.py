@@ -362,6 +362,16 @@ class OptimizationResult:
         """Per site: voltage and pulse (what :func:`write_operating_points` writes)."""
         return {s["site"]: {"voltage": s["voltage"], "pulse": s["pulse"]} for s in self.sites}
 
+    def plot(self, path) -> Path:
+        """Draw energy per inference against the predicted drop (per-site and shared fronts,
+        the answer, the conventional point), as ``optimize --plot`` does; returns the path."""
+        from xnorfault.io import check_figure_output
+        from xnorfault.plots import plot_pareto
+
+        path = Path(path)
+        check_figure_output(path, "plot")
+        return plot_pareto(self.to_dict(), path)
+
     def save_model(self, source, path) -> Path:
         """Write ``source`` (the model optimised) injected with each site's chosen rates, its
         metadata recording the operating points."""
@@ -517,6 +527,8 @@ def optimize(
     True
     >>> result.verification["drop_upper"] <= 0.05
     True
+    >>> result.plot(workdir / "pareto.png").name
+    'pareto.png'
     """
     from xnorfault.evaluation import Campaign, load_test_set
     from xnorfault.mram import MTJ, load_device

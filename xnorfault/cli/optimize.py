@@ -113,9 +113,7 @@ def optimize_command(
     if points_path is not None:
         atomic_write_text(points_path, operating_points_toml(result))
     if plot_path is not None:
-        from xnorfault.plots import plot_pareto
-
-        plot_pareto(result.to_dict(), plot_path)
+        result.plot(plot_path)
     if as_json:
         emit_json(result.to_dict())
         return
