@@ -116,6 +116,21 @@ def test_bad_trackers_are_one_line_errors(run_cli, tracked, tmp_path):
     code, _, err = run_cli("train", *TINY, "--out", str(tmp_path / "r"), "--log", "wandb")
     assert code == 2 and "unknown --log 'wandb'" in err
     assert not (tmp_path / "r").exists()
+    # a folder holding another run is refused before a tracker writes anything into it
+    before = {p: p.stat().st_mtime_ns for p in (tracked / "run").rglob("*") if p.is_file()}
+    code, _, err = run_cli(
+        "train",
+        *TINY,
+        "--epochs",
+        "1",
+        "--out",
+        str(tracked / "run"),
+        "--log",
+        "mlflow,tensorboard",
+    )
+    assert code == 2 and "holds a run with other settings" in err
+    after = {p: p.stat().st_mtime_ns for p in (tracked / "run").rglob("*") if p.is_file()}
+    assert after == before
     code, _, err = run_cli(
         "evaluate",
         str(tracked / "model.onnx"),

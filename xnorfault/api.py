@@ -532,6 +532,9 @@ def train(
         source = fault_source(
             ber=0.0, ramp=ramp, write_model=write_model, initial_state=initial_state
         )
+    from xnorfault.tracking import check_available
+
+    trackers = check_available(log)
     if gradient not in GRADIENTS:
         raise XnorfaultError(f"unknown gradient {gradient!r}: use {' or '.join(GRADIENTS)}")
     if weight_scaling not in WEIGHT_SCALINGS:
@@ -578,14 +581,13 @@ def train(
         write_model=None if source.write == WriteModel() else source.write.to_dict(),
     )
     shard = (0, 1) if shard is None else tuple(shard)
-    tracker = None
-    if log and dist.is_main:
-        from xnorfault.tracking import TrainingTracker
-
-        tracker = TrainingTracker(out, log)
-    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard, tracker)
+    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard)
     if dist.is_main:
         run.prepare_folder()  # refuses a folder of another run before any progress output
+        if trackers:  # only in a folder that is this run's
+            from xnorfault.tracking import TrainingTracker
+
+            run.tracker = TrainingTracker(out, trackers)
     with progress_bar(disabled=not progress or not dist.is_main) as bar:
         record = run.run(bar)
     return record if dist.is_main else None

@@ -52,6 +52,24 @@ def parse_trackers(values) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_available(values) -> tuple[str, ...]:
+    """The tracker names of ``--log``, each checked to be installed — a one-line error before
+    any folder is touched or any training starts."""
+    names = parse_trackers(values)
+    for name, module, extra in (
+        ("tensorboard", "tensorboard", "tensorboard"),
+        ("mlflow", "mlflow", "mlflow"),
+    ):
+        if name in names:
+            try:
+                __import__(module)
+            except ImportError:
+                raise XnorfaultError(
+                    f"--log {name} needs the {module} package: pip install 'xnorfault[{extra}]'"
+                ) from None
+    return names
+
+
 def _flat(prefix: str, value, out: dict) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
