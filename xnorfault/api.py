@@ -101,6 +101,26 @@ def fault_source(
     return source
 
 
+# The fault keywords the functions share with :func:`fault_source`.
+_FAULT_KEYWORDS = (
+    "ber",
+    "p_flip_pos",
+    "p_flip_neg",
+    "voltage",
+    "voltage_schedule",
+    "pulse",
+    "mram_device",
+    "ramp",
+    "write_model",
+    "initial_state",
+)
+
+
+def _fault_keywords(arguments: dict) -> dict:
+    """The fault keywords among a function's arguments (its ``locals()``)."""
+    return {key: arguments[key] for key in _FAULT_KEYWORDS if key in arguments}
+
+
 def _source(fault: FaultSource | None, given: dict, single: bool = False) -> FaultSource | None:
     """``fault`` or the source the keywords describe (not both); a write model given as
     keywords applies to ``fault`` too."""
@@ -193,17 +213,7 @@ def inject(
     from xnorfault.io import check_output_file
     from xnorfault.rewrite import inject_flips, load_model, metadata, save_model
 
-    given = dict(
-        ber=ber,
-        p_flip_pos=p_flip_pos,
-        p_flip_neg=p_flip_neg,
-        voltage=voltage,
-        pulse=pulse,
-        mram_device=mram_device,
-        write_model=write_model,
-        initial_state=initial_state,
-    )
-    source = _source(fault, given, single=True)
+    source = _source(fault, _fault_keywords(locals()), single=True)
     if source is None:
         raise XnorfaultError(
             "give one of --ber, --p-flip-pos/--p-flip-neg, or --voltage with --pulse"
@@ -352,17 +362,7 @@ def evaluate(
     from xnorfault.evaluation import EvaluationRequest, run_evaluation
     from xnorfault.units import parse_rate
 
-    given = dict(
-        ber=ber,
-        p_flip_pos=p_flip_pos,
-        p_flip_neg=p_flip_neg,
-        voltage=voltage,
-        pulse=pulse,
-        mram_device=mram_device,
-        write_model=write_model,
-        initial_state=initial_state,
-    )
-    source = _source(fault, given)
+    source = _source(fault, _fault_keywords(locals()))
     # None: the write model the injected model records (or iid)
     write = write_model_of(write_model, initial_state)
     request = EvaluationRequest(
@@ -515,19 +515,7 @@ def train(
     from xnorfault.training.runner import Distributed, Run, TrainConfig, resolve_device
     from xnorfault.units import parse_rate
 
-    given = dict(
-        ber=ber,
-        p_flip_pos=p_flip_pos,
-        p_flip_neg=p_flip_neg,
-        voltage=voltage,
-        voltage_schedule=voltage_schedule,
-        pulse=pulse,
-        mram_device=mram_device,
-        ramp=ramp,
-        write_model=write_model,
-        initial_state=initial_state,
-    )
-    source = _source(fault, given)
+    source = _source(fault, _fault_keywords(locals()))
     if source is None:
         source = fault_source(
             ber=0.0, ramp=ramp, write_model=write_model, initial_state=initial_state
