@@ -402,20 +402,13 @@ def evaluate(
 def _evaluation_trackers(log) -> tuple[str, ...]:
     """``evaluate --log``: MLflow only (a sweep is not a curve over steps of training), checked
     to be installed before the sweep runs."""
-    from xnorfault.tracking import parse_trackers
+    from xnorfault.tracking import check_available, parse_trackers
 
-    trackers = parse_trackers(log)
-    if "tensorboard" in trackers:
+    if "tensorboard" in parse_trackers(log):
         raise XnorfaultError(
             "evaluate --log takes mlflow (TensorBoard follows training: train --log)"
         )
-    if "mlflow" in trackers:
-        try:
-            import mlflow  # noqa: F401
-        except ImportError:
-            raise XnorfaultError(
-                "--log mlflow needs MLflow: pip install 'xnorfault[mlflow]'"
-            ) from None
+    trackers = check_available(log)
     return trackers
 
 
