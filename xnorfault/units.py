@@ -67,6 +67,33 @@ def parse_duration(text: str | float) -> float:
     return _parse(text, _DURATION_SCALE | _LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8"')
 
 
+ZERO_CELSIUS = 273.15  # K
+
+
+def parse_temperature(text: str | float) -> float:
+    """Temperature in kelvin from ``"85C"``, ``"85 °C"``, ``"358.15K"``; a number is in kelvin.
+    A unit is required on the command line's text, where a bare ``85`` would be ambiguous."""
+    if isinstance(text, int | float):
+        kelvin = float(text)
+    else:
+        match = _QUANTITY.match(str(text).replace("°", ""))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in ("c", "k"):
+            raise XnorfaultError(
+                f"cannot read temperature {text!r}: write degrees Celsius or kelvin with the "
+                'unit, e.g. "85C" or "358K"'
+            )
+        kelvin = float(match.group(1)) + (ZERO_CELSIUS if unit == "c" else 0.0)
+    if not (math.isfinite(kelvin) and kelvin > 0):
+        raise XnorfaultError(f"temperature {text!r} is not above absolute zero")
+    return kelvin
+
+
+def format_temperature(kelvin: float) -> str:
+    """``358.15`` → ``"85 °C"``."""
+    return f"{kelvin - ZERO_CELSIUS:.4g} °C"
+
+
 def parse_voltage(text: str | float) -> float:
     """Voltage in volts from ``"550mV"``, ``"0.55V"`` or ``"0.55"``."""
     if isinstance(text, int | float):

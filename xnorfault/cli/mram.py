@@ -18,6 +18,7 @@ from xnorfault.cli._common import (
 from xnorfault.cli._options import JsonOption, MramDeviceOption
 from xnorfault.errors import XnorfaultError
 from xnorfault.mram import DIRECTIONS, available_devices, load_device, table_one
+from xnorfault.mram.weights import format_age
 from xnorfault.units import (
     endurance_text,
     format_duration,
@@ -138,15 +139,33 @@ def wer_command(
     ),
     device: MramDeviceOption = "paper",
     closed_form: bool = typer.Option(False, "--closed-form", help="Also show the closed-form WER."),
+    read: bool = typer.Option(
+        False,
+        "--read",
+        help="Read disturb: the probability that one read at this voltage and pulse switches a "
+        "cell, per current direction (resolved far below 1e-8).",
+    ),
+    temperature: str | None = typer.Option(
+        None, "--temperature", help='Temperature, e.g. "85C" (Δ scaled; default the device\'s).'
+    ),
     as_json: JsonOption = False,
 ):
     """Write error rate at one or more operating points, per write direction, with the flip
-    probabilities of a stored binary value, write energy and endurance.
+    probabilities of a stored binary value, write energy and endurance; with --read the
+    read-disturb probability of a read there instead.
 
     Examples: xnorfault mram wer --voltage 0.55 --pulse 10ns;
-    xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json
+    xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json;
+    xnorfault mram wer --read --voltage 0.05:0.15:0.025 --pulse 5ns --temperature 85C
     """
     mtj = load_device(device)
+    if temperature is not None:
+        from xnorfault.units import parse_temperature
+
+        mtj = mtj.at_temperature(parse_temperature(temperature))
+    if read:
+        _read_disturb_table(mtj, voltage, pulse, as_json)
+        return
     voltages = parse_list(voltage, parse_voltage)
     pulses = parse_list(pulse, parse_duration)
     grid_v, grid_t = (a.ravel() for a in np.meshgrid(voltages, pulses, indexing="ij"))
@@ -215,6 +234,55 @@ def wer_command(
             endurance_text(point["endurance_gain"], point["outlasts_service_life"]),
         ]
         table.add_row(*cells)
+    console.print(table)
+
+
+READS_SHOWN = 1e9  # a year of inferences at ~30 per second
+
+
+def _read_disturb_table(mtj, voltage: str, pulse: str, as_json: bool) -> None:
+    """``mram wer --read``: per-read switching probability in each current direction, and
+    the share of disturbed cells after 1e9 reads, :math:`1-(1-q)^{10^9}`."""
+    from xnorfault.units import format_temperature
+
+    voltages = parse_list(voltage, parse_voltage)
+    pulses = parse_list(pulse, parse_duration)
+    points = []
+    for v in voltages:
+        for t in pulses:
+            point = {"voltage": float(v), "pulse": float(t)}
+            for direction in ("p_to_ap", "ap_to_p"):
+                q = float(mtj.read_disturb(v, t, direction))
+                point[f"disturb_{direction}"] = q
+                point[f"disturbed_after_1e9_reads_{direction}"] = float(
+                    -np.expm1(READS_SHOWN * np.log1p(-q))
+                )
+            points.append(point)
+    if as_json:
+        emit_json(
+            {"device": mtj.to_dict(), "temperature": mtj.reference_temperature, "points": points}
+        )
+        return
+    table = Table(
+        title=f"Read disturb — device '{mtj.name}' at {format_temperature(mtj.reference_temperature)} "
+        f"(Δ={mtj.delta:.4g}): probability that one read switches a cell"
+    )
+    for header in (
+        "voltage",
+        "pulse",
+        "per read, P→AP current (disturbs +1)",
+        "per read, AP→P current (disturbs −1)",
+        "after 1e9 reads (P→AP)",
+    ):
+        table.add_column(header, justify="right")
+    for point in points:
+        table.add_row(
+            f"{point['voltage']:.3f} V",
+            format_duration(point["pulse"]),
+            sci(point["disturb_p_to_ap"]),
+            sci(point["disturb_ap_to_p"]),
+            sci(point["disturbed_after_1e9_reads_p_to_ap"]),
+        )
     console.print(table)
 
 
@@ -317,35 +385,62 @@ def _endurance_gains(mtj, voltages, pulses) -> list[float | None]:
 @mram_app.command("retention")
 def retention_command(
     time: str = typer.Option(
-        "1s,1h,1d,1y,10y", "--time", help='Storage times, e.g. "1y" or "1h,1d,1y".'
+        "1s,1h,1d,1y,10y", "--time", "--age", help='Storage times, e.g. "1y" or "1h,1d,1y".'
+    ),
+    temperature: str | None = typer.Option(
+        None,
+        "--temperature",
+        help='Temperature(s), e.g. "85C" or "25C,85C" (default: the device\'s, 25 °C).',
     ),
     device: MramDeviceOption = "paper",
     as_json: JsonOption = False,
 ):
-    """Probability that a stored bit flips thermally within a storage time (Néel–Brown).
+    """Thermal retention of an idle cell: the paper's probability of a flip within a storage
+    time, 1 − exp(−rT), and the probability that the cell holds the wrong value,
+    (1 − exp(−2rT))/2, with r = exp(−Δ(T))/τ₀ and Δ(T) = Δ·T_ref/T.
 
-    Example: xnorfault mram retention --time 1d,1y
+    Examples: xnorfault mram retention --time 1d,1y; xnorfault mram retention --age 1h,1d --temperature 25C,85C
     """
+    from xnorfault.units import format_temperature, parse_temperature
+
     mtj = load_device(device)
     times = parse_list(time, parse_duration)
-    errors = [float(mtj.retention_error(t)) for t in times]
+    kelvins = (
+        [mtj.reference_temperature]
+        if temperature is None
+        else parse_list(temperature, parse_temperature)
+    )
+    points = []
+    for kelvin in kelvins:
+        hot = mtj.at_temperature(kelvin)
+        for t in times:
+            points.append(
+                {
+                    "time": t,
+                    "temperature": kelvin,
+                    "delta": hot.delta,
+                    "rate_per_s": hot.retention_rate(),
+                    "retention_error": float(hot.retention_error(t)),
+                    "wrong_value": float(hot.retention_flip(t)),
+                }
+            )
     if as_json:
-        emit_json(
-            {
-                "device": mtj.to_dict(),
-                "points": [
-                    {"time": t, "retention_error": e} for t, e in zip(times, errors, strict=True)
-                ],
-            }
-        )
+        emit_json({"device": mtj.to_dict(), "points": points})
         return
     table = Table(
-        title=f"Retention error — device '{mtj.name}' (Δ={mtj.delta:g}, τ_0={format_duration(mtj.attempt_time)})"
+        title=f"Retention — device '{mtj.name}' (Δ={mtj.delta:g} at "
+        f"{format_temperature(mtj.reference_temperature)}, τ_0={format_duration(mtj.attempt_time)})"
     )
-    table.add_column("storage time", justify="right")
-    table.add_column("P(bit flipped)", justify="right")
-    for t, e in zip(times, errors, strict=True):
-        table.add_row(f"{t:.4g} s", sci(e))
+    for header in ("temperature", "Δ(T)", "storage time", "P(≥ 1 flip)", "P(wrong value)"):
+        table.add_column(header, justify="right")
+    for point in points:
+        table.add_row(
+            format_temperature(point["temperature"]),
+            f"{point['delta']:.4g}",
+            format_age(point["time"]),
+            sci(point["retention_error"]),
+            sci(point["wrong_value"]),
+        )
     console.print(table)
 
 
@@ -459,6 +554,7 @@ def device_toml(device) -> str:
             "",
             "[retention]",
             f'attempt_time = "{device.attempt_time!r}"',
+            f"reference_temperature = {device.reference_temperature!r}",
             "",
         ]
     )

@@ -9,7 +9,13 @@ paper (Tzoufras, Gajek & Walker, arXiv:1905.10927, §III):
 * endurance from time-dependent dielectric breakdown (E-model),
   :math:`t_{BD}(V) = t_{BD}(V_{bd})\,e^{\gamma (V_{bd} - V)}`, :math:`N_c = t_{BD}(V)/\tau`;
 * write energy per bit :math:`E = V^2\tau/R`;
-* retention error over a time :math:`T`: :math:`1 - \exp[-(T/\tau_0)e^{-\Delta}]`.
+* retention error over a time :math:`T`: :math:`1 - \exp[-(T/\tau_0)e^{-\Delta}]`, and the
+  probability that an idle cell holds the wrong value after :math:`T`,
+  :math:`\tfrac12(1 - e^{-2rT})` with :math:`r = e^{-\Delta}/\tau_0`;
+* temperature: :math:`\Delta(T) = \Delta\,T_{ref}/T` (the barrier :math:`E_b` held fixed,
+  :math:`\Delta = E_b/k_BT`);
+* read disturb: the switching probability of one read pulse below the critical voltage
+  (:mod:`xnorfault.mram.disturb`).
 
 Device descriptions are TOML files; :func:`load_device` reads one by preset name (``paper``,
 ``asymmetric``) or path.
@@ -32,8 +38,10 @@ from xnorfault.mram import switching
 from xnorfault.units import (
     check_probability,
     format_duration,
+    format_temperature,
     format_voltage,
     parse_duration,
+    parse_temperature,
     parse_voltage,
 )
 
@@ -102,6 +110,7 @@ class MTJ:
     r_p: float = 3000.0
     r_ap: float = 6000.0
     attempt_time: float = 1e-9
+    reference_temperature: float = 298.15  # K: the temperature at which delta holds
     max_pulse: float = 1.0
     name: str = "custom"
     description: str = ""
@@ -116,6 +125,9 @@ class MTJ:
     sigma_vc0: float = 0.0
     variation: str = "normal"
     variation_correlation: float = 0.0
+    # the device file's [weight_memory] table, as (key, value) pairs: how the binary weights
+    # are written, kept and read (xnorfault.mram.weights.WeightMemory reads it)
+    weight_memory: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         for name in (
@@ -128,6 +140,7 @@ class MTJ:
             "r_p",
             "r_ap",
             "attempt_time",
+            "reference_temperature",
             "max_pulse",
         ):
             value = getattr(self, name)
@@ -416,6 +429,79 @@ class MTJ:
             )
         return _scalar_or_array(volts**2 * seconds * conductance, voltage, pulse)
 
+    # --- temperature, retention and read disturb ------------------------------------------
+
+    def delta_at(self, temperature: float) -> float:
+        """Thermal stability at ``temperature`` (K), :math:`\\Delta(T) = \\Delta\\,T_{ref}/T`:
+        :math:`\\Delta = E_b/k_BT` with the energy barrier taken independent of temperature (a
+        measured :math:`E_b(T)`, falling with the magnetisation, lowers Δ faster)."""
+        kelvin = float(temperature)
+        if not (math.isfinite(kelvin) and kelvin > 0):
+            raise XnorfaultError(f"temperature {temperature!r} K is not above absolute zero")
+        return self.delta * self.reference_temperature / kelvin
+
+    def at_temperature(self, temperature: float) -> MTJ:
+        """The device at ``temperature`` (K): Δ scaled by :meth:`delta_at`; the critical
+        voltages, τ_D and τ₀ kept. A measured WER table holds at its own temperature only."""
+        kelvin = float(temperature)
+        if math.isclose(kelvin, self.reference_temperature, rel_tol=1e-12):
+            return self
+        if self.measured is not None:
+            raise XnorfaultError(
+                f"device '{self.name}' is a measured WER table at "
+                f"{format_temperature(self.reference_temperature)}: it gives no WER at "
+                f"{format_temperature(kelvin)}; use its fitted parameters ('xnorfault mram fit')"
+            )
+        return replace(self, delta=self.delta_at(kelvin), reference_temperature=kelvin)
+
+    def retention_rate(self) -> float:
+        """Thermal flip rate of an idle cell (1/s), Néel–Arrhenius :math:`r = e^{-\\Delta}/\\tau_0`."""
+        return math.exp(-self.delta) / self.attempt_time
+
+    def retention_flip(self, time):
+        """Probability that an idle cell reads the other value after ``time`` (s).
+
+        Thermal flips are a two-state Markov process at rate :math:`r` each way
+        (:meth:`retention_rate`), so the cell is wrong after an odd number of them:
+
+        .. math:: P_{ret}(T) = \\tfrac12\\left(1 - e^{-2rT}\\right).
+
+        It equals :meth:`retention_error` (the paper's :math:`1-e^{-rT}`, the probability of at
+        least one flip) to first order in :math:`rT` and tends to ½ — a thermalised bit is a
+        coin toss — where the paper's tends to 1.
+
+        >>> year = 365.25 * 86400
+        >>> round(float(MTJ().retention_flip(year)), 4), round(float(MTJ().retention_error(year)), 4)
+        (0.1176, 0.1255)
+        >>> round(float(MTJ().at_temperature(358.15).retention_flip(86400)), 3)  # a day at 85 °C
+        0.225
+        """
+        seconds = np.asarray(time, dtype=float)
+        if not np.all(np.isfinite(seconds)) or np.any(seconds < 0):
+            raise XnorfaultError("retention time must be a non-negative number of seconds")
+        value = -0.5 * np.expm1(-2 * self.retention_rate() * seconds)
+        return _scalar_or_array(value, time)
+
+    def read_disturb(self, voltage, pulse, direction: Direction = "p_to_ap"):
+        """Probability that one read at ``voltage`` (V) and ``pulse`` (s) switches a cell it
+        destabilises, :math:`P_{sw} = 1 - \\mathrm{WER}(V/V_{c0,d}, \\tau/\\tau_D)` for a read
+        current in write direction ``direction`` (a ``p_to_ap`` read disturbs cells in P, +1).
+        Solved by :func:`xnorfault.mram.disturb.switch_probability`, resolved down to the
+        1e-20 a read below the critical voltage reaches (PAPER §3: the write-error model at the
+        read operating point).
+
+        >>> f"{float(MTJ().read_disturb(0.1, 5e-9)):.2e}"  # a 0.1 V, 5 ns read of the paper's MTJ
+        '8.38e-11'
+        """
+        from xnorfault.mram.disturb import switch_probability
+
+        volts = self.operating_voltage(voltage)
+        seconds = _positive(pulse, "read pulse", "s")
+        reduced = switch_probability(
+            volts / self.critical_voltage(direction), seconds / self.tau_d, self.delta
+        )
+        return _scalar_or_array(np.asarray(reduced), voltage, pulse)
+
     def retention_error(self, time):
         """Probability that a stored bit flips thermally within ``time`` (s):
         :math:`1-\\exp[-(T/\\tau_0)e^{-\\Delta}]` (Néel–Brown). At Δ = 40 and τ₀ = 1 ns this is
@@ -434,6 +520,7 @@ class MTJ:
         table by its file, size and region)."""
         data = asdict(replace(self, measured=None))
         data["measured"] = None if self.measured is None else self.measured.to_dict()
+        data["weight_memory"] = dict(self.weight_memory)
         return data
 
     @classmethod
@@ -475,7 +562,10 @@ class MTJ:
                 "time_at_vbd": ("breakdown_time_at_vbd", parse_duration),
             },
             "resistance": {"r_p": ("r_p", float), "r_ap": ("r_ap", float)},
-            "retention": {"attempt_time": ("attempt_time", parse_duration)},
+            "retention": {
+                "attempt_time": ("attempt_time", parse_duration),
+                "reference_temperature": ("reference_temperature", parse_temperature),
+            },
             "variation": {
                 "sigma_delta": ("sigma_delta", float),
                 "sigma_vc0": ("sigma_vc0", float),
@@ -489,6 +579,10 @@ class MTJ:
                 kwargs[key] = str(value)
             elif key == "measured":
                 kwargs["measured"] = _measured_table(value, source)
+            elif key == "weight_memory":
+                if not isinstance(value, dict):
+                    raise XnorfaultError(f"{source}: [weight_memory] must be a table")
+                kwargs["weight_memory"] = tuple(sorted(value.items()))
             elif key in schema:
                 if not isinstance(value, dict):
                     raise XnorfaultError(f"{source}: [{key}] must be a table")
@@ -508,7 +602,8 @@ class MTJ:
             else:
                 raise XnorfaultError(
                     f"{source}: unknown section or key {key!r} "
-                    "(known: name, description, switching, breakdown, resistance, retention, variation, measured)"
+                    "(known: name, description, switching, breakdown, resistance, retention, variation, "
+                    "weight_memory, measured)"
                 )
         kwargs.setdefault("name", Path(source).stem)
         device = cls(**kwargs)
