@@ -104,6 +104,19 @@ class Backend(ABC):
             "iterations": iterations,
         }
 
+    def binary_weights(self) -> dict[str, np.ndarray]:
+        """The model's binary weights by tensor name (:mod:`xnorfault.weight_faults`)."""
+        raise XnorfaultError(
+            f"weight faults run on ONNX models with the onnxruntime backend, not {self.name}: "
+            "LCE's converter packs binary weights into bitpacked constants xnorfault does not "
+            "rewrite; evaluate the .onnx model with --backend onnxruntime"
+        )
+
+    def set_weight_faults(self, weights: dict[str, np.ndarray] | None) -> None:
+        """Run from now on with these tensors in place of the model's binary weights (a
+        chip's wrong weights); ``None`` restores the model's own."""
+        self.binary_weights()  # the same one-line error where a backend has no weights
+
     def close(self) -> None:  # noqa: B027 - a backend holding nothing to release keeps it
         """Release the runtime (a worker process, a session); idempotent."""
 

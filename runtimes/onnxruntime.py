@@ -84,19 +84,11 @@ class OnnxRuntimeBackend(Backend):
         self.injected_rates = {site: FlipRates.from_dict(r) for site, r in info["rates"].items()}
         self.site_addresses = site_addresses(proto, self.sites)
         self.metadata = props
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # rate inputs with defaults are intended, not a warning
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         self.threads = threads or os.cpu_count() or 1
-        try:
-            self.session = ort.InferenceSession(
-                proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime's own Fail/InvalidGraph/NotImplemented types
-            raise runtime_error(error, proto, "load") from None
+        self._requested_threads = threads
+        self._proto = proto
+        self._weights: dict[str, np.ndarray] | None = None
+        self.session = self._open_session(proto)
         data_inputs = [i for i in self.session.get_inputs() if not is_control_input(i.name)]
         if len(data_inputs) != 1:
             names = ", ".join(i.name for i in data_inputs)
@@ -110,6 +102,48 @@ class OnnxRuntimeBackend(Backend):
         self.fixed_batch: int | None = self.data_input.fixed_batch
         outputs = [(o.name, o.type) for o in self.session.get_outputs()]
         self.output_name = choose_output(outputs, output, props.get(OUTPUT_KEY))
+
+    def _open_session(self, proto: onnx.ModelProto, replaced=None) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # rate inputs with defaults are intended, not a warning
+        if self._requested_threads:
+            options.intra_op_num_threads = self._requested_threads
+            options.inter_op_num_threads = 1
+        if replaced:
+            # a copy with the new tensors: onnxruntime's SessionOptions.add_initializer is
+            # not applied to weights its optimiser prepacks (Conv's are reordered first)
+            proto = _with_initializers(proto, replaced)
+        try:
+            session = ort.InferenceSession(
+                proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime's own Fail/InvalidGraph/NotImplemented types
+            raise runtime_error(error, proto, "load") from None
+        return session
+
+    def binary_weights(self) -> dict[str, np.ndarray]:
+        """The model's binary weights by initializer name (Constant-node weights lifted to
+        initializers first, :func:`xnorfault.weight_faults.binary_weight_tensors`)."""
+        if self._weights is None:
+            from xnorfault.weight_faults import binary_weight_tensors
+
+            lifted, self._weights = binary_weight_tensors(self._proto)
+            if lifted is not self._proto:
+                self._proto = lifted
+                self.session = self._open_session(lifted)
+        return self._weights
+
+    def set_weight_faults(self, weights: dict[str, np.ndarray] | None) -> None:
+        """A new session of a copy of the model with ``weights`` in place of those
+        initializers."""
+        known = self.binary_weights()
+        for name, array in (weights or {}).items():
+            if name not in known or array.shape != known[name].shape:
+                raise XnorfaultError(
+                    f"weight {name!r} is not a binary weight of the model of shape {array.shape}"
+                )
+        self.session = self._open_session(self._proto, weights)
 
     def conform(self, images: np.ndarray) -> np.ndarray:
         return self.data_input.conform(images)
@@ -179,6 +213,21 @@ class OnnxRuntimeBackend(Backend):
             "write_model": self.write.to_dict(),
             "rate_maps": self.rate_maps,
         }
+
+
+def _with_initializers(proto: onnx.ModelProto, tensors: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``proto`` whose named initializers hold ``tensors``."""
+    from onnx import numpy_helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for initializer in copy.graph.initializer:
+        if initializer.name in tensors:
+            array = tensors[initializer.name].astype(
+                onnx.helper.tensor_dtype_to_np_dtype(initializer.data_type), copy=False
+            )
+            initializer.CopyFrom(numpy_helper.from_array(array, initializer.name))
+    return copy
 
 
 def site_addresses(model: onnx.ModelProto, sites: list[str]) -> dict[str, int | None]:

@@ -191,7 +191,13 @@ def test_every_public_name_resolves():
 
 @pytest.mark.parametrize(
     "module",
-    ["xnorfault.api", "xnorfault.faults", "xnorfault.mram.device", "xnorfault.optimization"],
+    [
+        "xnorfault.api",
+        "xnorfault.faults",
+        "xnorfault.mram.device",
+        "xnorfault.mram.weights",
+        "xnorfault.optimization",
+    ],
 )
 def test_the_docstring_examples_run(module, trained, tmp_path):
     """Every public function's example runs as written, on a tiny run of the embedded digits."""

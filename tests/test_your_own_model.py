@@ -94,6 +94,27 @@ def test_injected_at_zero_predicts_as_brevitas(request, fixture):
     np.testing.assert_allclose(got, logits, rtol=1e-4, atol=1e-3)
 
 
+def test_weight_faults_reach_the_lowered_weights_of_a_qonnx_export(tfc):
+    """The TFC export's weights are BipolarQuant(constant) nodes, lowered to Constant nodes:
+    lifted to initializers, every one of the four takes a chip's faults (persistently, whatever
+    the flip seed), and flipping all of one layer's weights changes the logits."""
+    from xnorfault.weight_faults import flipped
+
+    path, images, _ = tfc
+    with OnnxRuntimeBackend(inject_flips(load_model(path), FlipRates())) as backend:
+        weights = backend.binary_weights()
+        assert len(weights) == 4
+        assert all(np.allclose(np.abs(w), np.abs(w).reshape(-1)[0]) for w in weights.values())
+        clean = backend.run(images[:4], {}, seed=0)
+        for name, values in weights.items():
+            backend.set_weight_faults(flipped(weights, {name: np.ones(values.size, bool)}))
+            first = backend.run(images[:4], {}, seed=0)
+            assert not np.allclose(first, clean), name
+            assert np.array_equal(first, backend.run(images[:4], {}, seed=9))
+        backend.set_weight_faults(None)
+        assert np.array_equal(backend.run(images[:4], {}, seed=0), clean)
+
+
 @pytest.mark.parametrize("fixture", ["tfc", "cnv"])
 def test_each_site_flips_at_its_rates(request, fixture):
     path, images, _ = request.getfixturevalue(fixture)

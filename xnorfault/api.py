@@ -332,6 +332,16 @@ def evaluate(
     max_repeats: int = 200,
     chips: int | None = None,
     chip_seed: int = 0,
+    age: FaultValue = None,
+    temperature: float | str | None = None,
+    weight_voltage: float | str | None = None,
+    weight_pulse: float | str | None = None,
+    weight_erased: str | None = None,
+    read_voltage: float | str | None = None,
+    read_pulse: float | str | None = None,
+    read_direction: str | None = None,
+    reads_per_inference: int | None = None,
+    inferences: float | str | None = None,
     output: str | None = None,
     layout: str | None = None,
     log: Sequence[str] | None = None,
@@ -341,7 +351,11 @@ def evaluate(
     BER or MRAM write voltage, against the error-free baseline (``xnorfault evaluate``).
     ``model`` is an ONNX model (injected, or clean and injected in memory) or an LCE
     ``.tflite``; ``data`` a test set ``.npz`` from :func:`export_onnx` or a dataset spec
-    (which needs torch). The keywords are the command's options; ``log=["mlflow"]`` also
+    (which needs torch). The keywords are the command's options; ``age`` (with the weight
+    memory's keywords: ``temperature`` in kelvin or ``"85C"``, ``weight_voltage``,
+    ``weight_pulse``, ``weight_erased``, ``read_voltage``, ``read_pulse``, ``read_direction``,
+    ``reads_per_inference``, ``inferences``) keeps the binary weights in MRAM on ``chips``
+    chips (:mod:`xnorfault.mram.weights`), one point per age; ``log=["mlflow"]`` also
     records the sweep as an MLflow run (:func:`xnorfault.tracking.log_evaluation_to_mlflow`;
     the store ``MLFLOW_TRACKING_URI``, by default ``mlflow.db`` beside the model);
     ``progress`` shows a progress bar.
@@ -363,6 +377,7 @@ def evaluate(
     from xnorfault.units import parse_rate
 
     source = _source(fault, _fault_keywords(locals()))
+    weights = _weight_memory(source, mram_device, age, locals())
     # None: the write model the injected model records (or iid)
     write = write_model_of(write_model, initial_state)
     request = EvaluationRequest(
@@ -389,6 +404,9 @@ def evaluate(
         chip_seed=chip_seed,
         target_ci=target_ci,
         max_repeats=max_repeats,
+        weight_memory=None if weights is None else weights[0],
+        ages=() if weights is None else tuple(weights[1]),
+        weight_device=None if weights is None else weights[2],
     )
     trackers = _evaluation_trackers(log)
     result = run_evaluation(request, progress_bar(disabled=not progress))
@@ -397,6 +415,25 @@ def evaluate(
 
         result["mlflow_run_id"] = log_evaluation_to_mlflow(result, Path(model).parent)
     return Evaluation(result, None if source is None else source.device)
+
+
+def _weight_memory(source, mram_device, age, arguments: dict):
+    """``(memory, ages, device)`` of the weight-memory keywords, or ``None`` without ``age``;
+    the device is the fault source's, else ``mram_device``."""
+    from xnorfault.mram import MTJ, load_device
+    from xnorfault.mram.weights import WEIGHT_OPTIONS, weight_memory_options
+
+    options = {name: arguments[name] for name in WEIGHT_OPTIONS}
+    if age is None and not any(v is not None for v in options.values()):
+        return None
+    if source is not None and source.device is not None:
+        device = source.device
+    elif isinstance(mram_device, MTJ):
+        device = mram_device
+    else:
+        device = load_device(mram_device)
+    memory, ages = weight_memory_options(device, age, **options)
+    return memory, ages, device
 
 
 def _evaluation_trackers(log) -> tuple[str, ...]:

@@ -340,6 +340,11 @@ class EvaluationRequest:
     chip_seed: int = 0
     target_ci: float | None = None  # repeats added until each interval's half-width is ≤ this
     max_repeats: int = 200
+    # binary weights kept in MRAM (xnorfault.mram.weights): the memory, the ages to evaluate
+    # (each a point, on every chip), and the device whose cells hold the weights
+    weight_memory: object = None
+    ages: tuple[float, ...] = ()
+    weight_device: object = None
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -370,6 +375,8 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     from xnorfault.targets import load_target, machine_description
 
     check_chip_request(request)
+    if request.weight_memory is not None:
+        check_weight_request(request)
     profile = load_target(request.target) if request.target is not None else None
     threads, batch_size, latency_batches = (
         request.threads,
@@ -390,12 +397,14 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         request.output,
         request.layout,
         request.write,
-        rate_maps=bool(request.chips),
+        rate_maps=bool(request.chips) and _varied_voltage_point(request),
     ) as runner:
         images, labels = load_test_set(request.data, runner, request.limit)
         points = sweep_points(request.source, runner)
         chips = None
-        if request.chips:
+        if request.weight_memory is not None:
+            result = _run_weight_evaluation(request, runner, images, labels, points, progress)
+        elif request.chips:
             from xnorfault.mram.chips import ChipPopulation
 
             source = request.source
@@ -407,23 +416,29 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                 source.pulse,
                 source.voltages,
             )
-        campaign = Campaign(
-            runner, images, labels, request.seed, batch_size or 256, f"{request.data}: labels (y)"
-        )
-        with progress if progress is not None else nullcontext():
-            result = evaluate(
-                campaign,
-                points,
-                request.repeats,
-                latency_batches or (),
-                request.latency_iterations,
-                request.per_layer,
-                progress,
-                chips,
-                request.max_drop,
-                request.target_ci,
-                request.max_repeats,
+        if request.weight_memory is None:
+            campaign = Campaign(
+                runner,
+                images,
+                labels,
+                request.seed,
+                batch_size or 256,
+                f"{request.data}: labels (y)",
             )
+            with progress if progress is not None else nullcontext():
+                result = evaluate(
+                    campaign,
+                    points,
+                    request.repeats,
+                    latency_batches or (),
+                    request.latency_iterations,
+                    request.per_layer,
+                    progress,
+                    chips,
+                    request.max_drop,
+                    request.target_ci,
+                    request.max_repeats,
+                )
         result["backend"] = runner.describe()
         source_run = _source_run(runner.metadata)
         if source_run is not None:
@@ -441,6 +456,10 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     device = request.source.device if request.source is not None else None
     if device is not None:
         result["device"] = device.to_dict()
+    if request.weight_memory is not None:
+        if request.max_drop is not None:
+            result["max_drop"] = longest_age_within(result, request.max_drop)
+        return result
     if request.max_drop is not None:
         result["max_drop"] = (
             lowest_voltage_within(result, request.max_drop, device)
@@ -448,6 +467,138 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def _varied_voltage_point(request: EvaluationRequest) -> bool:
+    """Whether a weight-memory evaluation's activations need per-address rates: a write
+    voltage on a device with cell-to-cell variation (without weights: always, with chips)."""
+    if request.weight_memory is None:
+        return True
+    source = request.source
+    return bool(source is not None and source.voltages and source.device.varies)
+
+
+def check_weight_request(request: EvaluationRequest) -> None:
+    """Weight faults: one activation operating point, no per-site or sized repeats, the
+    onnxruntime backend (one-line errors, before anything loads)."""
+    source = request.source
+    if source is not None and len(fault_points(source)) != 1:
+        raise XnorfaultError(
+            "with --age the sweep runs over ages: give one activation operating point "
+            "(one --voltage or --ber), or none for the model's own rates"
+        )
+    if request.per_layer:
+        raise XnorfaultError("--per-layer and --age together: run the layer sensitivity separately")
+    if request.target_ci is not None:
+        raise XnorfaultError(
+            "--target-ci sizes the repeats of plain points; with --age the interval is over chips: raise --chips"
+        )
+    if request.backend not in ("auto", "onnxruntime"):
+        raise XnorfaultError(
+            f"weight faults run on ONNX models with the onnxruntime backend, not {request.backend}: "
+            "LCE's converter packs binary weights into bitpacked constants xnorfault does not rewrite"
+        )
+    if request.model.suffix == ".tflite":
+        raise XnorfaultError(
+            "weight faults run on ONNX models: LCE's converter packs binary weights into "
+            "bitpacked constants xnorfault does not rewrite; evaluate the .onnx model"
+        )
+
+
+def _run_weight_evaluation(request, runner, images, labels, points, progress) -> dict:
+    """Every chip at every age (:func:`xnorfault.weight_faults.evaluate_weight_ages`), with
+    the activation faults of the one point on top (per-address on a varied device)."""
+    from xnorfault.weight_faults import evaluate_weight_ages
+
+    campaign = Campaign(
+        runner,
+        images,
+        labels,
+        request.seed,
+        request.batch_size or 256,
+        f"{request.data}: labels (y)",
+    )
+    point = points[0]
+    sites = runner.sites
+    everywhere = {site: point.spec.activation_rates(site) for site in sites}
+    population = None
+    if request.source is not None and _varied_voltage_point(request):
+        from xnorfault.mram.chips import ChipPopulation
+
+        population = ChipPopulation.build(
+            request.source.device,
+            {site: runner.site_addresses.get(site) for site in sites},
+            request.chips or 1,
+            request.chip_seed,
+            request.source.pulse,
+            request.source.voltages,
+        )
+
+    def activation_rates(index: int):
+        if population is None:
+            return everywhere
+        from xnorfault.mram.chips import chip_rates, draw_chip
+
+        chip = draw_chip(population.device, population.addresses, request.chip_seed, index)
+        return chip_rates(chip, population.table, point.voltage)
+
+    clean = campaign.correct({})
+    baseline = float(clean.mean())
+    count = request.chips or 1
+    task = progress.add_task("evaluating", total=count * len(request.ages)) if progress else None
+    with progress if progress is not None else nullcontext():
+        results = evaluate_weight_ages(
+            campaign,
+            request.weight_device,
+            request.weight_memory,
+            list(request.ages),
+            count,
+            request.chip_seed,
+            activation_rates,
+            request.repeats,
+            baseline,
+            request.max_drop,
+            (lambda: progress.advance(task)) if progress else None,
+        )
+    for result in results:
+        result.update(
+            {
+                "activation_point": point.label,
+                "ber": point.ber,
+                "voltage": point.voltage,
+                "pulse": point.pulse,
+                "p_flip_pos_to_neg": point.rates.pos_to_neg,
+                "p_flip_neg_to_pos": point.rates.neg_to_pos,
+            }
+        )
+    memory, device = request.weight_memory, request.weight_device
+    result = {
+        "baseline_accuracy": baseline,
+        "points": results,
+        "sites": sites,
+        "test_images": int(len(labels)),
+        "weight_memory": memory.to_dict(device),
+        "weight_memory_summary": memory.describe(device),
+        "weight_device": device.to_dict(),
+        "weight_chips": {"count": count, "seed": request.chip_seed, "varied": device.varies},
+    }
+    if population is not None:
+        result["chip_draw"] = population.describe()
+    return result
+
+
+def longest_age_within(result: dict, max_drop: float) -> dict:
+    """The oldest age up to which every age's interval over chips shows the drop below
+    ``max_drop`` (ages ascending; :func:`_last_within`): how long the weights may go
+    unwritten. ``age`` ``None`` when even the first age is not shown within."""
+    chosen = _last_within(result["points"], result["baseline_accuracy"], max_drop)
+    answer = {"max_drop": max_drop, "age": None if chosen is None else chosen["age"]}
+    if chosen is not None:
+        answer["accuracy_mean"] = chosen["accuracy_mean"]
+        answer["ci95"] = chosen["ci95"]
+        answer["yield"] = chosen.get("yield")
+        answer["yield_ci95"] = chosen.get("yield_ci95")
+    return answer
 
 
 def _source_run(metadata) -> dict | None:
@@ -469,8 +620,8 @@ def check_chip_request(request: EvaluationRequest) -> None:
         raise XnorfaultError(
             f"--target-ci {request.target_ci:g}: give a half-width of accuracy in (0, 1), e.g. 0.005"
         )
-    if not request.chips:
-        return
+    if not request.chips or request.weight_memory is not None:
+        return  # the weights' chips need no activation sweep (check_weight_request)
     if request.target_ci is not None:
         raise XnorfaultError(
             "--target-ci sizes the repeats of plain points; with --chips the interval is over chips: raise --chips"
@@ -681,6 +832,9 @@ CSV_COLUMNS = [
     "yield",
 ]
 
+# a weight-memory evaluation (``--age``) adds these
+WEIGHT_CSV_COLUMNS = ["age", "p_wrong_pos", "p_wrong_neg", "wrong_share", "expected_wrong_share"]
+
 
 def point_rows(result: dict) -> tuple[list[str], list[dict]]:
     """The points of an evaluation result as flat rows (one per point; the interval split in
@@ -695,19 +849,24 @@ def point_rows(result: dict) -> tuple[list[str], list[dict]]:
             for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_per_s")
         }
     )
+    weights = "weight_memory" in result
+    extra = WEIGHT_CSV_COLUMNS if weights else []
     rows = []
     for point in result["points"]:
         row = dict(point)
         row["ci95_low"], row["ci95_high"] = point["ci95"]
+        if weights:
+            row["p_wrong_pos"] = point["weight_error"]["pos"]
+            row["p_wrong_neg"] = point["weight_error"]["neg"]
         if "chip_accuracy" in point:
             row["chip_p5"] = point["chip_accuracy"]["p5"]
             row["chip_worst"] = point["chip_accuracy"]["worst"]
         for b, values in point.get("latency", {}).items():
             for key, value in values.items():
                 row[f"latency_b{b}_{key}"] = value
-        columns = CSV_COLUMNS + latency_keys
+        columns = CSV_COLUMNS + extra + latency_keys
         rows.append({key: row.get(key) for key in columns})
-    return CSV_COLUMNS + latency_keys, rows
+    return CSV_COLUMNS + extra + latency_keys, rows
 
 
 def points_csv(result: dict) -> str:

@@ -39,6 +39,7 @@ class WeightReport:
     shape: list
     elements: int
     scaling: str  # "per tensor" or "per channel"
+    tensor: str = ""  # the weight's value (an initializer, or a Constant node's output)
 
 
 @dataclass
@@ -122,15 +123,24 @@ def _names_external_data(path: Path) -> bool:
 def _binary_weights(graph_model) -> list[WeightReport]:
     """Constant weights of Conv/Gemm/MatMul nodes whose magnitudes take one value per tensor
     or per output channel (±c, or ±α_c as XNOR-Net scales): the binary weights."""
+    return [report for report, _ in binary_weight_values(graph_model)]
+
+
+def binary_weight_values(graph_model) -> list[tuple[WeightReport, object]]:
+    """The binary weights of an onnx_ir model (see :func:`_binary_weights`), each with its
+    ``onnx_ir.Value``; a tensor that several nodes consume is listed once."""
     from xnorfault.sites import constant
 
-    found = []
+    found, seen = [], set()
     for node in graph_model.graph.all_nodes():
         index = WEIGHT_CONSUMERS.get(node.op_type)
         if index is None or len(node.inputs) <= index:
             continue
-        weight = constant(node.inputs[index])
+        value = node.inputs[index]
+        weight = constant(value)
         if weight is None or weight.ndim < 2 or not np.issubdtype(weight.dtype, np.floating):
+            continue
+        if id(value) in seen:
             continue
         magnitude = np.abs(weight)
         if np.any(magnitude == 0):
@@ -145,15 +155,16 @@ def _binary_weights(graph_model) -> list[WeightReport]:
             if not np.allclose(rows, rows[:, :1]):
                 continue
             scaling = "per channel"
-        found.append(
-            WeightReport(
-                node=node.name or "",
-                op=node.op_type,
-                shape=list(weight.shape),
-                elements=int(weight.size),
-                scaling=scaling,
-            )
+        seen.add(id(value))
+        report = WeightReport(
+            node=node.name or "",
+            op=node.op_type,
+            shape=list(weight.shape),
+            elements=int(weight.size),
+            scaling=scaling,
+            tensor=value.name or "",
         )
+        found.append((report, value))
     return found
 
 

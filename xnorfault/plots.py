@@ -154,7 +154,10 @@ def plot_accuracy_vs_epoch(record: dict, path: str | Path, band: str = "std") ->
 def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -> Path:
     """Accuracy (mean with its 95 % interval) vs write voltage, with the WER of both write
     directions and the write energy relative to the highest swept voltage on secondary axes;
-    for BER sweeps, accuracy vs BER. With chips, every chip's accuracy is a dot."""
+    for BER sweeps, accuracy vs BER. With chips, every chip's accuracy is a dot. A
+    weight-memory evaluation (``--age``) draws accuracy vs age (:func:`plot_accuracy_vs_age`)."""
+    if "weight_memory" in result:
+        return plot_accuracy_vs_age([("chips' mean", result)], path)
     plt = _pyplot()
     points = result["points"]
     figure, axes = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
@@ -310,3 +313,41 @@ def plot_pareto(result: dict, path: str | Path) -> Path:
         return atomic_save_figure(figure, path, dpi=150)
     finally:
         plt.close(figure)
+
+
+def plot_accuracy_vs_age(curves: list[tuple[str, dict]], path: str | Path) -> Path:
+    """Accuracy vs the age of the weights (log axis; age 0 left out) for one or more
+    ``evaluate --age`` results: per curve the chips' mean with its 95 % interval over chips
+    and the worst chip (dashed), the error-free baseline of the first, and the drop budget
+    when the results carry one."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
+    for index, (label, result) in enumerate(curves):
+        points = [p for p in sorted(result["points"], key=lambda p: p["age"]) if p["age"] > 0]
+        days = np.array([p["age"] / 86400.0 for p in points])
+        mean = np.array([p["accuracy_mean"] for p in points]) * 100
+        low = np.array([p["ci95"][0] for p in points]) * 100
+        high = np.array([p["ci95"][1] for p in points]) * 100
+        worst = np.array([p["chip_accuracy"]["worst"] for p in points]) * 100
+        color = f"C{index}"
+        axes.plot(days, mean, marker="o", color=color, label=label)
+        axes.fill_between(days, low, high, color=color, alpha=0.18, linewidth=0)
+        axes.plot(days, worst, linestyle="--", color=color, linewidth=1)
+    baseline = curves[0][1]["baseline_accuracy"] * 100
+    axes.axhline(baseline, color="black", linewidth=0.8, label="error-free")
+    budget = curves[0][1].get("max_drop")
+    if budget:
+        axes.axhline(
+            baseline - budget["max_drop"] * 100,
+            color="black",
+            linestyle=":",
+            linewidth=0.8,
+            label=f"{budget['max_drop'] * 100:g}-point budget",
+        )
+    axes.set_xscale("log")
+    axes.set_xlabel("age of the weights (days since the write)")
+    axes.set_ylabel("test accuracy (%)")
+    chips = curves[0][1]["weight_chips"]["count"]
+    axes.set_title(f"Weights in MRAM: mean of {chips} chips (band 95 %), worst chip dashed")
+    axes.legend(fontsize=8)
+    return atomic_save_figure(figure, path)

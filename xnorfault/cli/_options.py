@@ -165,6 +165,22 @@ BerScheduleOption = Annotated[
 ]
 
 
+class ErasedChoice(StrEnum):
+    """The state of the weight memory before the deployment write."""
+
+    none = "none"
+    pos = "pos"
+    neg = "neg"
+    random = "random"
+
+
+class DirectionChoice(StrEnum):
+    """A write direction (of a read current)."""
+
+    p_to_ap = "p_to_ap"
+    ap_to_p = "ap_to_p"
+
+
 def with_fault_options(
     *, training: bool = False, single: bool = False, default_ber: str | None = None
 ):
@@ -215,6 +231,10 @@ def with_fault_options(
         takes_write = "write" in [p.name for p in own]
         if takes_write:
             parameters = [p for p in parameters if p.name != "write"]
+        # a command that also needs the device itself (evaluate's weight memory) names it
+        takes_device = "mram_device_name" in [p.name for p in own]
+        if takes_device:
+            parameters = [p for p in parameters if p.name != "mram_device_name"]
 
         @functools.wraps(command)
         def with_source(**arguments):
@@ -230,6 +250,8 @@ def with_fault_options(
             )
             if takes_write:  # the write model holds also without a fault source; None: not given
                 arguments["write"] = write
+            if takes_device:
+                arguments["mram_device_name"] = given["mram_device"]
             return command(fault=source, **arguments)
 
         with_source.__signature__ = inspect.Signature(parameters)

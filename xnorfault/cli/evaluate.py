@@ -95,6 +95,49 @@ def evaluate_command(
     chip_seed: int = typer.Option(
         0, "--chip-seed", help="Seed of the chips' cells: chip k of a seed is always the same."
     ),
+    age: str | None = typer.Option(
+        None,
+        "--age",
+        help="Keep the binary weights in MRAM and evaluate them this long after their write, "
+        "e.g. 0 or 1d,1y,10y: each chip (--chips) gets its own fixed wrong weights.",
+    ),
+    temperature: str | None = typer.Option(
+        None, "--temperature", help="Temperature of the weight memory, e.g. 85C (default 25 °C)."
+    ),
+    weight_voltage: str | None = typer.Option(
+        None,
+        "--weight-voltage",
+        help="Write voltage of the weights (default: the conventional point, WER 1e-6).",
+    ),
+    weight_pulse: str | None = typer.Option(
+        None, "--weight-pulse", help="Write pulse of the weights (default 10ns)."
+    ),
+    weight_erased: options.ErasedChoice | None = typer.Option(
+        None,
+        "--weight-erased",
+        help="State of the weight memory before the write: none (every write switches), pos, "
+        "neg, random.",
+    ),
+    read_voltage: str | None = typer.Option(
+        None, "--read-voltage", help="Read voltage of the weights (default 0.1V)."
+    ),
+    read_pulse: str | None = typer.Option(
+        None, "--read-pulse", help="Read pulse of the weights (default 5ns)."
+    ),
+    read_direction: options.DirectionChoice | None = typer.Option(
+        None,
+        "--read-direction",
+        help="Write direction the read current pushes (p_to_ap disturbs weights stored as +1).",
+    ),
+    reads_per_inference: int | None = typer.Option(
+        None, "--reads-per-inference", min=0, help="Reads of each weight per inference (default 1)."
+    ),
+    inferences: str | None = typer.Option(
+        None,
+        "--inferences",
+        help="Inferences since the write: a count (1e6) or a rate (10/s), times the age.",
+    ),
+    mram_device_name: str = "paper",
     output: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
     write: WriteModel | None = None,
@@ -149,6 +192,17 @@ def evaluate_command(
         max_repeats=max_repeats,
         chips=chips,
         chip_seed=chip_seed,
+        age=age,
+        temperature=temperature,
+        weight_voltage=weight_voltage,
+        weight_pulse=weight_pulse,
+        weight_erased=None if weight_erased is None else weight_erased.value,
+        read_voltage=read_voltage,
+        read_pulse=read_pulse,
+        read_direction=None if read_direction is None else read_direction.value,
+        reads_per_inference=reads_per_inference,
+        inferences=inferences,
+        mram_device=mram_device_name,
         output=output,
         layout=None if layout is None else layout.value,
         log=log,
@@ -162,7 +216,67 @@ def evaluate_command(
     if as_json:
         emit_json(result)
         return
+    if "weight_memory" in result:
+        print_weight_result(result)
+        return
     print_result(result, result["latency_batches"])
+
+
+def print_weight_result(result: dict) -> None:
+    """The accuracy-vs-age table of a weight-memory evaluation."""
+    from xnorfault.mram.weights import format_age
+
+    info = result["backend"]
+    points = result["points"]
+    table = Table(
+        title=f"{Path(info['model'] or 'model').name} on {result['test_images']} test images — "
+        f"error-free accuracy {result['baseline_accuracy']:.4f}; "
+        f"{points[0]['binary_weights']:,} binary weights in MRAM"
+    )
+    columns = ["age", "P(+1 wrong)", "P(−1 wrong)", "wrong weights", "chips' mean", "95 % interval"]
+    columns += ["5th pct", "worst", "change"]
+    has_yield = any(p.get("yield") is not None for p in points)
+    if has_yield:
+        columns.append("yield (95 % CI)")
+    for header in columns:
+        table.add_column(header, justify="right")
+    for p in points:
+        cells = [
+            format_age(p["age"]),
+            f"{p['weight_error']['pos']:.3g}",
+            f"{p['weight_error']['neg']:.3g}",
+            f"{p['wrong_share']:.3g}",
+            f"{p['accuracy_mean']:.4f}",
+            f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}]",
+            f"{p['chip_accuracy']['p5']:.4f}",
+            f"{p['chip_accuracy']['worst']:.4f}",
+            f"{-p['accuracy_drop']:+.4f}",
+        ]
+        if has_yield:
+            low, high = p["yield_ci95"]
+            cells.append(f"{p['yield']:.2f} [{low:.2f}, {high:.2f}]")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(result["weight_memory_summary"])
+    chips = result["weight_chips"]
+    console.print(
+        f"chips: {chips['count']} (chip seed {chips['seed']}), each with its own fixed wrong "
+        f"weights{' and cells' if chips['varied'] else ''}; activations: "
+        f"{points[0]['activation_point']}; each chip's accuracy is the mean of "
+        f"{points[0]['repeats']} run(s)"
+    )
+    drop = result.get("max_drop")
+    if drop:
+        if drop["age"] is None:
+            console.print(
+                f"no age is shown within {drop['max_drop']:g} of the baseline by its 95 % interval"
+            )
+        else:
+            console.print(
+                f"the weights hold the accuracy within {drop['max_drop']:g} (shown by the "
+                f"interval over chips) up to an age of {format_age(drop['age'])}: write them "
+                "again before the next age swept"
+            )
 
 
 def print_result(result: dict, latency_batches) -> None:

@@ -38,12 +38,14 @@ from xnorfault.errors import XnorfaultError
 from xnorfault.faults import AddressRates
 from xnorfault.mram import switching
 from xnorfault.mram.device import DIRECTIONS, MTJ, Direction
+from xnorfault.mram.disturb import switch_probability
 
 Z_LIMIT = 6.0  # cells are drawn within ±6 σ: the table's reach
 LOG_VOLTAGE_STEP = 0.05  # grid spacing of ln v; 0.1 still interpolates to 1e-5
 DELTA_STEP = 2.0  # grid spacing of Δ
 MIN_NODES = 6  # per axis (a bicubic spline needs four)
 WER_FLOOR = 1e-300  # ln 0 guarded: such a cell never fails in any run
+SWITCH_STEPS = (0.1, 4.0)  # ln v and Δ spacing of a read-disturb table
 
 
 class CellWERTable:
@@ -53,7 +55,7 @@ class CellWERTable:
     directions and the Δ of every cell the variation can draw within ±:data:`Z_LIMIT` σ;
     :meth:`wer` interpolates :math:`\ln\mathrm{WER}` (bicubic, in :math:`\ln v` and Δ)."""
 
-    def __init__(self, device: MTJ, pulse: float, voltages) -> None:
+    def __init__(self, device: MTJ, pulse: float, voltages, quantity: str = "wer") -> None:
         if device.measured is not None:
             raise XnorfaultError(
                 f"device '{device.name}' is a measured WER table: chips draw cells from the model "
@@ -71,15 +73,17 @@ class CellWERTable:
         # a spread of zero (or a single voltage) still gets an axis a spline can span
         v_low, v_high = min(v_low, v_high / 1.02), max(v_high, v_low * 1.02)
         d_low, d_high = min(d_low, d_high - 0.5), max(d_high, d_low + 0.5)
-        count_v = max(MIN_NODES, math.ceil(math.log(v_high / v_low) / LOG_VOLTAGE_STEP) + 1)
-        count_d = max(MIN_NODES, math.ceil((d_high - d_low) / DELTA_STEP) + 1)
+        v_step, d_step = (LOG_VOLTAGE_STEP, DELTA_STEP) if quantity == "wer" else SWITCH_STEPS
+        count_v = max(MIN_NODES, math.ceil(math.log(v_high / v_low) / v_step) + 1)
+        count_d = max(MIN_NODES, math.ceil((d_high - d_low) / d_step) + 1)
         self.log_voltages = np.linspace(math.log(v_low), math.log(v_high), count_v)
         self.deltas = np.linspace(d_low, d_high, count_d)
         reduced_pulse = self.pulse / device.tau_d
+        solve = switching.wer_exact if quantity == "wer" else switch_probability
         log_wer = np.empty((count_v, count_d))
         for i, log_v in enumerate(self.log_voltages):
             for j, delta in enumerate(self.deltas):
-                wer = switching.wer_exact(math.exp(log_v), reduced_pulse, delta)
+                wer = solve(math.exp(log_v), reduced_pulse, delta)
                 log_wer[i, j] = math.log(max(float(wer), WER_FLOOR))
         self._spline = RectBivariateSpline(self.log_voltages, self.deltas, log_wer)
 
@@ -106,6 +110,16 @@ class CellWERTable:
                 "for every voltage of the sweep"
             )
         return np.clip(np.exp(self._spline.ev(log_v, delta)), 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=8)
+def cell_switch_table(device: MTJ, pulse: float, voltage: float) -> CellWERTable:
+    r"""The table of a read's switching probability :math:`P_{sw} = 1 - \mathrm{WER}` (read
+    disturb, :func:`~xnorfault.mram.disturb.switch_probability`) at the read ``pulse`` and
+    ``voltage``; :meth:`CellWERTable.wer` then returns switching probabilities. Its grid is
+    coarser (:data:`SWITCH_STEPS`): :math:`\ln P_{sw}` is nearly linear in Δ, and each node
+    is a finite-volume solve."""
+    return CellWERTable(device, pulse, (voltage,), quantity="switch")
 
 
 @functools.lru_cache(maxsize=8)
@@ -225,6 +239,7 @@ __all__ = [
     "CellWERTable",
     "Chip",
     "ChipPopulation",
+    "cell_switch_table",
     "cell_wer_table",
     "chip_rates",
     "draw_chip",
