@@ -375,6 +375,7 @@ def test_every_binary_weight_tensor_of_a_trained_model_takes_its_faults(trained,
         (["--age", "1y", "--temperature", "85"], "temperature"),
         (["--age", "1y", "--inferences", "10/fortnight"], "unknown time unit"),
         (["--age", "-1d"], "age"),
+        (["--age", "1y", "--backend", "lce"], "bitpacked constants"),
     ],
 )
 def test_bad_weight_requests_are_one_line_errors(run_cli, trained, args, message):
