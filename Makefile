@@ -19,7 +19,7 @@ setup: $(STAMP) $(LCE_STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[train,dev,tensorboard,mlflow]"
+	$(BIN)/python -m pip install --quiet -e ".[train,dev,tensorboard,mlflow,ray]"
 	touch $@
 
 # The pins of the `lce` extra (pyproject.toml); tf-keras without its dependencies (it asks for the

@@ -256,21 +256,36 @@ class Evaluation(Mapping):
         return len(self._result)
 
     def __repr__(self) -> str:
+        if not self.complete:
+            campaign = self._result["campaign"]
+            return f"Evaluation(campaign {campaign['folder']}: {campaign['missing']} of {campaign['jobs']} jobs missing)"
         return (
             f"Evaluation({len(self.points)} points, {self['test_images']} test images, "
             f"error-free accuracy {self.baseline_accuracy:.4f})"
         )
 
     @property
+    def complete(self) -> bool:
+        """False for a shard of a campaign folder whose other jobs are not all there yet
+        (then only :attr:`campaign` is set)."""
+        return "campaign_incomplete" not in self._result
+
+    @property
+    def campaign(self) -> dict | None:
+        """A campaign folder's state: ``folder``, ``jobs``, ``run_here``, ``already_done``,
+        ``missing`` (and ``incomplete_points`` while jobs are missing); ``None`` without one."""
+        return self._result.get("campaign")
+
+    @property
     def points(self) -> list[dict]:
         """One dict per sweep point: rates, ``accuracy_mean``, ``ci95``, ``accuracy_drop``,
         and (where measured) ``test_set_ci95``, ``drop_ci95``, MRAM figures, chips, latency."""
-        return self._result["points"]
+        return self._result.get("points", [])
 
     @property
-    def baseline_accuracy(self) -> float:
+    def baseline_accuracy(self) -> float | None:
         """Accuracy on the same images with every flip rate at zero."""
-        return self._result["baseline_accuracy"]
+        return self._result.get("baseline_accuracy")
 
     def to_dict(self) -> dict:
         """The ``--json`` object (a deep copy)."""
@@ -303,8 +318,8 @@ class Evaluation(Mapping):
 
 
 def evaluate(
-    model: str | Path,
-    data: str | Path,
+    model: str | Path | None = None,
+    data: str | Path | None = None,
     *,
     fault: FaultSource | None = None,
     ber: FaultValue = None,
@@ -342,6 +357,12 @@ def evaluate(
     read_direction: str | None = None,
     reads_per_inference: int | None = None,
     inferences: float | str | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    out: str | Path | None = None,
+    shard: str | tuple[int, int] | None = None,
+    merge: str | Path | None = None,
     output: str | None = None,
     layout: str | None = None,
     log: Sequence[str] | None = None,
@@ -355,7 +376,12 @@ def evaluate(
     memory's keywords: ``temperature`` in kelvin or ``"85C"``, ``weight_voltage``,
     ``weight_pulse``, ``weight_erased``, ``read_voltage``, ``read_pulse``, ``read_direction``,
     ``reads_per_inference``, ``inferences``) keeps the binary weights in MRAM on ``chips``
-    chips (:mod:`xnorfault.mram.weights`), one point per age; ``log=["mlflow"]`` also
+    chips (:mod:`xnorfault.mram.weights`), one point per age; ``workers`` (processes) or
+    ``executor="ray"`` (``address``: a cluster; else a local instance) run the campaign's jobs
+    elsewhere, with the same result (:mod:`xnorfault.campaign`); ``out`` keeps them in a campaign
+    folder, of which ``shard="I/N"`` runs one slice, and ``merge=FOLDER`` (no model, no data)
+    assembles a folder's result (:meth:`Evaluation.campaign` says what is still missing);
+    ``log=["mlflow"]`` also
     records the sweep as an MLflow run (:func:`xnorfault.tracking.log_evaluation_to_mlflow`;
     the store ``MLFLOW_TRACKING_URI``, by default ``mlflow.db`` beside the model);
     ``progress`` shows a progress bar.
@@ -372,10 +398,19 @@ def evaluate(
     >>> sweep.plot(workdir / "sweep.png").name
     'sweep.png'
     """
+    from xnorfault.campaign import parse_shard
     from xnorfault.cli._common import progress_bar
     from xnorfault.evaluation import EvaluationRequest, run_evaluation
     from xnorfault.units import parse_rate
 
+    if merge is not None:
+        if model is not None or data is not None:
+            raise XnorfaultError(
+                "--merge reads the model and test set its campaign folder recorded: give no model or --data"
+            )
+        model, data, out = "(from the campaign folder)", "", merge
+    elif model is None or data is None:
+        raise XnorfaultError("give the model and --data (or --merge FOLDER)")
     source = _source(fault, _fault_keywords(locals()))
     weights = _weight_memory(source, mram_device, age, locals())
     # None: the write model the injected model records (or iid)
@@ -407,13 +442,20 @@ def evaluate(
         weight_memory=None if weights is None else weights[0],
         ages=() if weights is None else tuple(weights[1]),
         weight_device=None if weights is None else weights[2],
+        workers=int(workers),
+        executor=executor,
+        address=address,
+        out=None if out is None else Path(out),
+        shard=parse_shard(shard) if isinstance(shard, str) else shard,
+        merge=merge is not None,
     )
     trackers = _evaluation_trackers(log)
     result = run_evaluation(request, progress_bar(disabled=not progress))
-    if "mlflow" in trackers:
+    if "mlflow" in trackers and "campaign_incomplete" not in result:
         from xnorfault.tracking import log_evaluation_to_mlflow
 
-        result["mlflow_run_id"] = log_evaluation_to_mlflow(result, Path(model).parent)
+        model_path = Path(result["backend"].get("model") or str(model))
+        result["mlflow_run_id"] = log_evaluation_to_mlflow(result, model_path.parent)
     return Evaluation(result, None if source is None else source.device)
 
 

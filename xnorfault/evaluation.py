@@ -92,12 +92,15 @@ class Campaign:
     def accuracy(self, rates: dict[str, FlipRates]) -> float:
         return float(self.correct(rates).mean())
 
-    def correct(self, rates: dict[str, FlipRates]) -> np.ndarray:
-        """Whether each test image is classified right in one run under ``rates`` (bool)."""
+    def correct(self, rates: dict[str, FlipRates], seed: int | None = None) -> np.ndarray:
+        """Whether each test image is classified right in one run under ``rates`` (bool).
+        With ``seed`` (a job's, :func:`xnorfault.campaign.job_seed`) batch b runs with
+        :func:`run_seed` (seed, b); without, each batch takes the campaign's next seed."""
         hits = []
-        for start in range(0, len(self.labels), self.batch_size):
+        for index, start in enumerate(range(0, len(self.labels), self.batch_size)):
+            batch_seed = self.next_seed() if seed is None else run_seed(seed, index)
             logits = self.backend.run(
-                self.images[start : start + self.batch_size], rates, self.next_seed()
+                self.images[start : start + self.batch_size], rates, batch_seed
             )
             hits.append(logits.argmax(axis=1) == self.labels[start : start + self.batch_size])
         return np.concatenate(hits)
@@ -160,18 +163,59 @@ def evaluate(
     max_drop: float | None = None,
     target_ci: float | None = None,
     max_repeats: int = 200,
+    execute=None,
 ) -> dict:
     """Baseline, then every point: accuracy statistics, optional latency and per-site
     sensitivity; with ``chips`` (a :class:`~xnorfault.mram.chips.ChipPopulation`) each voltage
-    point is evaluated on every chip (:func:`evaluate_chips`)."""
+    point is evaluated on every chip. The runs are the campaign's jobs
+    (:mod:`xnorfault.campaign`), seeded by their coordinates; ``execute(jobs, advance)`` runs
+    them elsewhere (worker processes, Ray) and returns their results, else they run here."""
+    from xnorfault.campaign import JobRunner, plan_of, run_jobs
+
     sites = campaign.backend.sites
-    clean = campaign.correct({})
+    runner = JobRunner(campaign, points, chips)
+    plan = plan_of(points, repeats, chips, sites if per_layer else ())
+    if target_ci is not None:
+        outcomes = sized_outcomes(runner, plan, target_ci, max_repeats, progress)
+    else:
+        jobs = plan.jobs()
+        task = progress.add_task("evaluating", total=len(jobs)) if progress else None
+        advance = (lambda: progress.advance(task)) if progress else None
+        if execute is not None:
+            outcomes = execute(jobs, advance)
+        else:
+            outcomes = run_jobs(jobs, runner, advance=advance)
+    result = assemble(points, outcomes, repeats, sites, chips, max_drop, per_layer, target_ci)
+    for point, entry in zip(points, result["points"], strict=True):
+        if latency_batches:
+            everywhere = {site: point.spec.activation_rates(site) for site in sites}
+            entry["latency"] = {
+                str(b): campaign.latency(everywhere, b, latency_iterations) for b in latency_batches
+            }
+    result["test_images"] = int(len(campaign.labels))
+    return result
+
+
+def assemble(
+    points: list[FaultPoint],
+    outcomes: dict,
+    repeats: int,
+    sites: list[str],
+    chips=None,
+    max_drop: float | None = None,
+    per_layer: bool = False,
+    target_ci: float | None = None,
+) -> dict:
+    """The ``evaluate`` result from the jobs' results (``outcomes``: :class:`~xnorfault.campaign.Job`
+    → which images each run got right): the baseline, per point the mean, std and 95 %
+    interval over repeats with the test-set and paired-drop intervals (or, with chips, the
+    distribution over chips, :func:`chip_summary`), and the per-site sensitivity."""
+    from xnorfault.campaign import Job
+
+    clean = outcomes[Job(-1, -1, 0)]
     baseline = float(clean.mean())
-    total = len(points) * (chips.count if chips is not None else 1)
-    task = progress.add_task("evaluating", total=total) if progress else None
     results = []
-    for point in points:
-        everywhere = {site: point.spec.activation_rates(site) for site in sites}
+    for index, point in enumerate(points):
         result = {
             "label": point.label,
             "ber": point.ber,
@@ -182,57 +226,67 @@ def evaluate(
             **point.extra,
         }
         if chips is not None:
-            advance = (lambda: progress.advance(task)) if progress else None
-            result.update(
-                evaluate_chips(campaign, chips, point, repeats, baseline, max_drop, advance)
-            )
+            accuracies = [
+                float(np.mean([outcomes[Job(index, c, r)].mean() for r in range(repeats)]))
+                for c in range(chips.count)
+            ]
+            result.update(chip_summary(accuracies, chips, point, repeats, baseline, max_drop))
         else:
-            if target_ci is not None:
-                runs = sized_repeats(campaign, everywhere, repeats, target_ci, max_repeats)
-            else:
-                runs = campaign.repeated_correct(everywhere, repeats)
+            runs = []
+            while Job(index, -1, len(runs)) in outcomes:
+                runs.append(outcomes[Job(index, -1, len(runs))])
             result.update(summarise([float(run.mean()) for run in runs]))
             result.update(uncertainty_sources(clean, runs, result["accuracy_mean"]))
             if target_ci is not None:
                 half = (result["ci95"][1] - result["ci95"][0]) / 2
                 result["target_ci"] = {"half_width": target_ci, "met": bool(half <= target_ci)}
         result["accuracy_drop"] = baseline - result["accuracy_mean"]
-        if latency_batches:
-            result["latency"] = {
-                str(b): campaign.latency(everywhere, b, latency_iterations) for b in latency_batches
-            }
         if per_layer:
             result["per_layer"] = {
-                site: summarise(campaign.repeated({site: everywhere[site]}, repeats))
+                site: summarise(
+                    [float(outcomes[Job(index, -1, r, site)].mean()) for r in range(repeats)]
+                )
                 for site in sites
             }
         if point.spec.layers:
+            everywhere = {site: point.spec.activation_rates(site) for site in sites}
             result["per_site_rates"] = {site: r.to_dict() for site, r in everywhere.items()}
         results.append(result)
-        if progress and chips is None:
+    return {"baseline_accuracy": baseline, "points": results, "sites": sites}
+
+
+def sized_outcomes(runner, plan, target: float, max_repeats: int, progress=None) -> dict:
+    r"""The jobs of a campaign sized by ``--target-ci``: per point, repeats (at least 2)
+    until the 95 % t-interval's half-width of the accuracy is ≤ ``target`` or ``max_repeats``
+    runs are made — ``repeats`` first, then, from their spread s, the
+    :math:`\lceil (t_{0.975,n-1}\,s/W)^2\rceil` runs the half-width W needs
+    (:func:`xnorfault.statistics.runs_needed`), checked again until it holds. Repeat r of a
+    point is the same job (same seed) as in a campaign of fixed repeats."""
+    from xnorfault.campaign import Job
+
+    outcomes = {Job(-1, -1, 0): runner.run(Job(-1, -1, 0))}
+    task = progress.add_task("evaluating", total=len(plan.keys)) if progress else None
+    for index in range(len(plan.keys)):
+        runs: list[np.ndarray] = []
+
+        def more(count: int, index: int = index, runs: list = runs) -> None:
+            for repeat in range(len(runs), len(runs) + count):
+                job = Job(index, -1, repeat)
+                outcomes[job] = runner.run(job)
+                runs.append(outcomes[job])
+
+        more(min(max(plan.repeats, 2), max_repeats))
+        while half_width([r.mean() for r in runs]) > target and len(runs) < max_repeats:
+            accuracies = [float(r.mean()) for r in runs]
+            needed = min(max_repeats, max(runs_needed(accuracies, target), len(runs) + 1))
+            more(needed - len(runs))
+        for site in plan.per_layer_sites:
+            for repeat in range(plan.repeats):
+                job = Job(index, -1, repeat, site)
+                outcomes[job] = runner.run(job)
+        if progress:
             progress.advance(task)
-    return {
-        "baseline_accuracy": baseline,
-        "points": results,
-        "sites": sites,
-        "test_images": int(len(campaign.labels)),
-    }
-
-
-def sized_repeats(
-    campaign: Campaign, rates, repeats: int, target: float, max_repeats: int
-) -> list[float]:
-    r"""Accuracies of repeated runs until the 95 % t-interval's half-width is ≤ ``target`` or
-        ``max_repeats`` runs are made: ``repeats`` (at least 2) first, then, from their spread s,
-        the :math:`\lceil (t_{0.975,n-1}\,s/W)^2
-    ceil` runs the half-width W needs
-        (:func:`xnorfault.statistics.runs_needed`), checked again until it holds."""
-    runs = campaign.repeated_correct(rates, min(max(repeats, 2), max_repeats))
-    while half_width([r.mean() for r in runs]) > target and len(runs) < max_repeats:
-        accuracies = [r.mean() for r in runs]
-        needed = min(max_repeats, max(runs_needed(accuracies, target), len(runs) + 1))
-        runs += campaign.repeated_correct(rates, needed - len(runs))
-    return runs
+    return outcomes
 
 
 def uncertainty_sources(clean: np.ndarray, runs: list[np.ndarray], accuracy: float) -> dict:
@@ -249,24 +303,23 @@ def uncertainty_sources(clean: np.ndarray, runs: list[np.ndarray], accuracy: flo
     }
 
 
-def evaluate_chips(
-    campaign: Campaign,
+def chip_summary(
+    accuracies: list[float],
     chips,
     point: FaultPoint,
     repeats: int,
     baseline: float,
     max_drop: float | None = None,
-    advance=None,
 ) -> dict:
-    r"""One voltage point on every chip of ``chips``: each chip's accuracy (the mean of
-    ``repeats`` runs with its per-address rates), their distribution and the yield.
+    r"""One voltage point over the chips of ``chips``, from each chip's accuracy :math:`a_k`
+    (the mean of its ``repeats`` runs with its per-address rates):
 
-    - ``chips``: the per-chip accuracies :math:`a_k`, in chip order;
+    - ``chips``: the per-chip accuracies, in chip order;
     - ``accuracy_mean``, ``accuracy_std``, ``ci95``: mean, sample std and 95 % t-interval of
       the mean over chips (the chip population's mean accuracy);
     - ``chip_accuracy``: mean, 5th percentile (linear interpolation between order statistics)
       and worst chip;
-    - ``yield`` (with ``max_drop``): the share of chips with :math:`a_k \ge a_0 - 	ext{drop}`
+    - ``yield`` (with ``max_drop``): the share of chips with :math:`a_k \ge a_0 - \text{drop}`
       (:math:`a_0` the error-free baseline), and ``yield_ci95``, its Clopper–Pearson 95 %
       interval — chips are independent draws of the population;
     - ``population_p_flip_*``: the population's exact mean rates
@@ -275,18 +328,15 @@ def evaluate_chips(
     """
     from xnorfault.mram.chips import chip_rates
 
-    accuracies, pos_total, neg_total = [], 0.0, 0.0
+    pos_total, neg_total = 0.0, 0.0
     for chip in chips.chips():
         rates = chip_rates(chip, chips.table, point.voltage)
-        accuracies.append(float(np.mean(campaign.repeated(rates, repeats))))
         pos_total += sum(float(r.pos_to_neg.sum()) for r in rates.values())
         neg_total += sum(float(r.neg_to_pos.sum()) for r in rates.values())
-        if advance is not None:
-            advance()
     values = np.asarray(accuracies)
     result = summarise(values)
     result["repeats"] = repeats
-    result["chips"] = accuracies
+    result["chips"] = list(accuracies)
     result["chip_accuracy"] = {
         "count": int(values.size),
         "mean": float(values.mean()),
@@ -345,6 +395,14 @@ class EvaluationRequest:
     weight_memory: object = None
     ages: tuple[float, ...] = ()
     weight_device: object = None
+    # where the campaign's jobs run (xnorfault.campaign): worker processes or Ray actors, and
+    # a campaign folder (out) for shards (shard: (I, N)) and merge
+    workers: int = 1
+    executor: str = "local"
+    address: str | None = None
+    out: Path | None = None
+    shard: tuple[int, int] | None = None
+    merge: bool = False
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -365,18 +423,13 @@ def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
     return [FaultPoint("injected", FaultSpec.from_rates(rates))]
 
 
-def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
-    """Evaluate ``request``: open its backend, load the test set, run the baseline and every
-    point (:func:`evaluate`), and describe the backend, machine, target and device with the
-    result; with ``max_drop`` also the lowest voltage (or highest BER) within that drop.
-    ``progress``: a rich ``Progress``, shown only while the points run (not while the
-    backend and test set load, whose errors should stand alone)."""
-    from xnorfault.runtimes import open_backend
-    from xnorfault.targets import load_target, machine_description
+def resolved(request: EvaluationRequest):
+    """``request`` with the target profile's threads, batch size and latency batches filled
+    in, and the profile (``None`` without ``--target``)."""
+    from dataclasses import replace
 
-    check_chip_request(request)
-    if request.weight_memory is not None:
-        check_weight_request(request)
+    from xnorfault.targets import load_target
+
     profile = load_target(request.target) if request.target is not None else None
     threads, batch_size, latency_batches = (
         request.threads,
@@ -388,57 +441,125 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
         batch_size = batch_size or profile.batch_size
         if latency_batches is None:
             latency_batches = tuple(profile.latency_batches)
-    with open_backend(
+    return profile, replace(
+        request,
+        threads=threads,
+        batch_size=batch_size or 256,
+        latency_batches=tuple(latency_batches or ()),
+    )
+
+
+def _open(request: EvaluationRequest):
+    from xnorfault.runtimes import open_backend
+
+    return open_backend(
         request.model,
         request.backend,
-        threads,
+        request.threads,
         request.lce_benchmark_binary,
         request.lce_model,
         request.output,
         request.layout,
         request.write,
         rate_maps=bool(request.chips) and _varied_voltage_point(request),
-    ) as runner:
-        images, labels = load_test_set(request.data, runner, request.limit)
-        points = sweep_points(request.source, runner)
+    )
+
+
+def open_context(request: EvaluationRequest, runner):
+    """The campaign (test set, batch size, seed), the sweep's points and the chips of a
+    request on an open backend ``runner``."""
+    images, labels = load_test_set(request.data, runner, request.limit)
+    points = sweep_points(request.source, runner)
+    chips = None
+    if request.chips and request.weight_memory is None:
+        from xnorfault.mram.chips import ChipPopulation
+
+        source = request.source
+        chips = ChipPopulation.build(
+            source.device,
+            {site: runner.site_addresses.get(site) for site in runner.sites},
+            request.chips,
+            request.chip_seed,
+            source.pulse,
+            source.voltages,
+        )
+    campaign = Campaign(
+        runner, images, labels, request.seed, request.batch_size, f"{request.data}: labels (y)"
+    )
+    return campaign, points, chips
+
+
+def open_job_runner(request: EvaluationRequest):
+    """A worker's :class:`~xnorfault.campaign.JobRunner` for a resolved request (its backend
+    stays open for the worker's life), and the backend."""
+    from xnorfault.campaign import JobRunner
+
+    runner = _open(request)
+    campaign, points, chips = open_context(request, runner)
+    return JobRunner(campaign, points, chips), runner
+
+
+def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
+    """Evaluate ``request``: open its backend, load the test set, run the baseline and every
+    point (:func:`evaluate`), and describe the backend, machine, target and device with the
+    result; with ``max_drop`` also the lowest voltage (or highest BER) within that drop.
+    With ``workers``/``executor`` the jobs run in worker processes or on Ray; with ``out`` they
+    are kept in a campaign folder (only shard ``shard`` of them run here; ``merge`` runs none)
+    and the result is assembled once every job is there. ``progress``: a rich ``Progress``,
+    shown only while the jobs run (not while the backend and test set load, whose errors
+    should stand alone)."""
+    from xnorfault.targets import machine_description
+
+    if request.merge:
+        request = campaign_request(request.out, request)
+    check_chip_request(request)
+    check_campaign_request(request)
+    if request.weight_memory is not None:
+        check_weight_request(request)
+    profile, request = resolved(request)
+    with _open(request) as runner:
         chips = None
         if request.weight_memory is not None:
+            images, labels = load_test_set(request.data, runner, request.limit)
+            points = sweep_points(request.source, runner)
             result = _run_weight_evaluation(request, runner, images, labels, points, progress)
-        elif request.chips:
-            from xnorfault.mram.chips import ChipPopulation
+        else:
+            campaign, points, chips = open_context(request, runner)
+            if request.out is not None:
+                result = _run_in_folder(request, campaign, points, chips, progress)
+                if "campaign_incomplete" in result:
+                    return result
+            else:
+                execute = None
+                if request.workers > 1 or request.executor != "local":
+                    from xnorfault.campaign import run_jobs
 
-            source = request.source
-            chips = ChipPopulation.build(
-                source.device,
-                {site: runner.site_addresses.get(site) for site in runner.sites},
-                request.chips,
-                request.chip_seed,
-                source.pulse,
-                source.voltages,
-            )
-        if request.weight_memory is None:
-            campaign = Campaign(
-                runner,
-                images,
-                labels,
-                request.seed,
-                batch_size or 256,
-                f"{request.data}: labels (y)",
-            )
-            with progress if progress is not None else nullcontext():
-                result = evaluate(
-                    campaign,
-                    points,
-                    request.repeats,
-                    latency_batches or (),
-                    request.latency_iterations,
-                    request.per_layer,
-                    progress,
-                    chips,
-                    request.max_drop,
-                    request.target_ci,
-                    request.max_repeats,
-                )
+                    def execute(jobs, advance):
+                        return run_jobs(
+                            jobs,
+                            None,
+                            request,
+                            request.workers,
+                            request.executor,
+                            request.address,
+                            advance,
+                        )
+
+                with progress if progress is not None else nullcontext():
+                    result = evaluate(
+                        campaign,
+                        points,
+                        request.repeats,
+                        request.latency_batches,
+                        request.latency_iterations,
+                        request.per_layer,
+                        progress,
+                        chips,
+                        request.max_drop,
+                        request.target_ci,
+                        request.max_repeats,
+                        execute,
+                    )
         result["backend"] = runner.describe()
         source_run = _source_run(runner.metadata)
         if source_run is not None:
@@ -447,9 +568,16 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             result["chip_draw"] = chips.describe()
         if runner.data_input is not None:
             result["model"] = _model_facts(request.model, runner)
-    result["latency_batches"] = list(latency_batches or ())
+    result["latency_batches"] = list(request.latency_batches)
     result["seed"] = request.seed
+    result["batch_size"] = request.batch_size
     result["machine"] = machine_description()
+    if request.workers > 1 or request.executor != "local":
+        result["executor"] = {
+            "executor": request.executor,
+            "workers": request.workers,
+            "address": request.address,
+        }
     if profile is not None:
         result["target"] = profile.to_dict()
     result["data"] = request.data
@@ -467,6 +595,209 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def check_campaign_request(request: EvaluationRequest) -> None:
+    """Workers, Ray and campaign folders run planned jobs: one-line errors for what they
+    cannot plan (``--target-ci`` sizes as it goes), time (latency: one process) or hold."""
+    split = request.workers > 1 or request.executor != "local" or request.out is not None
+    if request.workers < 1:
+        raise XnorfaultError(f"--workers {request.workers}: give at least 1")
+    if request.shard is not None and request.out is None:
+        raise XnorfaultError("--shard writes its jobs into a campaign folder: give --out DIR")
+    if request.address is not None and request.executor != "ray":
+        raise XnorfaultError("--address names a Ray cluster: give --executor ray")
+    if not split:
+        return
+    if request.target_ci is not None:
+        raise XnorfaultError(
+            "--target-ci decides the repeats as the runs come in: run it in one process "
+            "(without --workers, --executor or --out)"
+        )
+    if request.weight_memory is not None:
+        raise XnorfaultError("--age runs in one process: leave out --workers, --executor and --out")
+    if request.out is not None and request.latency_batches:
+        raise XnorfaultError(
+            "latency is timed in one process on one machine: leave --batch out of a campaign "
+            "folder (time it with a separate evaluate)"
+        )
+    if request.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
+        raise XnorfaultError(
+            "workers, Ray and campaign folders run ONNX models with onnxruntime: evaluate the "
+            ".onnx model"
+        )
+
+
+def _run_in_folder(request, campaign, points, chips, progress) -> dict:
+    """Run this shard's unfinished jobs into the campaign folder, each saved as it arrives;
+    assemble the result when every job of the campaign is there, else say what is missing."""
+    from xnorfault.campaign import CampaignFolder, plan_of, run_jobs, shard_jobs
+
+    folder = CampaignFolder(Path(request.out))
+    description = campaign_description(request)
+    folder.claim(description)
+    stamp = description["fingerprint"]
+    count = len(campaign.labels)
+    plan = plan_of(
+        points, request.repeats, chips, campaign.backend.sites if request.per_layer else ()
+    )
+    jobs = plan.jobs()
+    mine = [] if request.merge else shard_jobs(jobs, *(request.shard or (1, 1)))
+    todo = [job for job in mine if not folder.done(job, stamp, count)]
+    if todo:
+        from xnorfault.campaign import JobRunner
+
+        task = progress.add_task("evaluating", total=len(todo)) if progress else None
+        with progress if progress is not None else nullcontext():
+            run_jobs(
+                todo,
+                JobRunner(campaign, points, chips),
+                request,
+                request.workers,
+                request.executor,
+                request.address,
+                (lambda: progress.advance(task)) if progress else None,
+                lambda job, correct: folder.save(job, correct, stamp),
+            )
+    missing = [job for job in jobs if not folder.done(job, stamp, count)]
+    summary = {
+        "folder": str(folder.path),
+        "jobs": len(jobs),
+        "run_here": len(todo),
+        "already_done": len(mine) - len(todo),
+        "missing": len(missing),
+        "shard": list(request.shard) if request.shard else None,
+    }
+    if missing:
+        incomplete = sorted({job.point for job in missing})
+        return {
+            "campaign_incomplete": True,
+            "campaign": summary
+            | {"incomplete_points": ["baseline" if i < 0 else points[i].label for i in incomplete]},
+        }
+    outcomes = {job: folder.load(job, stamp, count) for job in jobs}
+    result = assemble(
+        points,
+        outcomes,
+        request.repeats,
+        campaign.backend.sites,
+        chips,
+        request.max_drop,
+        request.per_layer,
+    )
+    result["test_images"] = count
+    result["campaign"] = summary
+    return result
+
+
+def campaign_description(request: EvaluationRequest) -> dict:
+    """What a campaign folder holds: everything that decides its jobs' results — the model
+    and a file test set by path and SHA-256, the fault source, write model, repeats, chips,
+    seeds, batch size — and, apart, what only shapes the merged result (``max_drop``)."""
+    from xnorfault.campaign import file_digest, fingerprint
+
+    source = request.source
+    if source is not None and source.device is not None and source.device.measured is not None:
+        raise XnorfaultError(
+            "a campaign folder records its device by its parameters: a measured WER table "
+            "cannot be recorded; run it in one process"
+        )
+    data_path = Path(request.data)
+    jobs = {
+        "model": str(Path(request.model).resolve()),
+        "model_sha256": file_digest(Path(request.model)),
+        "data": str(data_path.resolve()) if data_path.is_file() else request.data,
+        "data_sha256": file_digest(data_path) if data_path.is_file() else None,
+        "source": None if source is None else _source_description(source),
+        "repeats": request.repeats,
+        "seed": request.seed,
+        "batch_size": request.batch_size,
+        "limit": request.limit,
+        "per_layer": request.per_layer,
+        "output": request.output,
+        "layout": request.layout,
+        "write": None if request.write is None else request.write.to_dict(),
+        "chips": request.chips,
+        "chip_seed": request.chip_seed,
+    }
+    return {
+        "format": 1,
+        "jobs": jobs,
+        "fingerprint": fingerprint(jobs),
+        "max_drop": request.max_drop,
+    }
+
+
+def _source_description(source: FaultSource) -> dict:
+    return {
+        "bers": list(source.bers),
+        "rates": None if source.rates is None else source.rates.to_dict(),
+        "voltages": list(source.voltages),
+        "pulse": source.pulse,
+        "device": None if source.device is None else source.device.to_dict(),
+        "write": source.write.to_dict(),
+    }
+
+
+def campaign_request(folder, given: EvaluationRequest) -> EvaluationRequest:
+    """``evaluate --merge DIR``: the request a campaign folder recorded (checked: the model
+    file still has its digest), with the executor options of ``given``."""
+    from dataclasses import replace
+
+    from xnorfault.campaign import CAMPAIGN_FILE, _read_json, file_digest, fingerprint
+    from xnorfault.mram.device import MTJ
+
+    path = Path(folder) / CAMPAIGN_FILE
+    if not path.is_file():
+        raise XnorfaultError(
+            f"{folder} holds no {CAMPAIGN_FILE}: give the --out folder of a campaign"
+        )
+    description = _read_json(path)
+    jobs = description.get("jobs")
+    if not isinstance(jobs, dict) or fingerprint(jobs) != description.get("fingerprint"):
+        raise XnorfaultError(f"{path} is damaged (its fingerprint does not match its contents)")
+    model = Path(jobs["model"])
+    if not model.is_file() or file_digest(model) != jobs["model_sha256"]:
+        raise XnorfaultError(f"the campaign's model {model} is missing or has changed since")
+    source = None
+    if jobs["source"] is not None:
+        raw = jobs["source"]
+        device = None
+        if raw["device"] is not None:
+            fields = {
+                k: v
+                for k, v in raw["device"].items()
+                if k not in ("measured", "weight_memory", "defaulted")
+            }
+            device = MTJ(**fields)
+        source = FaultSource(
+            bers=tuple(raw["bers"]),
+            rates=None if raw["rates"] is None else FlipRates.from_dict(raw["rates"]),
+            voltages=tuple(raw["voltages"]),
+            pulse=raw["pulse"],
+            device=device,
+            write=WriteModel.from_dict(raw["write"]),
+        )
+    return replace(
+        given,
+        model=model,
+        data=jobs["data"],
+        source=source,
+        repeats=jobs["repeats"],
+        seed=jobs["seed"],
+        batch_size=jobs["batch_size"],
+        limit=jobs["limit"],
+        per_layer=jobs["per_layer"],
+        output=jobs["output"],
+        layout=jobs["layout"],
+        write=None if jobs["write"] is None else WriteModel.from_dict(jobs["write"]),
+        chips=jobs["chips"],
+        chip_seed=jobs["chip_seed"],
+        max_drop=given.max_drop if given.max_drop is not None else description.get("max_drop"),
+        out=Path(folder),
+        merge=True,
+        latency_batches=(),
+    )
 
 
 def _varied_voltage_point(request: EvaluationRequest) -> bool:

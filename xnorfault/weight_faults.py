@@ -89,6 +89,7 @@ def evaluate_weight_ages(
     ``chips`` (per-chip accuracies), their mean, 95 % t-interval, 5th percentile and worst
     chip, and with ``max_drop`` the ``yield`` — the share of chips within the drop — with its
     Clopper–Pearson interval."""
+    from xnorfault.campaign import Job, job_seed
     from xnorfault.evaluation import summarise
     from xnorfault.mram.weights import (
         WeightTables,
@@ -118,9 +119,13 @@ def evaluate_weight_ages(
             for slot, age in enumerate(ages):
                 masks, expected = weight_faults(chip, signs, device, memory.at_age(age), tables)
                 backend.set_weight_faults(flipped(weights, masks))
-                per_age[slot]["accuracies"].append(
-                    float(np.mean(campaign.repeated(rates, repeats)))
-                )
+                # seeds by coordinates (age, chip, repeat): any age evaluated alone agrees
+                key = f"weights|age={age!r}"
+                runs = [
+                    campaign.correct(rates, seed=job_seed(campaign.seed, key, Job(slot, index, r)))
+                    for r in range(repeats)
+                ]
+                per_age[slot]["accuracies"].append(float(np.mean([r.mean() for r in runs])))
                 per_age[slot]["wrong"].append(int(sum(int(m.sum()) for m in masks.values())))
                 per_age[slot]["expected"].append(
                     sum(expected[name] * sizes[name] for name in sizes) / total

@@ -174,6 +174,13 @@ class ErasedChoice(StrEnum):
     random = "random"
 
 
+class ExecutorChoice(StrEnum):
+    """Where a campaign's jobs run."""
+
+    local = "local"
+    ray = "ray"
+
+
 class DirectionChoice(StrEnum):
     """A write direction (of a read current)."""
 

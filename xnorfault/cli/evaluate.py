@@ -15,11 +15,11 @@ from xnorfault.units import parse_count, parse_list
 
 @options.with_fault_options()
 def evaluate_command(
-    model: Path = typer.Argument(
-        ..., help="ONNX model, injected or clean (then injected in memory)."
+    model: Path | None = typer.Argument(
+        None, help="ONNX model, injected or clean (then injected in memory)."
     ),
-    data: str = typer.Option(
-        ...,
+    data: str | None = typer.Option(
+        None,
         "--data",
         help="Test set: .npz from 'xnorfault export --testset', or a dataset spec (needs torch).",
     ),
@@ -137,6 +137,33 @@ def evaluate_command(
         "--inferences",
         help="Inferences since the write: a count (1e6) or a rate (10/s), times the age.",
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="Run the campaign's jobs in K processes (each with threads/K threads); same result.",
+    ),
+    executor: options.ExecutorChoice = typer.Option(
+        options.ExecutorChoice.local,
+        "--executor",
+        help="local, or ray: the jobs as Ray tasks (a local Ray instance, or --address).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (with --executor ray), e.g. ray://head:10001."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Keep every job's result in this campaign folder: a rerun skips finished jobs.",
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Run only slice I of N of the campaign's jobs (with --out), e.g. 1/4."
+    ),
+    merge: Path | None = typer.Option(
+        None,
+        "--merge",
+        help="Assemble the result of a campaign folder from its finished jobs (no model, no --data).",
+    ),
     mram_device_name: str = "paper",
     output: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
@@ -170,6 +197,12 @@ def evaluate_command(
     evaluation = evaluate(
         model,
         data,
+        workers=workers,
+        executor=executor.value,
+        address=address,
+        out=out,
+        shard=shard,
+        merge=merge,
         fault=fault,
         write_model=None if write is None else write.model,
         initial_state=None if write is None else write.initial_state,
@@ -209,6 +242,12 @@ def evaluate_command(
         progress=not as_json,
     )
     result = evaluation.to_dict()
+    if not evaluation.complete:
+        if as_json:
+            emit_json(result)
+        else:
+            print_campaign_state(result["campaign"])
+        return
     if csv_path is not None:
         atomic_write_text(csv_path, points_csv(result))
     if plot_path is not None:
@@ -220,6 +259,18 @@ def evaluate_command(
         print_weight_result(result)
         return
     print_result(result, result["latency_batches"])
+
+
+def print_campaign_state(campaign: dict) -> None:
+    """What a shard did and what the campaign still lacks."""
+    shard = campaign.get("shard")
+    where = f"shard {shard[0]}/{shard[1]}" if shard else "this run"
+    console.print(
+        f"campaign {campaign['folder']}: {where} ran {campaign['run_here']} job(s) "
+        f"({campaign['already_done']} already done); {campaign['missing']} of "
+        f"{campaign['jobs']} jobs still missing (points: {', '.join(campaign['incomplete_points'])}). "
+        f"Run the other shards, then: xnorfault evaluate --merge {campaign['folder']}"
+    )
 
 
 def print_weight_result(result: dict) -> None:
