@@ -35,6 +35,7 @@ MODULES = [
     "xnorfault.weight_faults",
     "xnorfault.statistics",
     "xnorfault.evaluation",
+    "xnorfault.campaign",
     "xnorfault.optimization",
     "xnorfault.rewrite",
     "xnorfault.inspection",
