@@ -79,6 +79,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/flip_overhead.py
 	$(BIN)/python benchmarks/evaluate_sweep.py
+	$(BIN)/python benchmarks/campaign_throughput.py
 	$(BIN)/python benchmarks/lce_vs_onnx.py
 
 clean:

@@ -106,13 +106,6 @@ class Campaign:
             hits.append(logits.argmax(axis=1) == self.labels[start : start + self.batch_size])
         return np.concatenate(hits)
 
-    def repeated(self, rates: dict[str, FlipRates], repeats: int) -> list[float]:
-        return [self.accuracy(rates) for _ in range(repeats)]
-
-    def repeated_correct(self, rates: dict[str, FlipRates], repeats: int) -> list[np.ndarray]:
-        """Per-image correctness of ``repeats`` runs."""
-        return [self.correct(rates) for _ in range(repeats)]
-
     def next_seed(self) -> int:
         """The flip seed of the campaign's next batch run."""
         seed = run_seed(self.seed, self.counter)
