@@ -351,18 +351,28 @@ class CampaignFolder:
                     "give a new --out folder"
                 )
             return
-        if self.path.is_dir() and any(self.path.iterdir()):
+        if self.path.is_dir() and self._foreign_entries():
             raise XnorfaultError(
                 f"{self.path} is not empty and holds no {CAMPAIGN_FILE}: give a new or empty --out folder"
             )
-        (self.path / JOBS_FOLDER).mkdir(parents=True, exist_ok=True)
-        try:
-            atomic_write_text(self.description_file, json.dumps(description, indent=1) + "\n")
-        except FileExistsError:
-            pass
+        # shards may start together: each writes the same description, atomically, and a
+        # shard that comes between sees only entries a campaign writes
+        atomic_write_text(self.description_file, json.dumps(description, indent=1) + "\n")
+        (self.path / JOBS_FOLDER).mkdir(exist_ok=True)
         existing = _read_json(self.description_file)
         if existing.get("fingerprint") != description["fingerprint"]:
             raise XnorfaultError(f"{self.path} was claimed by another campaign meanwhile")
+
+    def _foreign_entries(self) -> list[Path]:
+        """Entries a campaign does not write (its jobs folder, its description's temporaries)."""
+        from xnorfault.io import temporary_prefix
+
+        prefix = temporary_prefix(CAMPAIGN_FILE)
+        return [
+            entry
+            for entry in self.path.iterdir()
+            if entry.name != JOBS_FOLDER and not entry.name.startswith(prefix)
+        ]
 
     def done(self, job: Job, fingerprint: str, images: int) -> bool:
         path = self.job_file(job)
