@@ -513,12 +513,10 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     profile, request = resolved(request)
     with _open(request) as runner:
         chips = None
+        campaign, points, chips = open_context(request, runner)
         if request.weight_memory is not None:
-            images, labels = load_test_set(request.data, runner, request.limit)
-            points = sweep_points(request.source, runner)
-            result = _run_weight_evaluation(request, runner, images, labels, points, progress)
+            result = _run_weight_evaluation(request, campaign, points, progress)
         else:
-            campaign, points, chips = open_context(request, runner)
             if request.out is not None:
                 result = _run_in_folder(request, campaign, points, chips, progress)
                 if "campaign_incomplete" in result:
@@ -830,19 +828,12 @@ def check_weight_request(request: EvaluationRequest) -> None:
         )
 
 
-def _run_weight_evaluation(request, runner, images, labels, points, progress) -> dict:
+def _run_weight_evaluation(request, campaign, points, progress) -> dict:
     """Every chip at every age (:func:`xnorfault.weight_faults.evaluate_weight_ages`), with
     the activation faults of the one point on top (per-address on a varied device)."""
     from xnorfault.weight_faults import evaluate_weight_ages
 
-    campaign = Campaign(
-        runner,
-        images,
-        labels,
-        request.seed,
-        request.batch_size or 256,
-        f"{request.data}: labels (y)",
-    )
+    runner = campaign.backend
     point = points[0]
     sites = runner.sites
     everywhere = {site: point.spec.activation_rates(site) for site in sites}
@@ -901,7 +892,7 @@ def _run_weight_evaluation(request, runner, images, labels, points, progress) ->
         "baseline_accuracy": baseline,
         "points": results,
         "sites": sites,
-        "test_images": int(len(labels)),
+        "test_images": int(len(campaign.labels)),
         "weight_memory": memory.to_dict(device),
         "weight_memory_summary": memory.describe(device),
         "weight_device": device.to_dict(),
