@@ -106,11 +106,9 @@ class Backend(ABC):
 
     def binary_weights(self) -> dict[str, np.ndarray]:
         """The model's binary weights by tensor name (:mod:`xnorfault.weight_faults`)."""
-        raise XnorfaultError(
-            f"weight faults run on ONNX models with the onnxruntime backend, not {self.name}: "
-            "LCE's converter packs binary weights into bitpacked constants xnorfault does not "
-            "rewrite; evaluate the .onnx model with --backend onnxruntime"
-        )
+        from xnorfault.weight_faults import weight_faults_unsupported
+
+        raise weight_faults_unsupported(self.name)
 
     def set_weight_faults(self, weights: dict[str, np.ndarray] | None) -> None:
         """Run from now on with these tensors in place of the model's binary weights (a

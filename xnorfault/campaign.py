@@ -212,7 +212,12 @@ def _start_worker(request) -> None:
 
 
 def _run_in_worker(chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
-    return [(job, *_pack(_WORKER.run(job))) for job in chunk]
+    return _run_chunk(_WORKER, chunk)
+
+
+def _run_chunk(runner: JobRunner, chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
+    """A worker's results, packed for the trip back: (job, bits, images)."""
+    return [(job, *_pack(runner.run(job))) for job in chunk]
 
 
 def _pack(correct: np.ndarray) -> tuple[bytes, int]:
@@ -223,8 +228,10 @@ def _unpack(packed: bytes, count: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=count).astype(bool)
 
 
-def _chunks(jobs: list[Job], size: int) -> list[list[Job]]:
-    """Jobs in chunks that keep a chip's repeats together (its rates are drawn once)."""
+def _chunks(jobs: list[Job], repeats: int, workers: int) -> list[list[Job]]:
+    """Jobs in chunks of at most a point's repeats, about four per worker: a chip's repeats stay
+    together (its rates are drawn once) and the workers stay evenly loaded."""
+    size = max(1, min(repeats, math.ceil(len(jobs) / (4 * workers))))
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
@@ -232,7 +239,6 @@ def _run_in_processes(jobs, request, workers, arrived) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    size = max(1, min(request.repeats, math.ceil(len(jobs) / (4 * workers))))
     context = multiprocessing.get_context("spawn")  # no onnxruntime threads forked
     with ProcessPoolExecutor(
         workers,
@@ -240,7 +246,9 @@ def _run_in_processes(jobs, request, workers, arrived) -> None:
         initializer=_start_worker,
         initargs=(worker_request(request, workers),),
     ) as pool:
-        futures = [pool.submit(_run_in_worker, chunk) for chunk in _chunks(jobs, size)]
+        futures = [
+            pool.submit(_run_in_worker, chunk) for chunk in _chunks(jobs, request.repeats, workers)
+        ]
         try:
             for future in as_completed(futures):
                 for job, packed, count in future.result():
@@ -280,9 +288,9 @@ def _run_on_ray(jobs, request, workers, address, arrived) -> None:
         actor = ray.remote(num_cpus=1)(_RayWorker)
         count = max(1, workers)
         actors = [actor.remote(worker_request(request, count)) for _ in range(count)]
-        size = max(1, min(request.repeats, math.ceil(len(jobs) / (4 * count))))
         pool = ray.util.ActorPool(actors)
-        for chunk in pool.map_unordered(lambda a, c: a.run.remote(c), _chunks(jobs, size)):
+        chunks = _chunks(jobs, request.repeats, count)
+        for chunk in pool.map_unordered(lambda a, c: a.run.remote(c), chunks):
             for job, packed, count_images in chunk:
                 arrived(job, _unpack(packed, count_images))
     finally:
@@ -299,7 +307,7 @@ class _RayWorker:
         self.runner = open_job_runner(request)[0]
 
     def run(self, chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
-        return [(job, *_pack(self.runner.run(job))) for job in chunk]
+        return _run_chunk(self.runner, chunk)
 
 
 # --- shards and the campaign folder ---------------------------------------------------------

@@ -816,16 +816,10 @@ def check_weight_request(request: EvaluationRequest) -> None:
         raise XnorfaultError(
             "--target-ci sizes the repeats of plain points; with --age the interval is over chips: raise --chips"
         )
-    if request.backend not in ("auto", "onnxruntime"):
-        raise XnorfaultError(
-            f"weight faults run on ONNX models with the onnxruntime backend, not {request.backend}: "
-            "LCE's converter packs binary weights into bitpacked constants xnorfault does not rewrite"
-        )
-    if request.model.suffix == ".tflite":
-        raise XnorfaultError(
-            "weight faults run on ONNX models: LCE's converter packs binary weights into "
-            "bitpacked constants xnorfault does not rewrite; evaluate the .onnx model"
-        )
+    if request.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
+        from xnorfault.weight_faults import weight_faults_unsupported
+
+        raise weight_faults_unsupported("lce" if request.backend == "auto" else request.backend)
 
 
 def _run_weight_evaluation(request, campaign, points, progress) -> dict:

@@ -22,6 +22,15 @@ import onnx
 from xnorfault.errors import XnorfaultError
 
 
+def weight_faults_unsupported(backend: str) -> XnorfaultError:
+    """The one-line error where weight faults cannot run: any backend but onnxruntime."""
+    return XnorfaultError(
+        f"weight faults run on ONNX models with the onnxruntime backend, not {backend}: LCE's "
+        "converter packs binary weights into bitpacked constants xnorfault does not rewrite; "
+        "evaluate the .onnx model with --backend onnxruntime"
+    )
+
+
 def binary_weight_tensors(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The model's binary weights (:func:`xnorfault.inspection.binary_weight_values`) by
     initializer name, and the model to run them in: the same one, or — where a weight is a
