@@ -250,3 +250,54 @@ def test_the_answer_is_reported_on_chips(run_cli, trained):
     assert drawn["yield_ci95"][0] <= drawn["yield"] <= drawn["yield_ci95"][1]
     code, _, err = run_optimize(run_cli, trained, *arguments, model="one_site.onnx")
     assert code == 2 and "no cell-to-cell variation" in err
+
+
+# --- seeds by coordinates: the same answer from any executor --------------------------------
+
+
+def test_a_verification_alone_gives_the_numbers_it_gave_within_the_search(trained):
+    """Each run's flips are seeded by its coordinates, so the final held-out check, run alone
+    in a fresh process state, reproduces the search's own numbers exactly."""
+    from xnorfault.campaign import JobExecutor
+    from xnorfault.faults import FlipRates
+    from xnorfault.optimization import OptimizeRequest, SearchRunner, _Search, verify
+
+    result = xnorfault.optimize(trained / "model.onnx", trained / "test.npz", 0.08, threads=1)
+    rates = {s["site"]: FlipRates(s["wer_ap_to_p"], s["wer_p_to_ap"]) for s in result.sites}
+    request = OptimizeRequest(trained / "model.onnx", str(trained / "test.npz"), 0, 256, 3, 1)
+    with request.open_backend() as backend, JobExecutor() as pool:
+        pool.runner = SearchRunner.build(request, backend)
+        search = _Search(pool.runner, pool)
+        clean = search.correct("held-out", {})
+        alone = verify(search, "held-out", clean, rates, 10, (1 - 0.95) / 4)
+    for field in ("accuracy_mean", "drop", "drop_upper", "images"):
+        assert alone[field] == result.verification[field]
+
+
+def test_workers_find_the_same_answer_as_one_process(trained):
+    arguments = (trained / "model.onnx", trained / "test.npz", 0.08)
+    options = {"mram_device": "paper-varied", "chips": 3, "threads": 2}
+    plain = xnorfault.optimize(*arguments, **options).to_dict()
+    split = xnorfault.optimize(*arguments, **options, workers=2).to_dict()
+    assert split == plain
+    assert plain["chips"]["count"] == 3 and plain["evaluations"] > 20
+
+
+def test_ray_actors_find_the_same_answer_as_one_process(trained):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pytest.skip("Ray is not installed here (pip install 'xnorfault[ray]')")
+    arguments = (trained / "one_site.onnx", trained / "test.npz", 0.08)
+    plain = xnorfault.optimize(*arguments, threads=2).to_dict()
+    on_ray = xnorfault.optimize(*arguments, threads=2, executor="ray", workers=2).to_dict()
+    assert on_ray == plain
+
+
+def test_workers_and_address_are_checked(run_cli, trained):
+    for args, message in (
+        (["--workers", "0"], "--workers"),
+        (["--address", "ray://x:1"], "--executor ray"),
+    ):
+        code, _, err = run_optimize(run_cli, trained, "--max-drop", "0.05", *args)
+        assert code == 2 and message in err and "Traceback" not in err, err

@@ -165,32 +165,144 @@ def run_jobs(
     advance=None,
     on_result=None,
 ) -> dict[Job, np.ndarray]:
-    """Every job's result: in this process on ``runner`` (``workers`` 1, ``local``), in
-    ``workers`` processes that each open ``request``'s backend and test set, or as Ray tasks
-    on actors that do (``executor="ray"``, a local instance without ``address``).
-    ``on_result(job, correct)`` is called in this process as each result arrives (a campaign
-    folder saves it there), ``advance()`` after it."""
-    if executor not in EXECUTORS:
-        raise XnorfaultError(f"unknown executor {executor!r}: use {' or '.join(EXECUTORS)}")
-    results: dict[Job, np.ndarray] = {}
+    """Every job's result, on a :class:`JobExecutor` opened for these jobs alone."""
+    with JobExecutor(runner, request, workers, executor, address) as pool:
+        return pool.run(jobs, advance, on_result)
 
-    def arrived(job: Job, correct: np.ndarray) -> None:
-        results[job] = correct
-        if on_result is not None:
-            on_result(job, correct)
-        if advance is not None:
-            advance()
 
-    if not jobs:
+class JobExecutor:
+    """Where jobs run: in this process on ``runner`` (``workers`` 1, ``local``), in ``workers``
+    processes that each open ``request``'s runner (``request.open_runner()``: backend and test
+    set, once per process), or on as many Ray actors that do (``executor="ray"``; a local
+    instance without ``address``). The processes or actors start with the first jobs and stay
+    for every later :meth:`run` until the executor closes, so a search that asks for a few
+    runs at a time (``optimize``) opens its model once per worker, not once per step.
+    ``request`` also gives the chunk size (``request.repeats``: a chip's or a point's repeats
+    stay together) and the threads shared out among the workers."""
+
+    def __init__(
+        self,
+        runner=None,
+        request=None,
+        workers: int = 1,
+        executor: str = "local",
+        address: str | None = None,
+    ):
+        if executor not in EXECUTORS:
+            raise XnorfaultError(f"unknown executor {executor!r}: use {' or '.join(EXECUTORS)}")
+        self.runner = runner
+        self.request = request
+        self.workers = max(1, int(workers))
+        self.executor = executor
+        self.address = address
+        self._pool = None  # a ProcessPoolExecutor, or a Ray ActorPool
+        self._ray_started = False
+
+    @property
+    def here(self) -> bool:
+        """Whether jobs run in this process."""
+        return self.executor == "local" and self.workers <= 1
+
+    def __enter__(self) -> JobExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None and self.executor == "local":
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self._ray_started:
+            import ray
+
+            self._ray_started = False
+            ray.shutdown()
+
+    def run(self, jobs: list, advance=None, on_result=None) -> dict:
+        """Every job's result; ``on_result(job, correct)`` is called in this process as each
+        arrives (a campaign folder saves it there), ``advance()`` after it."""
+        results: dict = {}
+
+        def arrived(job, correct: np.ndarray) -> None:
+            results[job] = correct
+            if on_result is not None:
+                on_result(job, correct)
+            if advance is not None:
+                advance()
+
+        if not jobs:
+            return results
+        if self.here:
+            for job in jobs:
+                arrived(job, self.runner.run(job))
+        elif self.executor == "ray":
+            self._run_on_ray(jobs, arrived)
+        else:
+            self._run_in_processes(jobs, arrived)
         return results
-    if executor == "ray":
-        _run_on_ray(jobs, request, workers, address, arrived)
-    elif workers <= 1:
-        for job in jobs:
-            arrived(job, runner.run(job))
-    else:
-        _run_in_processes(jobs, request, workers, arrived)
-    return results
+
+    def _chunks(self, jobs: list) -> list[list]:
+        return _chunks(jobs, self.request.repeats, self.workers)
+
+    def _run_in_processes(self, jobs, arrived) -> None:
+        from concurrent.futures import as_completed
+
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")  # no onnxruntime threads forked
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(worker_request(self.request, self.workers),),
+            )
+        futures = [self._pool.submit(_run_in_worker, chunk) for chunk in self._chunks(jobs)]
+        try:
+            for future in as_completed(futures):
+                for job, packed, count in future.result():
+                    arrived(job, _unpack(packed, count))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    def _run_on_ray(self, jobs, arrived) -> None:
+        if self._pool is None:
+            self._pool = self._start_ray()
+        for chunk in self._pool.map_unordered(lambda a, c: a.run.remote(c), self._chunks(jobs)):
+            for job, packed, count_images in chunk:
+                arrived(job, _unpack(packed, count_images))
+
+    def _start_ray(self):
+        try:
+            import ray
+            import ray.util
+        except ImportError:
+            raise XnorfaultError(
+                "--executor ray needs Ray: pip install 'xnorfault[ray]' (or run without --executor)"
+            ) from None
+        if not ray.is_initialized():
+            try:
+                if self.address is None:
+                    ray.init(
+                        num_cpus=self.workers,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        logging_level=logging.ERROR,
+                    )
+                else:
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+            except Exception as error:  # Ray's own ConnectionError/RuntimeError types
+                raise XnorfaultError(
+                    f"cannot start or reach Ray ({self.address or 'local'}): {error}"
+                ) from None
+            self._ray_started = True
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        request = worker_request(self.request, self.workers)
+        return ray.util.ActorPool([actor.remote(request) for _ in range(self.workers)])
 
 
 def worker_request(request, workers: int):
@@ -201,21 +313,19 @@ def worker_request(request, workers: int):
     return replace(request, threads=max(1, total // workers), workers=1, executor="local")
 
 
-_WORKER: JobRunner | None = None
+_WORKER = None
 
 
 def _start_worker(request) -> None:
     global _WORKER
-    from xnorfault.evaluation import open_job_runner
-
-    _WORKER = open_job_runner(request)[0]
+    _WORKER = request.open_runner()
 
 
-def _run_in_worker(chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
+def _run_in_worker(chunk: list) -> list[tuple]:
     return _run_chunk(_WORKER, chunk)
 
 
-def _run_chunk(runner: JobRunner, chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
+def _run_chunk(runner, chunk: list) -> list[tuple]:
     """A worker's results, packed for the trip back: (job, bits, images)."""
     return [(job, *_pack(runner.run(job))) for job in chunk]
 
@@ -228,85 +338,21 @@ def _unpack(packed: bytes, count: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=count).astype(bool)
 
 
-def _chunks(jobs: list[Job], repeats: int, workers: int) -> list[list[Job]]:
+def _chunks(jobs: list, repeats: int, workers: int) -> list[list]:
     """Jobs in chunks of at most a point's repeats, about four per worker: a chip's repeats stay
     together (its rates are drawn once) and the workers stay evenly loaded."""
     size = max(1, min(repeats, math.ceil(len(jobs) / (4 * workers))))
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
-def _run_in_processes(jobs, request, workers, arrived) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    context = multiprocessing.get_context("spawn")  # no onnxruntime threads forked
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=context,
-        initializer=_start_worker,
-        initargs=(worker_request(request, workers),),
-    ) as pool:
-        futures = [
-            pool.submit(_run_in_worker, chunk) for chunk in _chunks(jobs, request.repeats, workers)
-        ]
-        try:
-            for future in as_completed(futures):
-                for job, packed, count in future.result():
-                    arrived(job, _unpack(packed, count))
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-def _run_on_ray(jobs, request, workers, address, arrived) -> None:
-    try:
-        import ray
-        import ray.util
-    except ImportError:
-        raise XnorfaultError(
-            "--executor ray needs Ray: pip install 'xnorfault[ray]' (or run without --executor)"
-        ) from None
-    started = False
-    if not ray.is_initialized():
-        try:
-            if address is None:
-                ray.init(
-                    num_cpus=max(workers, 1),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                )
-            else:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        except Exception as error:  # Ray's own ConnectionError/RuntimeError types
-            raise XnorfaultError(
-                f"cannot start or reach Ray ({address or 'local'}): {error}"
-            ) from None
-        started = True
-    try:
-        actor = ray.remote(num_cpus=1)(_RayWorker)
-        count = max(1, workers)
-        actors = [actor.remote(worker_request(request, count)) for _ in range(count)]
-        pool = ray.util.ActorPool(actors)
-        chunks = _chunks(jobs, request.repeats, count)
-        for chunk in pool.map_unordered(lambda a, c: a.run.remote(c), chunks):
-            for job, packed, count_images in chunk:
-                arrived(job, _unpack(packed, count_images))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 class _RayWorker:
-    """A Ray actor holding one backend, test set and campaign (opened once per worker)."""
+    """A Ray actor holding one runner: backend, test set and campaign (opened once per
+    worker)."""
 
     def __init__(self, request):
-        from xnorfault.evaluation import open_job_runner
+        self.runner = request.open_runner()
 
-        self.runner = open_job_runner(request)[0]
-
-    def run(self, chunk: list[Job]) -> list[tuple[Job, bytes, int]]:
+    def run(self, chunk: list) -> list[tuple]:
         return _run_chunk(self.runner, chunk)
 
 
@@ -448,6 +494,7 @@ def file_digest(path: Path) -> str:
 __all__ = [
     "CampaignFolder",
     "Job",
+    "JobExecutor",
     "JobRunner",
     "Plan",
     "file_digest",

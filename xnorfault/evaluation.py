@@ -398,6 +398,10 @@ class EvaluationRequest:
     shard: tuple[int, int] | None = None
     merge: bool = False
 
+    def open_runner(self):
+        """A worker's :class:`~xnorfault.campaign.JobRunner` (:func:`open_job_runner`)."""
+        return open_job_runner(self)[0]
+
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
     """The points of an evaluation: those of ``source`` — voltages from the highest (safest)

@@ -46,12 +46,20 @@ noise.
    (Bonferroni).
 
 The per-site answer is kept only when one holds; otherwise every site takes the shared point,
-so the answer never spends more than the best shared point. Imports numpy and scipy (and the
-backend's runtime).
+so the answer never spends more than the best shared point.
+
+**Runs.** Every run over a half is a job (:class:`SearchRun`) whose flip seed derives from its
+coordinates — half, each site's rates (or, on a chip, each site's operating point), chip and
+repeat — through :func:`xnorfault.campaign.job_seed`, never from the order of the search. So a
+measurement repeated alone gives the same numbers, and a measurement's repeats (and the chips'
+runs) can run in worker processes or on Ray actors (:class:`~xnorfault.campaign.JobExecutor`,
+``workers``, ``executor``) with the same answer as one process. Imports numpy and scipy (and
+the backend's runtime; Ray only for ``executor="ray"``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -75,6 +83,7 @@ REFINEMENTS = 3  # bisections of a curve where its drop crosses the budget
 BUDGET_FRACTIONS = (1.0, 0.5, 0.25, 0.125)
 SHARED_FRACTIONS = (1.0, 0.5, 0.25)
 VERIFICATIONS = 4
+SHARED = "\x00shared"  # the shared point's curve, beside the sites' (no site has this name)
 VOLTAGE_STEP = 0.01  # V, of a range given without a step
 PULSE_COUNT = 5  # log-spaced pulses of a range given without a step
 OPERATING_POINTS_FORMAT = "xnorfault-operating-points/1"
@@ -231,35 +240,195 @@ def sample_levels(chain: list[WritePoint]) -> list[int]:
     return sorted({int(np.argmin(np.abs(safe - math.log(t)))) for t in targets})
 
 
-class _Counter:
-    """Counts runs over a half of the test set (one evaluation each)."""
+@dataclass(frozen=True)
+class SearchRun:
+    """One run of the search over a half of the test set (a job, :mod:`xnorfault.campaign`):
+    ``half`` ("search" or "held-out"), ``rates`` per site as ``(site, +1→−1, −1→+1)``, or, on
+    chip ``chip`` ≥ 0, each site's operating point ``points`` as ``(site, voltage, pulse)``; and
+    its ``repeat``. Its flip seed derives from these coordinates alone (:func:`run_seed_of`),
+    so a measurement gives the same numbers whenever, wherever and in whatever company it
+    runs."""
 
-    def __init__(self) -> None:
+    half: str
+    repeat: int
+    rates: tuple = ()
+    points: tuple = ()
+    chip: int = -1
+    site: str = ""  # all sites flip (the coordinates' field of an evaluation job)
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.half, self.rates, self.points], separators=(",", ":"))
+
+
+def run_seed_of(seed: int, run: SearchRun) -> int:
+    """The flip seed of ``run`` in a search of seed ``seed``: :func:`xnorfault.campaign.job_seed`
+    of its half, rates (or chip points), chip and repeat."""
+    from xnorfault.campaign import job_seed
+
+    return job_seed(seed, run.key, run)
+
+
+def _rates_tuple(rates: dict[str, FlipRates]) -> tuple:
+    return tuple((site, r.pos_to_neg, r.neg_to_pos) for site, r in sorted(rates.items()))
+
+
+@dataclass(frozen=True)
+class OptimizeRequest:
+    """What a worker of the search opens (:class:`~xnorfault.campaign.JobExecutor`): the
+    model, the test set and its split, the device and chip seed of the chip runs."""
+
+    model: Path
+    data: str
+    seed: int
+    batch_size: int
+    repeats: int
+    threads: int | None = None
+    limit: int | None = None
+    output: str | None = None
+    layout: str | None = None
+    write: WriteModel | None = None
+    device: object = None
+    chip_seed: int = 0
+    rate_maps: bool = False
+    workers: int = 1
+    executor: str = "local"
+    address: str | None = None
+
+    def open_backend(self):
+        from xnorfault.runtimes import open_backend
+
+        return open_backend(
+            Path(self.model),
+            "onnxruntime",
+            self.threads,
+            None,
+            None,
+            self.output,
+            self.layout,
+            self.write,
+            rate_maps=self.rate_maps,
+        )
+
+    def open_runner(self) -> SearchRunner:
+        """A worker's runner; its backend stays open for the worker's life."""
+        return SearchRunner.build(self, self.open_backend())
+
+
+class SearchRunner:
+    """Runs :class:`SearchRun` jobs on one backend: the two halves of the test set (split by a
+    permutation of seed ``seed``) and, for chip runs, the device's chips."""
+
+    def __init__(self, request: OptimizeRequest, halves: dict, addresses: dict):
+        self.request = request
+        self.halves = halves
+        self.addresses = addresses
+        self.evaluations = 0
+        self.images = 0
+        self._chip: tuple[tuple, dict] | None = None
+
+    @classmethod
+    def build(cls, request: OptimizeRequest, backend) -> SearchRunner:
+        from xnorfault.evaluation import Campaign, load_test_set
+
+        images, labels = load_test_set(str(request.data), backend, request.limit)
+        if len(labels) < 4:
+            raise XnorfaultError(
+                f"{len(labels)} test images: optimize splits them into a search and a held-out half; give at least 4"
+            )
+        order = np.random.default_rng(request.seed).permutation(len(labels))
+        half = len(labels) // 2
+        source = f"{request.data}: labels (y)"
+        halves = {
+            name: Campaign(
+                backend, images[ids], labels[ids], request.seed, request.batch_size, source
+            )
+            for name, ids in (("search", order[:half]), ("held-out", order[half:]))
+        }
+        return cls(request, halves, {s: backend.site_addresses.get(s) for s in backend.sites})
+
+    def rates(self, run: SearchRun) -> dict:
+        if run.chip < 0:
+            return {site: FlipRates(p, n) for site, p, n in run.rates}
+        if self._chip is None or self._chip[0] != (run.points, run.chip):
+            from xnorfault.mram.chips import cell_wer_table, draw_chip, site_rates
+
+            device = self.request.device
+            chip = draw_chip(device, self.addresses, self.request.chip_seed, run.chip)
+            pulses = {pulse for _, _, pulse in run.points}
+            tables = {
+                pulse: cell_wer_table(
+                    device, pulse, tuple(sorted({v for _, v, t in run.points if t == pulse}))
+                )
+                for pulse in pulses
+            }
+            rates = {
+                site: site_rates(chip, site, tables[pulse], voltage)
+                for site, voltage, pulse in run.points
+            }
+            self._chip = ((run.points, run.chip), rates)
+        return self._chip[1]
+
+    def run(self, run: SearchRun) -> np.ndarray:
+        """Which images of the run's half it classifies right (bool, one per image)."""
+        campaign = self.halves[run.half]
+        return campaign.correct(self.rates(run), seed=run_seed_of(self.request.seed, run))
+
+
+class _Search:
+    """The runs of a search, as jobs of an executor (this process, workers or Ray): each
+    measurement's repeats run together; counts the runs and images."""
+
+    def __init__(self, runner: SearchRunner, executor):
+        self.runner = runner
+        self.executor = executor
         self.evaluations = 0
         self.images = 0
 
-    def correct(self, campaign, rates) -> np.ndarray:
-        self.evaluations += 1
-        self.images += len(campaign.labels)
-        return campaign.correct(rates)
+    def runs(self, half: str, rates: dict, repeats: int) -> list[np.ndarray]:
+        """``repeats`` runs of ``half`` under ``rates`` (every site not named is clean)."""
+        return self.runs_together([(half, rates)], repeats)[0]
+
+    def runs_together(self, requests: list[tuple[str, dict]], repeats: int) -> list[list]:
+        """``repeats`` runs of each (half, rates) of ``requests``, all given to the executor at
+        once (workers share them out)."""
+        jobs = [
+            SearchRun(half, r, _rates_tuple(rates))
+            for half, rates in requests
+            for r in range(repeats)
+        ]
+        flat = self._run(jobs)
+        return [flat[i * repeats : (i + 1) * repeats] for i in range(len(requests))]
+
+    def chip_runs(self, points: tuple, chips: int, repeats: int) -> list[list[np.ndarray]]:
+        """Per chip, ``repeats`` held-out runs at each site's operating point ``points``."""
+        jobs = [
+            SearchRun("held-out", r, points=points, chip=c)
+            for c in range(chips)
+            for r in range(repeats)
+        ]
+        flat = self._run(jobs)
+        return [flat[c * repeats : (c + 1) * repeats] for c in range(chips)]
+
+    def _run(self, jobs: list[SearchRun]) -> list[np.ndarray]:
+        results = self.executor.run(jobs)
+        self.evaluations += len(jobs)
+        self.images += sum(len(self.runner.halves[job.half].labels) for job in jobs)
+        return [results[job] for job in jobs]
+
+    def correct(self, half: str, rates: dict) -> np.ndarray:
+        return self.runs(half, rates, 1)[0]
 
 
-def _measure_curve(
-    campaign, baseline, rates_at, levels, chain, repeats, budget, counter, step
-) -> DropCurve:
-    """A drop curve on the search half: the sampled chain ``levels`` from low WER up (stopping
+def _curve_steps(levels, chain, budget):
+    """One drop curve on the search half, as a generator: it yields the chain level to measure
+    next and is sent that level's drop. The sampled chain ``levels`` from low WER up (stopping
     beyond :data:`STOP_FACTOR` budgets), then :data:`REFINEMENTS` bisections (in log WER) of the
-    step where the drop first exceeds the budget, where the choice is made."""
-
-    def drop_at(level: int) -> float:
-        runs = [counter.correct(campaign, rates_at(chain[level])).mean() for _ in range(repeats)]
-        return baseline - float(np.mean(runs))
-
+    step where the drop first exceeds the budget, where the choice is made; returns the fitted
+    :class:`DropCurve`."""
     measured: dict[int, float] = {}
     for level in levels:
-        measured[level] = drop_at(level)
-        if step:
-            step()
+        measured[level] = yield level
         if measured[level] > STOP_FACTOR * budget:
             break
     for _ in range(REFINEMENTS):
@@ -273,16 +442,45 @@ def _measure_curve(
             break
         target = math.sqrt(chain[low].wer * chain[high].wer)
         middle = min(between, key=lambda k: abs(math.log(chain[k].wer / target)))
-        measured[middle] = drop_at(middle)
+        measured[middle] = yield middle
     ordered = sorted(measured, key=lambda k: chain[k].wer)
     return DropCurve.fit([chain[k].wer for k in ordered], [measured[k] for k in ordered])
 
 
-def verify(campaign, clean, rates, repeats: int, alpha: float, counter) -> dict:
-    r"""The drop on ``campaign``'s images (the held-out half) under ``rates``: per image
+def _measure_curves(
+    search, baseline, rates_at: dict, levels, chain, repeats, budget, step
+) -> dict[str, DropCurve]:
+    """The drop curves of ``rates_at`` (name → the rates of a chain point), measured side by
+    side: each round runs the next level of every unfinished curve together, ``repeats`` runs
+    each, so workers get every curve's runs at once. Runs are seeded by their coordinates, so
+    the curves equal those measured one after another."""
+    curves: dict[str, DropCurve] = {}
+    steps = {name: _curve_steps(levels, chain, budget) for name in rates_at}
+    pending = {name: next(walk) for name, walk in steps.items()}
+    while pending:
+        names = list(pending)
+        runs = search.runs_together(
+            [("search", rates_at[name](chain[pending[name]])) for name in names], repeats
+        )
+        following = {}
+        for name, measured in zip(names, runs, strict=True):
+            drop = baseline - float(np.mean([run.mean() for run in measured]))
+            if step:
+                step()
+            try:
+                following[name] = steps[name].send(drop)
+            except StopIteration as finished:
+                curves[name] = finished.value
+        pending = following
+    return curves
+
+
+def verify(search, half: str, clean, rates, repeats: int, alpha: float) -> dict:
+    r"""The drop on the images of ``half`` (the held-out half, or the search half when
+    screening) under ``rates``: per image
     :math:`\delta_i` = clean correct − share of ``repeats`` runs correct, the mean and its
     one-sided upper :math:`1-\alpha` t-bound (:func:`xnorfault.statistics.paired_drop`)."""
-    runs = [counter.correct(campaign, rates) for _ in range(repeats)]
+    runs = search.runs(half, rates, repeats)
     paired = paired_drop(clean, runs, 1 - alpha, one_sided=True)
     return {
         "accuracy_mean": float(np.mean(runs)),
@@ -510,6 +708,9 @@ def optimize(
     progress=None,
     chips: int | None = None,
     chip_seed: int = 0,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> OptimizationResult:
     """Per-site write voltages and pulses that spend the least activation-write energy per
     inference while the accuracy drop on held-out images stays within ``max_drop`` with
@@ -518,7 +719,9 @@ def optimize(
     or an :class:`~xnorfault.mram.MTJ`; ``pulses`` and ``voltages`` as ``--pulse`` and
     ``--voltage`` (or lists of seconds and volts). With ``chips`` (a device with
     ``[variation]``), the answer is also run on that many chips of chip seed ``chip_seed``
-    (:func:`chip_report`).
+    (:func:`chip_report`). Every run's flips are seeded by its coordinates (half, rates,
+    chip, repeat: :class:`SearchRun`), so ``workers`` processes or Ray actors
+    (``executor="ray"``, ``address``: a cluster) find the same answer as one process.
 
     >>> result = optimize(model, testset, 0.05, verify_repeats=2)
     >>> [site["site"] for site in result.sites]
@@ -530,9 +733,8 @@ def optimize(
     >>> result.plot(workdir / "pareto.png").name
     'pareto.png'
     """
-    from xnorfault.evaluation import Campaign, load_test_set
+    from xnorfault.campaign import JobExecutor
     from xnorfault.mram import MTJ, load_device
-    from xnorfault.runtimes import open_backend
 
     if not 0 < max_drop < 1:
         raise XnorfaultError(f"--max-drop {max_drop:g}: give a drop between 0 and 1, e.g. 0.01")
@@ -540,6 +742,10 @@ def optimize(
         raise XnorfaultError(f"--confidence {confidence:g}: give a level in [0.5, 1), e.g. 0.95")
     if repeats < 1 or verify_repeats < 2:
         raise XnorfaultError("--repeats must be at least 1 and --verify-repeats at least 2")
+    if workers < 1:
+        raise XnorfaultError(f"--workers {workers}: give at least 1")
+    if address is not None and executor != "ray":
+        raise XnorfaultError("--address names a Ray cluster: give --executor ray")
     mtj = mram_device if isinstance(mram_device, MTJ) else load_device(mram_device)
     if chips:
         from xnorfault.mram.chips import require_variation
@@ -552,33 +758,39 @@ def optimize(
         else np.asarray(sorted(set(voltages)), dtype=float)
     )
     write = write or WriteModel()
-    with open_backend(
+    request = OptimizeRequest(
         Path(model),
-        "onnxruntime",
+        str(data),
+        seed,
+        batch_size,
+        repeats,
         threads,
-        None,
-        None,
+        limit,
         output,
         layout,
         write,
-        rate_maps=bool(chips),
-    ) as runner:
-        images, labels = load_test_set(str(data), runner, limit)
-        if len(labels) < 4:
-            raise XnorfaultError(
-                f"{len(labels)} test images: optimize splits them into a search and a held-out half; give at least 4"
-            )
-        order = np.random.default_rng(seed).permutation(len(labels))
-        half = len(labels) // 2
-        search_ids, heldout_ids = order[:half], order[half:]
-        resolution = 1 / len(heldout_ids)
+        mtj,
+        chip_seed,
+        bool(chips),
+        workers,
+        executor,
+        address,
+    )
+    with (
+        request.open_backend() as backend,
+        JobExecutor(None, request, workers, executor, address) as pool,
+    ):
+        runner = SearchRunner.build(request, backend)
+        pool.runner = runner
+        heldout_count = len(runner.halves["held-out"].labels)
+        resolution = 1 / heldout_count
         if max_drop < resolution:
             raise XnorfaultError(
-                f"--max-drop {max_drop:g} is below one held-out image (1/{len(heldout_ids)} = "
+                f"--max-drop {max_drop:g} is below one held-out image (1/{heldout_count} = "
                 f"{resolution:.4f}): the verification cannot resolve it; give more test images or a larger budget"
             )
-        sites = list(runner.sites)
-        bits = [runner.site_addresses.get(site) for site in sites]
+        sites = list(backend.sites)
+        bits = [backend.site_addresses.get(site) for site in sites]
         if any(not n for n in bits):
             unknown = [s for s, n in zip(sites, bits, strict=True) if not n]
             raise XnorfaultError(
@@ -588,33 +800,27 @@ def optimize(
         chain = candidate_chain(mtj, voltage_grid, pulse_list)
         energy_per_bit = np.array([p.energy_per_bit for p in chain])
         levels = sample_levels(chain)
-        source = f"{data}: labels (y)"
-        search = Campaign(runner, images[search_ids], labels[search_ids], seed, batch_size, source)
-        heldout = Campaign(
-            runner, images[heldout_ids], labels[heldout_ids], seed + 1, batch_size, source
-        )
-        counter = _Counter()
-        search_clean = counter.correct(search, {})
+        search = _Search(runner, pool)
+        search_clean = search.correct("search", {})
         search_baseline = float(search_clean.mean())
-        heldout_clean = counter.correct(heldout, {})
-        curves_total = len(sites) + (1 if len(sites) > 1 else 0)
+        heldout_clean = search.correct("held-out", {})
+        measured_together = {site: (lambda point, site=site: {site: point.rates}) for site in sites}
+        if len(sites) > 1:
+            measured_together[SHARED] = lambda point: {site: point.rates for site in sites}
         task = (
-            progress.add_task("searching", total=curves_total * len(levels))
+            progress.add_task(
+                "searching", total=len(measured_together) * (len(levels) + REFINEMENTS)
+            )
             if progress is not None
             else None
         )
         step = (lambda: progress.advance(task)) if progress is not None else None
-
-        def measure(rates_at) -> DropCurve:
-            return _measure_curve(
-                search, search_baseline, rates_at, levels, chain, repeats, max_drop, counter, step
-            )
-
-        curves = {site: measure(lambda point, site=site: {site: point.rates}) for site in sites}
-        if len(sites) > 1:
-            shared_curve = measure(lambda point: {site: point.rates for site in sites})
-        else:
-            shared_curve = curves[sites[0]]
+        curves = _measure_curves(
+            search, search_baseline, measured_together, levels, chain, repeats, max_drop, step
+        )
+        if progress is not None:
+            progress.update(task, completed=len(measured_together) * (len(levels) + REFINEMENTS))
+        shared_curve = curves.pop(SHARED, None) or curves[sites[0]]
         wers = [p.wer for p in chain]
         tables = [np.array([curves[s].at(w) for w in wers]) for s in sites]
         path = allocation_path(tables, bits, energy_per_bit)
@@ -635,7 +841,7 @@ def optimize(
 
         def check(allocation: Allocation) -> dict:
             return verify(
-                heldout, heldout_clean, rates_of(allocation), verify_repeats, alpha, counter
+                search, "held-out", heldout_clean, rates_of(allocation), verify_repeats, alpha
             )
 
         screened: dict[tuple, dict] = {}
@@ -654,7 +860,7 @@ def optimize(
                         "energy_per_inference": allocation.energy,
                         "predicted_drop": allocation.predicted_drop,
                         **verify(
-                            search, search_clean, rates_of(allocation), repeats, alpha, counter
+                            search, "search", search_clean, rates_of(allocation), repeats, alpha
                         ),
                     }
                 if screened[allocation.levels]["drop_upper"] <= max_drop:
@@ -682,22 +888,12 @@ def optimize(
         per_site_kept = index is not None and path[index].energy < shared_allocation.energy
         allocation = path[index] if per_site_kept else shared_allocation
         verification = tried[index] if per_site_kept else shared_tried[shared_index]
-        described = runner.describe()
+        described = backend.describe()
         chip_results = None
         if chips:
             chosen = {s: chain[k] for s, k in zip(sites, allocation.levels, strict=True)}
-            addresses = dict(zip(sites, bits, strict=True))
             chip_results = chip_report(
-                heldout,
-                heldout_clean,
-                mtj,
-                chosen,
-                addresses,
-                chips,
-                chip_seed,
-                repeats,
-                max_drop,
-                counter,
+                search, heldout_clean, chosen, chips, chip_seed, repeats, max_drop
             )
     site_rows = []
     for site, n, level in zip(sites, bits, allocation.levels, strict=True):
@@ -733,15 +929,16 @@ def optimize(
         },
         conventional=conventional,
         verification=verification,
-        evaluations=counter.evaluations,
-        images_inferred=counter.images,
+        evaluations=search.evaluations,
+        images_inferred=search.images,
         per_site_kept=per_site_kept,
         device=mtj,
         write=write,
         search={
-            "search_images": int(len(search_ids)),
-            "heldout_images": int(len(heldout_ids)),
+            "search_images": int(len(search_clean)),
+            "heldout_images": int(len(heldout_clean)),
             "seed": seed,
+            "seeds": "by coordinates (half, rates or chip points, chip, repeat)",
             "repeats": repeats,
             "verify_repeats": verify_repeats,
             "candidates": len(chain),
@@ -771,39 +968,23 @@ def optimize(
 
 
 def chip_report(
-    campaign,
+    search: _Search,
     clean,
-    device,
     points: dict,
-    addresses: dict,
     count: int,
     seed: int,
     repeats: int,
     max_drop: float,
-    counter,
 ) -> dict:
-    """The answer on ``count`` chips (:mod:`xnorfault.mram.chips`): each site's cells at its
-    own operating point, ``repeats`` runs per chip on the held-out half. Reports every chip's
-    drop, their mean and worst, and the yield — the share of chips within ``max_drop`` — with
-    its Clopper–Pearson 95 % interval. A report on the answer (searched at the nominal WERs),
-    not a constraint of the search."""
-    from xnorfault.mram.chips import cell_wer_table, draw_chip, site_rates
-
-    tables = {
-        pulse: cell_wer_table(
-            device, pulse, tuple(sorted({p.voltage for p in points.values() if p.pulse == pulse}))
-        )
-        for pulse in {p.pulse for p in points.values()}
-    }
-    drops = []
-    for index in range(count):
-        chip = draw_chip(device, addresses, seed, index)
-        rates = {
-            site: site_rates(chip, site, tables[point.pulse], point.voltage)
-            for site, point in points.items()
-        }
-        runs = [counter.correct(campaign, rates).mean() for _ in range(repeats)]
-        drops.append(float(clean.mean() - np.mean(runs)))
+    """The answer on ``count`` chips (:mod:`xnorfault.mram.chips`) of chip seed ``seed``: each
+    site's cells at its own operating point (``points``: site → :class:`WritePoint`),
+    ``repeats`` runs per chip on the held-out half. Reports every chip's drop, their mean and
+    worst, and the yield — the share of chips within ``max_drop`` — with its Clopper–Pearson
+    95 % interval. A report on the answer (searched at the nominal WERs), not a constraint of
+    the search."""
+    described = tuple((site, p.voltage, p.pulse) for site, p in points.items())
+    per_chip = search.chip_runs(described, count, repeats)
+    drops = [float(clean.mean() - np.mean([run.mean() for run in runs])) for runs in per_chip]
     within = int(np.sum(np.asarray(drops) <= max_drop))
     return {
         "count": count,

@@ -181,6 +181,30 @@ class ExecutorChoice(StrEnum):
     ray = "ray"
 
 
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Run the jobs in K processes (each with threads/K threads); same result.",
+    ),
+]
+ExecutorOption = Annotated[
+    ExecutorChoice,
+    typer.Option(
+        "--executor",
+        help="local, or ray: the jobs as Ray tasks (a local Ray instance, or --address).",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster address (with --executor ray), e.g. head-node:6379 (export RAY_AUTH_MODE=token for a cluster started by ray start).",
+    ),
+]
+
+
 class DirectionChoice(StrEnum):
     """A write direction (of a read current)."""
 

@@ -137,20 +137,9 @@ def evaluate_command(
         "--inferences",
         help="Inferences since the write: a count (1e6) or a rate (10/s), times the age.",
     ),
-    workers: int = typer.Option(
-        1,
-        "--workers",
-        min=1,
-        help="Run the campaign's jobs in K processes (each with threads/K threads); same result.",
-    ),
-    executor: options.ExecutorChoice = typer.Option(
-        options.ExecutorChoice.local,
-        "--executor",
-        help="local, or ray: the jobs as Ray tasks (a local Ray instance, or --address).",
-    ),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (with --executor ray), e.g. ray://head:10001."
-    ),
+    workers: options.WorkersOption = 1,
+    executor: options.ExecutorOption = options.ExecutorChoice.local,
+    address: options.AddressOption = None,
     out: Path | None = typer.Option(
         None,
         "--out",

@@ -53,6 +53,9 @@ def optimize_command(
         help="Also run the answer on N chips drawn from the device's [variation]: per-chip drops and yield.",
     ),
     chip_seed: int = typer.Option(0, "--chip-seed", help="Seed of the chips' cells."),
+    workers: options.WorkersOption = 1,
+    executor: options.ExecutorOption = options.ExecutorChoice.local,
+    address: options.AddressOption = None,
     tuned: Path | None = typer.Option(
         None, "-o", "--output", help="Write the model injected with every site's chosen rates."
     ),
@@ -107,6 +110,9 @@ def optimize_command(
             progress=progress,
             chips=chips,
             chip_seed=chip_seed,
+            workers=workers,
+            executor=executor.value,
+            address=address,
         )
     if tuned is not None:
         result.save_model(model, tuned)
