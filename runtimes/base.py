@@ -95,13 +95,50 @@ class Backend(ABC):
             _, elapsed = self.run_timed(images, rates, next_seed())
             if index >= warmup:
                 times.append(elapsed)
-        p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
+        return _statistics(times, len(images), iterations)
+
+    def run_model_timed(self, images: np.ndarray) -> float | None:
+        """Seconds one run of the deployed model takes on ``images`` — the graph without the
+        simulated faults, as a real memory runs it — or ``None`` where this backend cannot run
+        it apart from the simulation."""
+        return None
+
+    def model_latency(
+        self,
+        images: np.ndarray,
+        rates: dict[str, FlipRates],
+        iterations: int,
+        next_seed: Callable[[], int],
+        warmup: int = 3,
+    ) -> dict:
+        """The deployed model's latency and, measured side by side, what the fault simulation
+        adds: ``iterations`` rounds (after ``warmup``), each timing one run of the model
+        without flips and one run under ``rates`` (its own seed), alternately. ``p50_ms``,
+        ``p90_ms``, ``p99_ms`` and ``throughput_per_s`` are the model's own; ``simulated_p50_ms``
+        the simulated run's median, ``simulation_overhead`` = simulated / model median (a
+        ratio of medians measured in the same rounds) and ``simulation_ms`` their difference.
+        A backend that cannot run the model apart (``run_model_timed`` gives ``None``) reports
+        :meth:`latency` under ``rates``, with ``graph`` saying so."""
+        if self.run_model_timed(images[:1]) is None:
+            return {
+                **self.latency(images, rates, iterations, next_seed, warmup),
+                "graph": "simulated",
+            }
+        model_times, simulated_times = [], []
+        for index in range(warmup + iterations):
+            model_time = self.run_model_timed(images)
+            _, simulated_time = self.run_timed(images, rates, next_seed())
+            if index >= warmup:
+                model_times.append(model_time)
+                simulated_times.append(simulated_time)
+        model_median = float(np.median(model_times))
+        simulated_median = float(np.median(simulated_times))
         return {
-            "p50_ms": float(p50),
-            "p90_ms": float(p90),
-            "p99_ms": float(p99),
-            "throughput_per_s": float(len(images) / np.median(times)),
-            "iterations": iterations,
+            **_statistics(model_times, len(images), iterations),
+            "graph": "without flips",
+            "simulated_p50_ms": simulated_median * 1e3,
+            "simulation_overhead": simulated_median / model_median,
+            "simulation_ms": (simulated_median - model_median) * 1e3,
         }
 
     def binary_weights(self) -> dict[str, np.ndarray]:
@@ -123,3 +160,14 @@ class Backend(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _statistics(times: list[float], images: int, iterations: int) -> dict:
+    p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "throughput_per_s": float(images / np.median(times)),
+        "iterations": iterations,
+    }

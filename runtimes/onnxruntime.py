@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,8 @@ class OnnxRuntimeBackend(Backend):
         self._requested_threads = threads
         self._proto = proto
         self._weights: dict[str, np.ndarray] | None = None
+        self._model_proto: onnx.ModelProto | None = None  # without flips, for its latency
+        self._model_session: ort.InferenceSession | None = None
         self.session = self._open_session(proto)
         data_inputs = [i for i in self.session.get_inputs() if not is_control_input(i.name)]
         if len(data_inputs) != 1:
@@ -147,6 +150,34 @@ class OnnxRuntimeBackend(Backend):
 
     def conform(self, images: np.ndarray) -> np.ndarray:
         return self.data_input.conform(images)
+
+    @property
+    def model_proto(self) -> onnx.ModelProto:
+        """The deployed model: this one without its flips (:func:`xnorfault.rewrite.strip_flips`)."""
+        if self._model_proto is None:
+            from xnorfault.rewrite import strip_flips
+
+            self._model_proto = strip_flips(self._proto)
+        return self._model_proto
+
+    def run_model_timed(self, images: np.ndarray) -> float:
+        """Seconds one run of :attr:`model_proto` takes (its own session, opened once; a fixed
+        batch fed in slices as :meth:`run` does)."""
+        if self._model_session is None:
+            self._model_session = self._open_session(self.model_proto)
+        size = self.fixed_batch or len(images)
+        parts = [images[start : start + size] for start in range(0, len(images), size)]
+        if len(parts[-1]) < size:
+            parts[-1] = np.concatenate(
+                [parts[-1], np.repeat(parts[-1][-1:], size - len(parts[-1]), axis=0)]
+            )
+        start = time.perf_counter()
+        try:
+            for part in parts:
+                self._model_session.run([self.output_name], {self.input_name: part})
+        except Exception as error:  # onnxruntime's own error types
+            raise runtime_error(error, None, "run") from None
+        return time.perf_counter() - start
 
     def run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         """Logits of ``images``. A model with a fixed batch B runs slice by slice (slice k with

@@ -102,6 +102,44 @@ def test_seed_makes_campaigns_reproducible(run_cli, trained):
     assert first["ci95"] != other["ci95"]
 
 
+def test_model_latency_is_taken_on_the_graph_without_flips(trained):
+    """The latency evaluate reports is the deployed model's: a session of the graph stripped
+    of every flip node and flip input, which computes the clean model's logits; the simulated
+    runs are timed beside it and reported as the simulation's overhead."""
+    from xnorfault.contract import BITFLIP_DOMAIN
+    from xnorfault.evaluation import Campaign, read_test_npz
+    from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    images, labels = read_test_npz(trained / "test.npz")
+    with OnnxRuntimeBackend(trained / "faulty.onnx", threads=1) as backend:
+        stripped = backend.model_proto
+        assert not any(node.domain == BITFLIP_DOMAIN for node in stripped.graph.node)
+        assert not stripped.functions
+        assert [value.name for value in stripped.graph.input] == [backend.input_name]
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(
+            stripped.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        (logits,) = session.run(None, {backend.input_name: images[:16]})
+        assert np.array_equal(logits, backend.run(images[:16], {}, 0))
+        timed_model, timed_simulation = [], []
+        backend.run_model_timed = lambda batch: timed_model.append(len(batch)) or 0.002
+        backend.run_timed = lambda batch, rates, seed: (
+            timed_simulation.append(rates) or None,
+            0.005,
+        )
+        campaign = Campaign(backend, images, labels, seed=0, batch_size=64)
+        latency = campaign.latency({"act1": backend.injected_rates["act1"]}, 8, 4, warmup=1)
+    assert latency["p50_ms"] == pytest.approx(2.0) and latency["simulated_p50_ms"] == pytest.approx(
+        5.0
+    )
+    assert latency["simulation_overhead"] == pytest.approx(2.5)
+    assert latency["simulation_ms"] == pytest.approx(3.0)
+    # one probe, then warm-up and timed rounds alternate model and simulation
+    assert timed_model == [1] + [8] * 5 and len(timed_simulation) == 5
+
+
 def test_voltage_sweep_with_latency_max_drop_csv_and_plot(run_cli, trained, tmp_path):
     from xnorfault.mram import load_device
 
@@ -140,6 +178,11 @@ def test_voltage_sweep_with_latency_max_drop_csv_and_plot(run_cli, trained, tmp_
         assert set(p["latency"]) == {"1", "32"}
         assert 0 < p["latency"]["1"]["p50_ms"] <= p["latency"]["1"]["p99_ms"]
         assert p["latency"]["32"]["throughput_per_s"] > 0
+        timed = p["latency"]["32"]
+        assert timed["graph"] == "without flips"
+        assert timed["simulation_overhead"] == pytest.approx(
+            timed["simulated_p50_ms"] / timed["p50_ms"]
+        )
     assert result["backend"]["threads"] == 1
     drop = result["max_drop"]
     assert drop["voltage"] in [p["voltage"] for p in points]

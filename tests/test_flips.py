@@ -143,6 +143,18 @@ def test_gradient_conventions_on_the_flip():
     assert torch.equal(x.grad, torch.tensor([0.5, -2.0, 3.0, 4.0]))
 
 
+def test_a_repeated_position_flips_once_and_scratch_factors_stay_per_call():
+    x = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], requires_grad=True)
+    scratch = torch.empty(8)
+    first = apply_flips(x, torch.tensor([3, 1, 3, 3]), "flipped", scratch)
+    assert torch.equal(first.detach(), torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0]))
+    # a second call refills the scratch before the first call's backward (two forwards, one
+    # backward): each backward still negates its own positions
+    second = apply_flips(x, torch.tensor([0, 0]), "flipped", scratch)
+    (first.sum() + 2 * second.sum()).backward()
+    assert torch.equal(x.grad, torch.tensor([-2.0 + 1.0, -1.0 + 2.0, 3.0, -1.0 + 2.0, 3.0]))
+
+
 @pytest.mark.parametrize("gradient", ["straight_through", "flipped"])
 def test_gradient_through_binarizer_and_flip_matches_finite_reasoning(gradient):
     # d/dx of sum(w * flip(sign(x))): the clipped straight-through estimator gives w on |x| <= 1

@@ -160,7 +160,8 @@ def _readme(
         f"~/xnorfault-env/bin/pip install -r requirements-aarch64.txt {wheel_name}",
         "# error-free accuracy and latency",
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} --ber 0",
-        "# accuracy under a write-voltage sweep of the MRAM device, with latency",
+        "# accuracy under a write-voltage sweep of the MRAM device, with latency (the model's own,"
+        " its graph without flips, and the simulation's overhead beside it)",
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} \\",
         "    --mram-device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
         f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",

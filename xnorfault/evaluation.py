@@ -115,11 +115,13 @@ class Campaign:
     def latency(
         self, rates: dict[str, FlipRates], batch: int, iterations: int, warmup: int = 3
     ) -> dict:
-        """The backend's latency statistics of batches of ``batch`` test images (repeated
-        when the test set is smaller), each run with the campaign's next seed."""
+        """Latency of batches of ``batch`` test images (repeated when the test set is
+        smaller): the deployed model's own (the graph without flips) and, side by side, the
+        simulation's overhead under ``rates``, each simulated run with the campaign's next seed
+        (:meth:`~xnorfault.runtimes.base.Backend.model_latency`)."""
         reps = math.ceil(batch / len(self.images))
         images = np.concatenate([self.images] * reps)[:batch] if reps > 1 else self.images[:batch]
-        return self.backend.latency(images, rates, iterations, self.next_seed, warmup)
+        return self.backend.model_latency(images, rates, iterations, self.next_seed, warmup)
 
 
 def check_inputs(images: np.ndarray, labels: np.ndarray) -> None:

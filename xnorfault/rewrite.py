@@ -219,6 +219,22 @@ def find_binary_sites(model: onnx.ModelProto) -> list[str]:
     return list(prepare_model(model).sites)
 
 
+def strip_flips(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of an injected ``model`` without its flips: every ``BitFlip`` node, the rate and
+    seed inputs and the flip functions removed, each site's consumers reading the clean
+    tensor again — the model as the memory deploys it (its latency is the model's own, not
+    the simulation's). A model without flips comes back unchanged (a copy)."""
+    import onnx_ir as ir
+
+    if INJECTED_KEY not in metadata(model):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    graph_model = ir.from_proto(model)
+    _strip_flips(graph_model)
+    return ir.to_proto(graph_model)
+
+
 def _strip_flips(model) -> None:
     """Remove the flips of an earlier injection from an onnx_ir model, restoring the wiring."""
     import onnx_ir as ir

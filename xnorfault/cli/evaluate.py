@@ -345,7 +345,15 @@ def print_result(result: dict, latency_batches) -> None:
         columns += ["yield (95 % CI)"]
     if has_voltage:
         columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
-    columns += [f"p50 b{b} (ms)" for b in latency_batches]
+    simulated = any(
+        "simulation_overhead" in p.get("latency", {}).get(str(b), {})
+        for p in result["points"]
+        for b in latency_batches
+    )
+    for b in latency_batches:
+        columns.append(f"model p50 b{b} (ms)" if simulated else f"p50 b{b} (ms)")
+        if simulated:
+            columns.append(f"simulation b{b}")
     for header in columns:
         table.add_column(header, justify="right")
     for p in result["points"]:
@@ -386,9 +394,19 @@ def print_result(result: dict, latency_batches) -> None:
                 format_energy(p["write_energy"]),
                 endurance_text(p.get("endurance_gain"), p.get("outlasts_service_life", False)),
             ]
-        cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
+        for b in latency_batches:
+            timed = p["latency"][str(b)]
+            cells.append(f"{timed['p50_ms']:.3f}")
+            if simulated:
+                overhead = timed.get("simulation_overhead")
+                cells.append("" if overhead is None else f"{overhead:.2f}×")
         table.add_row(*cells)
     console.print(table)
+    if simulated:
+        console.print(
+            "latency: the model's own (its graph without flips, as the memory runs it); "
+            "simulation: the simulated run's time over the model's, measured side by side"
+        )
     if "model" in result:
         console.print(f"model: {result['model']['summary']}")
     if "chip_draw" in result:

@@ -11,9 +11,16 @@ Poissonised construction draws :math:`K \sim \mathrm{Poisson}(N\lambda)` positio
 with replacement, :math:`\lambda = -\ln(1-p)`, and flips every position hit at least once. The
 hit counts of the :math:`N` elements are then independent :math:`\mathrm{Poisson}(\lambda)`
 variables, so each element flips independently with probability
-:math:`1 - e^{-\lambda} = p` exactly. Unequal polarity rates thin the hits: a hit element flips
-with probability :math:`p_{s}/p_{\max}` for its sign :math:`s`, which keeps independence and
-gives :math:`p_s` overall. Above ``DENSE_THRESHOLD`` the dense comparison is cheaper and is used.
+:math:`1 - e^{-\lambda} = p` exactly. Unequal polarity rates thin the *hits*: a hit on an element
+of sign s is kept with probability :math:`\lambda_s/\lambda_{\max}`,
+:math:`\lambda_s = -\ln(1-p_s)`; the kept hits of an element are
+:math:`\mathrm{Poisson}(\lambda_s)` (thinning a Poisson count keeps it Poisson), so it flips
+with probability :math:`1 - e^{-\lambda_s} = p_s`, independently of every other element.
+
+The positions may repeat, and no sort or ``unique`` is needed: a ±1 factor per element is set to
+−1 at every position hit (``index_fill``, idempotent) and multiplies the tensor, one pass over it
+(:func:`apply_flips`). Above ``DENSE_THRESHOLD`` a uniform per element is cheaper than the
+positions and is used.
 
 Write models (:class:`xnorfault.faults.WriteModel`, the same as the injected ONNX models'):
 ``iid`` flips as above; ``reset`` zeroes the rate of the reset value; ``previous`` treats the
@@ -38,10 +45,11 @@ GRADIENTS = ("straight_through", "flipped")
 DENSE_THRESHOLD = 0.2
 
 
-def flip_indices(
+def flip_positions(
     values: torch.Tensor, pos_to_neg: float, neg_to_pos: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Flat indices of the elements of ``values`` to flip (each independently, by its sign).
+    """Flat positions of ``values`` to flip, possibly repeated: every element hit at least once
+    flips, each independently with the rate of its sign (the module docstring's construction).
 
     Elements ``>= 0`` count as +1 (the binarizer maps 0 to +1).
     """
@@ -63,20 +71,28 @@ def flip_indices(
                 torch.tensor(neg_to_pos, device=device),
             )
         return torch.nonzero(uniform < threshold).reshape(-1)
-    rate = torch.tensor([count * -math.log1p(-p_max)], dtype=torch.float64, device=device)
+    lambda_max = -math.log1p(-p_max)
+    rate = torch.tensor([count * lambda_max], dtype=torch.float64, device=device)
     hits = int(torch.poisson(rate, generator=generator).item())
     positions = torch.randint(0, count, (hits,), generator=generator, device=device)
-    indices = torch.unique(positions)
-    if pos_to_neg != neg_to_pos and indices.numel():
-        positive = flat.detach()[indices] >= 0
+    if pos_to_neg != neg_to_pos and hits:
+        positive = flat.detach()[positions] >= 0
         keep_probability = torch.where(
             positive,
-            torch.tensor(pos_to_neg / p_max, device=device),
-            torch.tensor(neg_to_pos / p_max, device=device),
+            torch.tensor(-math.log1p(-pos_to_neg) / lambda_max, device=device),
+            torch.tensor(-math.log1p(-neg_to_pos) / lambda_max, device=device),
         )
-        keep = torch.rand(indices.numel(), generator=generator, device=device) < keep_probability
-        indices = indices[keep]
-    return indices
+        keep = torch.rand(hits, generator=generator, device=device) < keep_probability
+        positions = positions[keep]
+    return positions
+
+
+def flip_indices(
+    values: torch.Tensor, pos_to_neg: float, neg_to_pos: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Sorted flat indices of the elements of ``values`` that flip (each once): the distinct
+    :func:`flip_positions`."""
+    return torch.unique(flip_positions(values, pos_to_neg, neg_to_pos, generator))
 
 
 def previous_flips(
@@ -110,36 +126,45 @@ def previous_flips(
 
 
 class _Flip(torch.autograd.Function):
+    """``values`` times ``factors`` (±1 per element, −1 at every flipped position)."""
+
     @staticmethod
-    def forward(ctx, values, indices, through_flip: bool):
-        flipped = values.clone()
-        view = flipped.view(-1)
-        view[indices] = -view[indices]
+    def forward(ctx, values, factors, through_flip: bool):
         ctx.through_flip = through_flip
-        if through_flip:
-            ctx.save_for_backward(indices)
-        return flipped
+        if through_flip:  # scratch factors are refilled at the next call: keep a copy
+            ctx.save_for_backward(factors.clone())
+        return values * factors
 
     @staticmethod
     def backward(ctx, grad_output):
         if not ctx.through_flip:
             return grad_output, None, None
-        (indices,) = ctx.saved_tensors
-        grad = grad_output.clone()
-        view = grad.view(-1)
-        view[indices] = -view[indices]
-        return grad, None, None
+        (factors,) = ctx.saved_tensors
+        return grad_output * factors, None, None
 
 
 def apply_flips(
-    values: torch.Tensor, indices: torch.Tensor, gradient: str = "straight_through"
+    values: torch.Tensor,
+    positions: torch.Tensor,
+    gradient: str = "straight_through",
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Negate ``values`` at flat ``indices`` with the chosen gradient convention."""
+    """Negate ``values`` at flat ``positions`` (a repeated position flips once) with the chosen
+    gradient convention: a ±1 factor per element, −1 wherever a position hits
+    (``index_fill``, idempotent), multiplies the tensor in one pass. ``scratch`` (a 1-D tensor
+    of at least as many elements, same dtype and device) holds the factors, so that a training
+    step allocates only the result."""
     if gradient not in GRADIENTS:
         raise ValueError(
             f"unknown gradient convention {gradient!r}: use one of {', '.join(GRADIENTS)}"
         )
-    return _Flip.apply(values.contiguous(), indices, gradient == "flipped")
+    count = values.numel()
+    if scratch is None:
+        factors = torch.ones(count, dtype=values.dtype, device=values.device)
+    else:
+        factors = scratch[:count].fill_(1.0)
+    factors = factors.index_fill_(0, positions, -1.0).view(values.shape)
+    return _Flip.apply(values, factors, gradient == "flipped")
 
 
 class BitFlip(nn.Module):
@@ -152,6 +177,7 @@ class BitFlip(nn.Module):
     def __init__(self, site: str):
         super().__init__()
         self.site = site
+        self._scratch: torch.Tensor | None = None  # the factors of apply_flips, reused
         self.pos_to_neg = 0.0
         self.neg_to_pos = 0.0
         self.gradient = "straight_through"
@@ -172,10 +198,25 @@ class BitFlip(nn.Module):
                 pos_to_neg = 0.0
             else:
                 neg_to_pos = 0.0
-        indices = flip_indices(values, pos_to_neg, neg_to_pos, self.generator)
-        if self.write_model == "previous":
-            indices = previous_flips(values, indices, self.initial_state, self.generator)
-        return apply_flips(values, indices, self.gradient)
+        if self.write_model == "previous":  # the walk back needs each failure once, in order
+            failures = flip_indices(values, pos_to_neg, neg_to_pos, self.generator)
+            positions = previous_flips(values, failures, self.initial_state, self.generator)
+        else:
+            positions = flip_positions(values, pos_to_neg, neg_to_pos, self.generator)
+        return apply_flips(values, positions, self.gradient, self._scratch_for(values))
+
+    def _scratch_for(self, values: torch.Tensor) -> torch.Tensor:
+        scratch = self._scratch
+        if (
+            scratch is None
+            or scratch.numel() < values.numel()
+            or scratch.dtype != values.dtype
+            or scratch.device != values.device
+        ):
+            scratch = self._scratch = torch.empty(
+                values.numel(), dtype=values.dtype, device=values.device
+            )
+        return scratch
 
     def extra_repr(self) -> str:
         write = (
