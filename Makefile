@@ -74,13 +74,12 @@ test-arm: setup
 docs: setup
 	$(BIN)/python docs/build.py site
 
+# The speed aims, every row a ratio measured side by side in one run (about 3 minutes on two
+# cores), and the MRAM model's solve times. The other scripts in benchmarks/ go deeper into one
+# figure each and run on demand.
 benchmarks: setup
+	$(BIN)/python benchmarks/speed_table.py
 	$(BIN)/python benchmarks/mram.py
-	$(BIN)/python benchmarks/train_overhead.py
-	$(BIN)/python benchmarks/flip_overhead.py
-	$(BIN)/python benchmarks/evaluate_sweep.py
-	$(BIN)/python benchmarks/campaign_throughput.py
-	$(BIN)/python benchmarks/lce_vs_onnx.py
 
 clean:
 	rm -rf $(VENV) $(LCE_VENV) .cache runs build site *.egg-info .pytest_cache .ruff_cache

@@ -53,12 +53,18 @@ def lenet():
 
 
 def capture_sites(model):
+    """Each site's tensor before and after its flips (the flips overwrite their input, so the
+    input is copied before the forward)."""
     seen = {}
 
+    def before(module, inputs):
+        seen[module.site] = (inputs[0].detach().clone(), None)
+
     def hook(module, inputs, output):
-        seen[module.site] = (inputs[0].detach().clone(), output.detach().clone())
+        seen[module.site] = (seen[module.site][0], output.detach().clone())
 
     for module in model.activation_sites.values():
+        module.register_forward_pre_hook(before)
         module.register_forward_hook(hook)
     return seen
 

@@ -126,21 +126,25 @@ def previous_flips(
 
 
 class _Flip(torch.autograd.Function):
-    """``values`` times ``factors`` (±1 per element, −1 at every flipped position)."""
+    """``values`` times ``factors`` (±1 per element, −1 at every flipped position), into a new
+    tensor or in place."""
 
     @staticmethod
-    def forward(ctx, values, factors, through_flip: bool):
+    def forward(ctx, values, factors, through_flip: bool, in_place: bool):
         ctx.through_flip = through_flip
         if through_flip:  # scratch factors are refilled at the next call: keep a copy
             ctx.save_for_backward(factors.clone())
+        if in_place:
+            ctx.mark_dirty(values)
+            return values.mul_(factors)
         return values * factors
 
     @staticmethod
     def backward(ctx, grad_output):
         if not ctx.through_flip:
-            return grad_output, None, None
+            return grad_output, None, None, None
         (factors,) = ctx.saved_tensors
-        return grad_output * factors, None, None
+        return grad_output * factors, None, None, None
 
 
 def apply_flips(
@@ -148,12 +152,15 @@ def apply_flips(
     positions: torch.Tensor,
     gradient: str = "straight_through",
     scratch: torch.Tensor | None = None,
+    in_place: bool = False,
 ) -> torch.Tensor:
     """Negate ``values`` at flat ``positions`` (a repeated position flips once) with the chosen
     gradient convention: a ±1 factor per element, −1 wherever a position hits
     (``index_fill``, idempotent), multiplies the tensor in one pass. ``scratch`` (a 1-D tensor
-    of at least as many elements, same dtype and device) holds the factors, so that a training
-    step allocates only the result."""
+    of at least as many elements, same dtype and device) holds the factors; ``in_place``
+    multiplies ``values`` itself (as ``nn.ReLU(inplace=True)`` does; never a leaf that
+    requires grad or a non-contiguous tensor), so a training step allocates nothing for its
+    flips — on activations of tens of megabytes the copy would cost more than the flips."""
     if gradient not in GRADIENTS:
         raise ValueError(
             f"unknown gradient convention {gradient!r}: use one of {', '.join(GRADIENTS)}"
@@ -164,19 +171,22 @@ def apply_flips(
     else:
         factors = scratch[:count].fill_(1.0)
     factors = factors.index_fill_(0, positions, -1.0).view(values.shape)
-    return _Flip.apply(values, factors, gradient == "flipped")
+    in_place = in_place and values.is_contiguous() and not (values.is_leaf and values.requires_grad)
+    return _Flip.apply(values, factors, gradient == "flipped", in_place)
 
 
 class BitFlip(nn.Module):
-    """Flips elements of a binary tensor at a named site.
+    """Flips elements of a binary tensor at a named site; with ``in_place`` it overwrites the
+    tensor it is given (a forward hook then sees the flipped values as its input too).
 
     Off in eval mode unless ``flip_in_eval`` is set; rates, generator and gradient convention
     are set by :func:`xnorfault.training.faults.configure_faults`.
     """
 
-    def __init__(self, site: str):
+    def __init__(self, site: str, in_place: bool = False):
         super().__init__()
         self.site = site
+        self.in_place = in_place  # flip the tensor given (a binarizer's output), not a copy
         self._scratch: torch.Tensor | None = None  # the factors of apply_flips, reused
         self.pos_to_neg = 0.0
         self.neg_to_pos = 0.0
@@ -203,7 +213,9 @@ class BitFlip(nn.Module):
             positions = previous_flips(values, failures, self.initial_state, self.generator)
         else:
             positions = flip_positions(values, pos_to_neg, neg_to_pos, self.generator)
-        return apply_flips(values, positions, self.gradient, self._scratch_for(values))
+        return apply_flips(
+            values, positions, self.gradient, self._scratch_for(values), self.in_place
+        )
 
     def _scratch_for(self, values: torch.Tensor) -> torch.Tensor:
         scratch = self._scratch

@@ -61,7 +61,8 @@ class BinaryActivation(nn.Module):
         self.binarize = QuantIdentity(
             act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=False
         )
-        self.flip = BitFlip(site)
+        # the binarizer's output is read by the flips alone: they overwrite it, no copy
+        self.flip = BitFlip(site, in_place=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.flip(self.binarize(x))
