@@ -34,7 +34,9 @@ def evaluate_command(
         help="Batch size of the accuracy runs (default 256 or the target's).",
     ),
     batch: str | None = typer.Option(
-        None, "--batch", help="Batch sizes to time, e.g. 1,256 (latency is skipped without it)."
+        None,
+        "--batch",
+        help="Batch sizes to time, e.g. 1,256: the model's own latency (its graph without flips) and the simulation's overhead beside it (skipped without --batch).",
     ),
     latency_iterations: int = typer.Option(
         20, "--latency-iterations", min=1, help="Timed runs per batch size and point."
