@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+from flip_overhead import make_session
 
 from xnorfault.data import load_dataset
 from xnorfault.exporters.onnx import export_onnx
@@ -132,16 +133,6 @@ def training_rows(quick: bool) -> list[tuple[str, str, float]]:
 # --- onnxruntime latency ------------------------------------------------------------------------
 
 
-def _session(model, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
 def exported(name: str, channels: int, size: int):
     """A binarized network with realistic batch-norm statistics, exported to ONNX."""
     torch.manual_seed(0)
@@ -155,7 +146,7 @@ def exported(name: str, channels: int, size: int):
 
 def latency_ratio(clean, p: float, batch: int, runs: int, shape) -> float:
     injected = inject_flips(clean, FlipRates.symmetric(p))
-    sessions = {"clean": _session(clean), "injected": _session(injected)}
+    sessions = {"clean": make_session(clean, 1), "injected": make_session(injected, 1)}
     images = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
     counter = {"seed": 0}
 
@@ -223,7 +214,7 @@ def sweep_row(quick: bool) -> tuple[str, str, float]:
     labels = rng.integers(0, 10, 450)
     repeats = 3 if quick else 10
     voltages = tuple(np.linspace(0.40, 0.85, 10))
-    clean = _session(lenet, 2)
+    clean = make_session(lenet, 2)
     batches = [images[i : i + 256] for i in range(0, len(images), 256)]
     with OnnxRuntimeBackend(lenet, threads=2) as backend:
         points = sweep_points(
