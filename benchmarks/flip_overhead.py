@@ -54,6 +54,18 @@ def chip_feeds(injected, p: float) -> tuple[dict, float]:
     return feeds, max(float(m.pos_to_neg.max()) for m in rates.values())
 
 
+def exported(name: str, channels: int, size: int):
+    """A binarized network with realistic batch-norm statistics (five training-mode batches of
+    random images), exported to ONNX."""
+    torch.manual_seed(0)
+    network = create_model(name, num_classes=10, in_channels=channels, input_size=size)
+    network.train()
+    with torch.no_grad():
+        for _ in range(5):
+            network(torch.randn(64, channels, size, size))
+    return export_onnx(network.eval())
+
+
 def make_session(model, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -71,13 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    network = create_model("lenet4", num_classes=10, in_channels=1, input_size=28)
-    network.train()
-    with torch.no_grad():
-        for _ in range(5):
-            network(torch.randn(64, 1, 28, 28))
-    clean = export_onnx(network.eval())
+    clean = exported("lenet4", 1, 28)
     clean_session = make_session(clean, args.threads)
     rng = np.random.default_rng(0)
     print(

@@ -26,10 +26,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
-from flip_overhead import make_session
+from flip_overhead import exported, make_session
 
 from xnorfault.data import load_dataset
-from xnorfault.exporters.onnx import export_onnx
 from xnorfault.faults import FaultSource, FaultSpec, FlipRates
 from xnorfault.generator import run_seed
 from xnorfault.models import create_model
@@ -131,17 +130,6 @@ def training_rows(quick: bool) -> list[tuple[str, str, float]]:
 
 
 # --- onnxruntime latency ------------------------------------------------------------------------
-
-
-def exported(name: str, channels: int, size: int):
-    """A binarized network with realistic batch-norm statistics, exported to ONNX."""
-    torch.manual_seed(0)
-    network = create_model(name, num_classes=10, in_channels=channels, input_size=size)
-    network.train()
-    with torch.no_grad():
-        for _ in range(3):
-            network(torch.randn(32, channels, size, size))
-    return export_onnx(network.eval())
 
 
 def latency_ratio(clean, p: float, batch: int, runs: int, shape) -> float:

@@ -165,12 +165,7 @@ class OnnxRuntimeBackend(Backend):
         batch fed in slices as :meth:`run` does)."""
         if self._model_session is None:
             self._model_session = self._open_session(self.model_proto)
-        size = self.fixed_batch or len(images)
-        parts = [images[start : start + size] for start in range(0, len(images), size)]
-        if len(parts[-1]) < size:
-            parts[-1] = np.concatenate(
-                [parts[-1], np.repeat(parts[-1][-1:], size - len(parts[-1]), axis=0)]
-            )
+        parts = [part for _, part in self._slices(images)]
         start = time.perf_counter()
         try:
             for part in parts:
@@ -186,15 +181,23 @@ class OnnxRuntimeBackend(Backend):
         count = len(images)
         if self.fixed_batch is None or count == self.fixed_batch:
             return self._run(images, rates, seed)
-        size = self.fixed_batch
-        outputs = []
-        for index, start in enumerate(range(0, count, size)):
+        outputs = [
+            self._run(part, rates, run_seed(seed, index))[: count - start]
+            for index, (start, part) in enumerate(self._slices(images))
+        ]
+        return np.concatenate(outputs)
+
+    def _slices(self, images: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(start, slice) of ``images`` as the model takes them: slices of its fixed batch,
+        the last padded by repeating its final image; all at once without a fixed batch."""
+        size = self.fixed_batch or len(images)
+        slices = []
+        for start in range(0, len(images), size):
             part = images[start : start + size]
             if len(part) < size:
-                padding = np.repeat(part[-1:], size - len(part), axis=0)
-                part = np.concatenate([part, padding])
-            outputs.append(self._run(part, rates, run_seed(seed, index))[: count - start])
-        return np.concatenate(outputs)
+                part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            slices.append((start, part))
+        return slices
 
     def _run(self, images: np.ndarray, rates: dict[str, FlipRates], seed: int) -> np.ndarray:
         feeds = {self.input_name: images, SEED_INPUT: np.array(seed, dtype=np.int64)}

@@ -323,8 +323,6 @@ class SearchRunner:
         self.request = request
         self.halves = halves
         self.addresses = addresses
-        self.evaluations = 0
-        self.images = 0
         self._chip: tuple[tuple, dict] | None = None
 
     @classmethod
