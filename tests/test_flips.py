@@ -1,5 +1,7 @@
 """Bit flips during training: rates per site and polarity, eval mode, gradient conventions."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +161,39 @@ def test_a_repeated_position_flips_once_and_scratch_factors_stay_per_call():
     second = apply_flips(x, torch.tensor([0, 0]), "flipped", scratch)
     (first.sum() + 2 * second.sum()).backward()
     assert torch.equal(x.grad, torch.tensor([-2.0 + 1.0, -1.0 + 2.0, 3.0, -1.0 + 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("gradient", ["straight_through", "flipped"])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_few_and_many_positions_flip_alike(gradient, in_place):
+    # few positions are negated where they lie, many through ±1 factors: the same values and
+    # gradients bit for bit, a repeated position flipping once either way
+    from xnorfault.models.flips import SPARSE_SHARE
+
+    generator = torch.Generator().manual_seed(5)
+    shape = (8, 4, 16, 16)
+    count = math.prod(shape)
+    few = torch.randint(0, count, (int(count * SPARSE_SHARE) - 40,), generator=generator)
+    few = torch.cat([few, few[:40]])  # repeats
+    assert few.numel() <= count * SPARSE_SHARE
+    upstream = torch.randn(shape, generator=generator)
+    results = []
+    for forced_share in (SPARSE_SHARE, 0.0):  # 0: the factor path for the same positions
+        x = torch.randn(shape, generator=generator.manual_seed(6)).requires_grad_()
+        binary = torch.where(x >= 0, 1.0, -1.0) * x.abs().mean()  # a non-leaf, like a binarizer's
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("xnorfault.models.flips.SPARSE_SHARE", forced_share)
+            y = apply_flips(binary, few, gradient, torch.empty(count), in_place)
+        y.backward(upstream)
+        results.append((y.detach().clone(), x.grad.clone()))
+        assert (y is binary) == in_place
+    (sparse, sparse_grad), (dense, dense_grad) = results
+    assert torch.equal(sparse, dense)
+    assert torch.equal(sparse_grad, dense_grad)
+    flipped = torch.zeros(count, dtype=torch.bool)
+    flipped[few] = True
+    reference = torch.where(x.detach() >= 0, 1.0, -1.0).reshape(-1)
+    assert torch.equal(sparse.reshape(-1).sign() != reference, flipped)
 
 
 @pytest.mark.parametrize("gradient", ["straight_through", "flipped"])

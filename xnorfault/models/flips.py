@@ -17,9 +17,12 @@ of sign s is kept with probability :math:`\lambda_s/\lambda_{\max}`,
 :math:`\mathrm{Poisson}(\lambda_s)` (thinning a Poisson count keeps it Poisson), so it flips
 with probability :math:`1 - e^{-\lambda_s} = p_s`, independently of every other element.
 
-The positions may repeat, and no sort or ``unique`` is needed: a ±1 factor per element is set to
-−1 at every position hit (``index_fill``, idempotent) and multiplies the tensor, one pass over it
-(:func:`apply_flips`). Above ``DENSE_THRESHOLD`` a uniform per element is cheaper than the
+The positions may repeat, and no sort or ``unique`` is needed (:func:`apply_flips`): where they
+are few (at most ``SPARSE_SHARE`` of the elements) the values at the positions are read, negated
+and written back (``index_select``/``index_copy_``: a repeated position writes the same negated
+value again); otherwise a ±1 factor per element is set to −1 at every position hit
+(``index_fill``, idempotent) and multiplies the tensor, one pass over it, which beats scattered
+writes once they are many. Above ``DENSE_THRESHOLD`` a uniform per element is cheaper than the
 positions and is used.
 
 Write models (:class:`xnorfault.faults.WriteModel`, the same as the injected ONNX models'):
@@ -43,6 +46,10 @@ from torch import nn
 
 GRADIENTS = ("straight_through", "flipped")
 DENSE_THRESHOLD = 0.2
+# Scattered reads and writes of the flipped elements beat two passes over the tensor up to ~3 %
+# of its elements on NiN's 12.6-million-element activations and ~12 % on LeNet-4's 0.4 million,
+# which stay in cache (two threads; benchmarks/flip_apply.py).
+SPARSE_SHARE = 1 / 40
 
 
 def flip_positions(
@@ -125,6 +132,39 @@ def previous_flips(
     return failures[held != written]
 
 
+def _negate_at(flat: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Negate the 1-D ``flat`` in place at ``positions`` (a repeated position negates once: all
+    its copies write the value read before any was written)."""
+    return flat.index_copy_(0, positions, flat.index_select(0, positions).neg_())
+
+
+class _SparseFlip(torch.autograd.Function):
+    """``values`` negated at flat ``positions``, into a new tensor or in place; for few
+    positions (no pass over the whole tensor when in place)."""
+
+    @staticmethod
+    def forward(ctx, values, positions, through_flip: bool, in_place: bool):
+        ctx.through_flip = through_flip
+        if through_flip:
+            ctx.save_for_backward(positions)
+        if in_place:
+            ctx.mark_dirty(values)
+            flipped = values
+        else:
+            flipped = values.clone(memory_format=torch.contiguous_format)
+        _negate_at(flipped.view(-1), positions)
+        return flipped
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if not ctx.through_flip:
+            return grad_output, None, None, None
+        (positions,) = ctx.saved_tensors
+        grad = grad_output.clone(memory_format=torch.contiguous_format)
+        _negate_at(grad.view(-1), positions)
+        return grad, None, None, None
+
+
 class _Flip(torch.autograd.Function):
     """``values`` times ``factors`` (±1 per element, −1 at every flipped position), into a new
     tensor or in place."""
@@ -155,23 +195,27 @@ def apply_flips(
     in_place: bool = False,
 ) -> torch.Tensor:
     """Negate ``values`` at flat ``positions`` (a repeated position flips once) with the chosen
-    gradient convention: a ±1 factor per element, −1 wherever a position hits
+    gradient convention. Up to ``SPARSE_SHARE`` of the elements, the values at the positions
+    are negated where they lie; above, a ±1 factor per element, −1 wherever a position hits
     (``index_fill``, idempotent), multiplies the tensor in one pass. ``scratch`` (a 1-D tensor
     of at least as many elements, same dtype and device) holds the factors; ``in_place``
-    multiplies ``values`` itself (as ``nn.ReLU(inplace=True)`` does; never a leaf that
-    requires grad or a non-contiguous tensor), so a training step allocates nothing for its
-    flips — on activations of tens of megabytes the copy would cost more than the flips."""
+    changes ``values`` itself (as ``nn.ReLU(inplace=True)`` does; never a leaf that requires
+    grad or a non-contiguous tensor), so a training step allocates nothing for its flips — on
+    activations of tens of megabytes the copy would cost more than the flips. Both ways give
+    the same values and gradients, bit for bit."""
     if gradient not in GRADIENTS:
         raise ValueError(
             f"unknown gradient convention {gradient!r}: use one of {', '.join(GRADIENTS)}"
         )
     count = values.numel()
+    in_place = in_place and values.is_contiguous() and not (values.is_leaf and values.requires_grad)
+    if positions.numel() <= count * SPARSE_SHARE:
+        return _SparseFlip.apply(values, positions, gradient == "flipped", in_place)
     if scratch is None:
         factors = torch.ones(count, dtype=values.dtype, device=values.device)
     else:
         factors = scratch[:count].fill_(1.0)
     factors = factors.index_fill_(0, positions, -1.0).view(values.shape)
-    in_place = in_place and values.is_contiguous() and not (values.is_leaf and values.requires_grad)
     return _Flip.apply(values, factors, gradient == "flipped", in_place)
 
 
