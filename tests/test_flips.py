@@ -183,6 +183,7 @@ def test_few_and_many_positions_flip_alike(gradient, in_place):
         binary = torch.where(x >= 0, 1.0, -1.0) * x.abs().mean()  # a non-leaf, like a binarizer's
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("xnorfault.models.flips.SPARSE_SHARE", forced_share)
+            patch.setattr("xnorfault.models.flips.SPARSE_MIN_ELEMENTS", 0)
             y = apply_flips(binary, few, gradient, torch.empty(count), in_place)
         y.backward(upstream)
         results.append((y.detach().clone(), x.grad.clone()))

@@ -18,7 +18,7 @@ of sign s is kept with probability :math:`\lambda_s/\lambda_{\max}`,
 with probability :math:`1 - e^{-\lambda_s} = p_s`, independently of every other element.
 
 The positions may repeat, and no sort or ``unique`` is needed (:func:`apply_flips`): where they
-are few (at most ``SPARSE_SHARE`` of the elements) the values at the positions are read, negated
+are few (at most ``SPARSE_SHARE`` of the elements of a large tensor) the values at the positions are read, negated
 and written back (``index_select``/``index_copy_``: a repeated position writes the same negated
 value again); otherwise a ±1 factor per element is set to −1 at every position hit
 (``index_fill``, idempotent) and multiplies the tensor, one pass over it, which beats scattered
@@ -46,10 +46,13 @@ from torch import nn
 
 GRADIENTS = ("straight_through", "flipped")
 DENSE_THRESHOLD = 0.2
-# Scattered reads and writes of the flipped elements beat two passes over the tensor up to ~3 %
-# of its elements on NiN's 12.6-million-element activations and ~12 % on LeNet-4's 0.4 million,
-# which stay in cache (two threads; benchmarks/flip_apply.py).
+# Scattered reads and writes of the flipped elements beat two passes over a tensor of NiN's
+# 12.6 million elements up to ~3 % of them (benchmarks/flip_apply.py); a NiN training step at
+# BER 0.01 took 1.00x the time without flips against 1.03x with the factors. On tensors that
+# stay in cache (LeNet-4's 0.4 million) the gain is a tenth of a millisecond, and training steps
+# did not show it, so they keep the factors.
 SPARSE_SHARE = 1 / 40
+SPARSE_MIN_ELEMENTS = 1 << 22
 
 
 def flip_positions(
@@ -195,8 +198,8 @@ def apply_flips(
     in_place: bool = False,
 ) -> torch.Tensor:
     """Negate ``values`` at flat ``positions`` (a repeated position flips once) with the chosen
-    gradient convention. Up to ``SPARSE_SHARE`` of the elements, the values at the positions
-    are negated where they lie; above, a ±1 factor per element, −1 wherever a position hits
+    gradient convention. Up to ``SPARSE_SHARE`` of the elements of a tensor of at least
+    ``SPARSE_MIN_ELEMENTS``, the values at the positions are negated where they lie; above, a ±1 factor per element, −1 wherever a position hits
     (``index_fill``, idempotent), multiplies the tensor in one pass. ``scratch`` (a 1-D tensor
     of at least as many elements, same dtype and device) holds the factors; ``in_place``
     changes ``values`` itself (as ``nn.ReLU(inplace=True)`` does; never a leaf that requires
@@ -209,7 +212,7 @@ def apply_flips(
         )
     count = values.numel()
     in_place = in_place and values.is_contiguous() and not (values.is_leaf and values.requires_grad)
-    if positions.numel() <= count * SPARSE_SHARE:
+    if count >= SPARSE_MIN_ELEMENTS and positions.numel() <= count * SPARSE_SHARE:
         return _SparseFlip.apply(values, positions, gradient == "flipped", in_place)
     if scratch is None:
         factors = torch.ones(count, dtype=values.dtype, device=values.device)
