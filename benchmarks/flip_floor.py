@@ -73,12 +73,18 @@ from xnorfault.rewrite import inject_flips
 
 
 @script(BITFLIP_OPSET, default_opset=op)
+def PassThrough(x: FLOAT, number: FLOAT) -> FLOAT:
+    """x · min(number, 1): the site's result depends on ``number``, so onnxruntime cannot drop
+    the nodes that computed it (the timing is the same whatever the factor)."""
+    return op.Mul(x, op.Min(number, op.Constant(value=PLUS_ONE_F32)))
+
+
+@script(BITFLIP_OPSET, default_opset=op)
 def ReadsSeed(
     x: FLOAT, p_pos: FLOAT, p_neg: FLOAT, flip_seed: INT64, site_index: int, reset_state: int
 ) -> FLOAT:
     """x · min(seed, 1): the seed is read and the activation passes through a node."""
-    touched = op.Cast(flip_seed, to=TensorProto.FLOAT)
-    return op.Mul(x, op.Min(touched, op.Constant(value=PLUS_ONE_F32)))
+    return PassThrough(x, op.Cast(flip_seed, to=TensorProto.FLOAT))
 
 
 @script(BITFLIP_OPSET, default_opset=op)
@@ -92,8 +98,7 @@ def TenIntegerOps(
     z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_A), direction="RIGHT"))
     z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_A), direction="RIGHT"))
     z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_A), direction="RIGHT"))
-    touched = op.Cast(z, to=TensorProto.FLOAT)
-    return op.Mul(x, op.Min(touched, op.Constant(value=PLUS_ONE_F32)))
+    return PassThrough(x, op.Cast(z, to=TensorProto.FLOAT))
 
 
 @script(BITFLIP_OPSET, default_opset=op)
@@ -105,8 +110,9 @@ def KeysOfGivenSeed(
     numbers = op.Add(op.Mul(site, op.Constant(value=STREAMS)), op.Constant(value=FIRST_STREAMS))
     constants = Mix64(op.Mul(numbers, op.Constant(value=PHI)))
     keys = Mix64(op.BitwiseXor(constants, op.Cast(flip_seed, to=TensorProto.UINT64)))
-    touched = op.Cast(op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0), to=TensorProto.FLOAT)
-    return op.Mul(x, op.Min(touched, op.Constant(value=PLUS_ONE_F32)))
+    return PassThrough(
+        x, op.Cast(op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0), to=TensorProto.FLOAT)
+    )
 
 
 @script(BITFLIP_OPSET, default_opset=op)
@@ -116,8 +122,9 @@ def KeysAsBitFlip(
     """The stream keys as ``BitFlip`` derives them (``StreamKeys``)."""
     site = op.Cast(op.Constant(value_int=site_index), to=TensorProto.UINT64)
     keys = StreamKeys(flip_seed, site)
-    touched = op.Cast(op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0), to=TensorProto.FLOAT)
-    return op.Mul(x, op.Min(touched, op.Constant(value=PLUS_ONE_F32)))
+    return PassThrough(
+        x, op.Cast(op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0), to=TensorProto.FLOAT)
+    )
 
 
 @script(BITFLIP_OPSET, default_opset=op)
@@ -138,8 +145,7 @@ def CandidateUniforms(
     counter = op.Range(op.Constant(value=ZERO_INDEX), gap_count, op.Constant(value=ONE_INDEX))
     weyl = op.Mul(op.Cast(counter, to=TensorProto.UINT64), op.Constant(value=PHI))
     drawn: DOUBLE = Uniforms(gap_key, weyl)
-    touched = op.Cast(op.ReduceMin(drawn, keepdims=0), to=TensorProto.FLOAT)
-    return op.Mul(x, op.Min(touched, op.Constant(value=PLUS_ONE_F32)))
+    return PassThrough(x, op.Cast(op.ReduceMin(drawn, keepdims=0), to=TensorProto.FLOAT))
 
 
 @script(BITFLIP_OPSET, default_opset=op)
@@ -163,7 +169,7 @@ def DenseDraw(
 
 def with_body(injected: onnx.ModelProto, body) -> onnx.ModelProto:
     """A copy of ``injected`` whose ``BitFlip`` function is ``body`` (helpers inlined)."""
-    helpers = [f.to_function_proto() for f in (Mix64, Uniforms, StreamKeys)]
+    helpers = [f.to_function_proto() for f in (Mix64, Uniforms, StreamKeys, PassThrough)]
     holder = onnx.helper.make_model(
         onnx.helper.make_graph([], "holder", [], []),
         opset_imports=[
