@@ -18,11 +18,11 @@ of sign s is kept with probability :math:`\lambda_s/\lambda_{\max}`,
 with probability :math:`1 - e^{-\lambda_s} = p_s`, independently of every other element.
 
 The positions may repeat, and no sort or ``unique`` is needed (:func:`apply_flips`): where they
-are few (at most ``SPARSE_SHARE`` of the elements of a large tensor) the values at the positions are read, negated
-and written back (``index_select``/``index_copy_``: a repeated position writes the same negated
-value again); otherwise a ±1 factor per element is set to −1 at every position hit
-(``index_fill``, idempotent) and multiplies the tensor, one pass over it, which beats scattered
-writes once they are many. Above ``DENSE_THRESHOLD`` a uniform per element is cheaper than the
+are few (at most ``SPARSE_SHARE`` of the elements of a large tensor) the values at the positions
+are read, negated and written back (``index_select``/``index_copy_``: a repeated position writes
+the same negated value again); otherwise a ±1 factor per element is set to −1 at every position
+hit (``index_fill``, idempotent) and multiplies the tensor, one pass over it, which beats
+scattered writes once they are many. Above ``DENSE_THRESHOLD`` a uniform per element is cheaper than the
 positions and is used.
 
 Write models (:class:`xnorfault.faults.WriteModel`, the same as the injected ONNX models'):
@@ -199,13 +199,14 @@ def apply_flips(
 ) -> torch.Tensor:
     """Negate ``values`` at flat ``positions`` (a repeated position flips once) with the chosen
     gradient convention. Up to ``SPARSE_SHARE`` of the elements of a tensor of at least
-    ``SPARSE_MIN_ELEMENTS``, the values at the positions are negated where they lie; above, a ±1 factor per element, −1 wherever a position hits
-    (``index_fill``, idempotent), multiplies the tensor in one pass. ``scratch`` (a 1-D tensor
-    of at least as many elements, same dtype and device) holds the factors; ``in_place``
-    changes ``values`` itself (as ``nn.ReLU(inplace=True)`` does; never a leaf that requires
-    grad or a non-contiguous tensor), so a training step allocates nothing for its flips — on
-    activations of tens of megabytes the copy would cost more than the flips. Both ways give
-    the same values and gradients, bit for bit."""
+    ``SPARSE_MIN_ELEMENTS``, the values at the positions are negated where they lie; otherwise
+    a ±1 factor per element, −1 wherever a position hits (``index_fill``, idempotent),
+    multiplies the tensor in one pass. ``scratch`` (a 1-D tensor of at least as many elements,
+    same dtype and device) holds the factors; ``in_place`` changes ``values`` itself (as
+    ``nn.ReLU(inplace=True)`` does; never a leaf that requires grad or a non-contiguous
+    tensor), so a training step copies no activation for its flips — on activations of tens of
+    megabytes the copy would cost more than the flips. Both ways give the same values and
+    gradients, bit for bit."""
     if gradient not in GRADIENTS:
         raise ValueError(
             f"unknown gradient convention {gradient!r}: use one of {', '.join(GRADIENTS)}"
