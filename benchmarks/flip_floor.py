@@ -51,17 +51,16 @@ from xnorfault.bitflip import (
     BITFLIP_OPSET,
     FIRST_STREAMS,
     FLAT,
-    MARGIN,
     ONE_INDEX,
     OPSET_VERSION,
     PHI,
     PLUS_ONE_F32,
     SHIFT_A,
     STREAMS,
-    TEN,
     TOP_53,
     TWO_TO_53,
     ZERO_INDEX,
+    CandidateWeyl,
     Mix64,
     StreamKeys,
     Uniforms,
@@ -137,14 +136,7 @@ def CandidateUniforms(
     gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
     size = op.Cast(op.Size(x), to=TensorProto.DOUBLE)
     rate = op.ReduceMax(op.Cast(p_pos, to=TensorProto.DOUBLE), keepdims=0)
-    mean = op.Mul(size, rate)
-    spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
-    gap_count = op.Cast(
-        op.Ceil(op.Add(op.Add(mean, spread), op.Constant(value=MARGIN))), to=TensorProto.INT64
-    )
-    counter = op.Range(op.Constant(value=ZERO_INDEX), gap_count, op.Constant(value=ONE_INDEX))
-    weyl = op.Mul(op.Cast(counter, to=TensorProto.UINT64), op.Constant(value=PHI))
-    drawn: DOUBLE = Uniforms(gap_key, weyl)
+    drawn: DOUBLE = Uniforms(gap_key, CandidateWeyl(size, rate))
     return PassThrough(x, op.Cast(op.ReduceMin(drawn, keepdims=0), to=TensorProto.FLOAT))
 
 
@@ -169,7 +161,9 @@ def DenseDraw(
 
 def with_body(injected: onnx.ModelProto, body) -> onnx.ModelProto:
     """A copy of ``injected`` whose ``BitFlip`` function is ``body`` (helpers inlined)."""
-    helpers = [f.to_function_proto() for f in (Mix64, Uniforms, StreamKeys, PassThrough)]
+    helpers = [
+        f.to_function_proto() for f in (Mix64, Uniforms, StreamKeys, CandidateWeyl, PassThrough)
+    ]
     holder = onnx.helper.make_model(
         onnx.helper.make_graph([], "holder", [], []),
         opset_imports=[

@@ -113,6 +113,19 @@ def StreamKeys(flip_seed: INT64, site: UINT64) -> UINT64:
 
 
 @script(BITFLIP_OPSET, default_opset=op)
+def CandidateWeyl(size: DOUBLE, rate: DOUBLE) -> UINT64:
+    """The Weyl sequence j φ for j < K = ceil(N p + 10 sqrt(N p) + 16) (as
+    :func:`xnorfault.generator.gap_count`): one term per candidate gap of N elements at rate p."""
+    mean = op.Mul(size, rate)
+    spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
+    gap_count = op.Cast(
+        op.Ceil(op.Add(op.Add(mean, spread), op.Constant(value=MARGIN))), to=TensorProto.INT64
+    )
+    counter = op.Range(op.Constant(value=ZERO_INDEX), gap_count, op.Constant(value=ONE_INDEX))
+    return op.Mul(op.Cast(counter, to=TensorProto.UINT64), op.Constant(value=PHI))
+
+
+@script(BITFLIP_OPSET, default_opset=op)
 def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64):
     """Positions (clipped into range) of the candidate failures, and which of them fail: each
     element with the rate of its sign at its address, by geometric skipping and thinning (as
@@ -123,14 +136,7 @@ def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64)
     size = op.Cast(op.Size(flat), to=TensorProto.DOUBLE)
     both = op.Concat(rate_pos, rate_neg, axis=0)
     rate = op.ReduceMax(both, keepdims=0)
-    # K = ceil(N p + 10 sqrt(N p) + 16) gaps, as generator.gap_count
-    mean = op.Mul(size, rate)
-    spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
-    gap_count = op.Cast(
-        op.Ceil(op.Add(op.Add(mean, spread), op.Constant(value=MARGIN))), to=TensorProto.INT64
-    )
-    counter = op.Range(op.Constant(value=ZERO_INDEX), gap_count, op.Constant(value=ONE_INDEX))
-    weyl = op.Mul(op.Cast(counter, to=TensorProto.UINT64), op.Constant(value=PHI))
+    weyl = CandidateWeyl(size, rate)
     # gaps G = floor(ln U / ln(1 - p)); positions = cumsum(G + 1) - 1
     log_q = op.Min(op.Log(op.Sub(op.Constant(value=ONE), rate)), op.Constant(value=TINY_LOG))
     gaps = op.Min(op.Floor(op.Div(op.Log(Uniforms(gap_key, weyl)), log_q)), size)
@@ -277,7 +283,8 @@ FUNCTIONS = {BITFLIP_OP: BitFlip, BITFLIP_PREVIOUS_OP: BitFlipPrevious}
 @functools.cache
 def _function_bytes(opset_version: int, name: str) -> bytes:
     helpers = [
-        helper.to_function_proto() for helper in (Mix64, Uniforms, StreamKeys, WriteFailures)
+        helper.to_function_proto()
+        for helper in (Mix64, Uniforms, StreamKeys, CandidateWeyl, WriteFailures)
     ]
     bitflip = FUNCTIONS[name].to_function_proto()
     holder = onnx.helper.make_model(
