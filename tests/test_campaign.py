@@ -203,6 +203,39 @@ def test_a_folder_is_never_taken_from_another_campaign(run_cli, trained, tmp_pat
     assert code == 2 and "campaign.json" in err
 
 
+def test_shards_starting_together_see_each_others_temporaries_as_the_campaigns(tmp_path):
+    from xnorfault.campaign import CAMPAIGN_FILE, CampaignFolder
+
+    folder = tmp_path / "campaign"
+    folder.mkdir()
+    # another shard, in another process, is writing the description this moment
+    (folder / f".{CAMPAIGN_FILE}.otherhost.4242.x1y2.tmp").write_text('{"fingerprint": ')
+    CampaignFolder(folder).claim({"fingerprint": "abc"})
+    assert json.loads((folder / CAMPAIGN_FILE).read_text()) == {"fingerprint": "abc"}
+    CampaignFolder(folder).claim({"fingerprint": "abc"})  # a later shard of the same campaign
+    (folder / "notes.txt").write_text("a user's file")
+    with pytest.raises(XnorfaultError, match="another campaign"):
+        CampaignFolder(folder).claim({"fingerprint": "other"})
+
+
+def test_a_description_written_meanwhile_by_another_campaign_is_kept(tmp_path, monkeypatch):
+    from xnorfault.campaign import CAMPAIGN_FILE, CampaignFolder
+
+    folder = tmp_path / "campaign"
+    folder.mkdir()
+    theirs = json.dumps({"fingerprint": "theirs"})
+
+    def written_meanwhile(self):
+        (folder / CAMPAIGN_FILE).write_text(theirs)  # between the check and the claim
+        return []
+
+    monkeypatch.setattr(CampaignFolder, "_foreign_entries", written_meanwhile)
+    with pytest.raises(XnorfaultError, match="claimed by another campaign meanwhile"):
+        CampaignFolder(folder).claim({"fingerprint": "mine"})
+    assert (folder / CAMPAIGN_FILE).read_text() == theirs
+    assert os.listdir(folder) == [CAMPAIGN_FILE]
+
+
 def test_merge_says_what_is_missing(trained, tmp_path):
     folder = tmp_path / "campaign"
     first = cli_json(*sweep_args(trained, *BER_SWEEP), "--out", str(folder), "--shard", "1/4")

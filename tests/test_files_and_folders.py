@@ -14,6 +14,7 @@ import pytest
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.io import (
+    atomic_create_text,
     atomic_write_json,
     atomic_write_text,
     check_output_file,
@@ -81,6 +82,32 @@ def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     foreign.write_text("a user's file")
     assert remove_stale_temporaries(tmp_path) == 1
     assert not dead.exists() and live.exists() and foreign.exists()
+
+
+def _create_after(start, path: str, text: str, created) -> None:
+    start.wait()
+    created.put((text, atomic_create_text(path, text)))
+
+
+def test_of_processes_creating_one_file_at_once_exactly_one_wins(tmp_path):
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "campaign.json"
+    start, created = context.Event(), context.Queue()
+    writers = [
+        context.Process(target=_create_after, args=(start, str(path), f"writer {i}\n", created))
+        for i in range(8)
+    ]
+    for writer in writers:
+        writer.start()
+    start.set()
+    outcomes = [created.get(timeout=60) for _ in writers]
+    for writer in writers:
+        writer.join()
+    winners = [text for text, won in outcomes if won]
+    assert len(winners) == 1
+    assert path.read_text() == winners[0]
+    assert os.listdir(tmp_path) == ["campaign.json"]  # no temporary left behind
+    assert not atomic_create_text(path, "late\n") and path.read_text() == winners[0]
 
 
 def test_unwritable_folders_are_one_line_errors(tmp_path, monkeypatch):

@@ -393,7 +393,7 @@ class CampaignFolder:
     def claim(self, description: dict) -> None:
         """Write the description, or check that the folder holds this same campaign; a folder
         xnorfault did not create is never written into."""
-        from xnorfault.io import atomic_write_text
+        from xnorfault.io import atomic_create_text
 
         if self.path.exists() and not self.path.is_dir():
             raise XnorfaultError(f"--out {self.path} is a file: give a folder for the campaign")
@@ -409,23 +409,27 @@ class CampaignFolder:
             raise XnorfaultError(
                 f"{self.path} is not empty and holds no {CAMPAIGN_FILE}: give a new or empty --out folder"
             )
-        # shards may start together: each writes the same description, atomically, and a
-        # shard that comes between sees only entries a campaign writes
-        atomic_write_text(self.description_file, json.dumps(description, indent=1) + "\n")
+        # shards may start together: the first to create the description wins, atomically; the
+        # others find it there and check that it describes their campaign
+        text = json.dumps(description, indent=1) + "\n"
+        if not atomic_create_text(self.description_file, text):
+            existing = _read_json(self.description_file)
+            if existing.get("fingerprint") != description["fingerprint"]:
+                raise XnorfaultError(
+                    f"{self.path} was claimed by another campaign meanwhile: give a new --out folder"
+                )
         (self.path / JOBS_FOLDER).mkdir(exist_ok=True)
-        existing = _read_json(self.description_file)
-        if existing.get("fingerprint") != description["fingerprint"]:
-            raise XnorfaultError(f"{self.path} was claimed by another campaign meanwhile")
 
     def _foreign_entries(self) -> list[Path]:
-        """Entries a campaign does not write (its jobs folder, its description's temporaries)."""
-        from xnorfault.io import temporary_prefix
+        """Entries a campaign does not write: anything but its description, its jobs folder and
+        the temporaries of any shard writing its description (shards start together)."""
+        from xnorfault.io import is_temporary_of
 
-        prefix = temporary_prefix(CAMPAIGN_FILE)
         return [
             entry
             for entry in self.path.iterdir()
-            if entry.name != JOBS_FOLDER and not entry.name.startswith(prefix)
+            if entry.name not in (CAMPAIGN_FILE, JOBS_FOLDER)
+            and not is_temporary_of(entry.name, CAMPAIGN_FILE)
         ]
 
     def done(self, job: Job, fingerprint: str, images: int) -> bool:

@@ -126,6 +126,48 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+def atomic_create_text(path: str | Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` (UTF-8) only if nothing is there, atomically: the text
+    is written to a temporary and hard-linked into place, which fails when the name exists, so
+    of several processes creating the same file at once exactly one succeeds and none replaces
+    what another wrote. Returns whether this call created it. On a filesystem without hard
+    links the temporary is moved into place only if the name is still free (a narrow race
+    remains there)."""
+    path = Path(path)
+    ensure_folder(path.parent)
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent
+        )
+    except OSError as error:
+        raise _output_error(path, error) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fchmod(handle.fileno(), default_file_mode(None))
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            if path.exists():
+                return False
+            os.replace(temporary, path)
+        return True
+    except OSError as error:
+        raise _output_error(path, error) from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def is_temporary_of(name: str, target: str) -> bool:
+    """Whether ``name`` is a temporary that any process's :func:`atomic_write` of ``target``
+    makes (``.TARGET.HOST.PID.….tmp``), this process's or another's."""
+    return name.startswith(f".{target}.") and name.endswith(TEMPORARY_SUFFIX)
+
+
 @contextmanager
 def folder_lock(folder: str | Path, name: str = ".lock"):
     """An exclusive advisory lock (``flock``) on ``folder/name`` for the duration of the block:
