@@ -1,10 +1,10 @@
 """Cost of bit flips during training, and of Brevitas against a plain-PyTorch twin.
 
-Run: python benchmarks/train_overhead.py [--data fashion-mnist] [--rounds 3] [--batches 100]
+Run: python benchmarks/train_overhead.py [--data fashion-mnist] [--rounds 3] [--batches 20]
 
-Binarized LeNet-4, batch 128, measured side by side in one process and interleaved
-(A, B, A, B, …) so that machine drift hits every variant alike; prints median time per training
-step and ratios:
+Binarized LeNet-4, batch 128, measured side by side in one process, interleaved with the order
+rotated every round (``speed_table.interleaved``) so that machine drift and cache effects hit
+every variant alike; prints median time per training step and ratios:
 
 * flips on (BER 0.04, the exact sparse Poissonised draw) vs off — aim ≤ 1.02×;
 * flips drawn densely (``rand < p`` per element) vs off — the cost the sparse draw avoids;
@@ -15,12 +15,12 @@ step and ratios:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from speed_table import interleaved
 from torch import nn
 
 from xnorfault.data import load_dataset
@@ -92,7 +92,7 @@ def main() -> None:
         "--data", default="fashion-mnist" if DEBIAN_FASHION_MNIST.is_dir() else "digits"
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
     torch.manual_seed(0)
     dataset = load_dataset(args.data)
@@ -117,16 +117,23 @@ def main() -> None:
     optimizers = {
         name: torch.optim.Adam(m.parameters(), lr=1e-3) for name, (m, _) in variants.items()
     }
-    times = {name: [] for name in variants}
     default_threshold = flips_module.DENSE_THRESHOLD
-    for _ in range(args.rounds):
-        for name, (model, dense) in variants.items():
+
+    def timed(name: str):
+        model, dense = variants[name]
+
+        def run() -> float:
             flips_module.DENSE_THRESHOLD = 0.0 if dense else default_threshold
-            times[name].append(step_time(model, batches, optimizers[name]))
-    flips_module.DENSE_THRESHOLD = default_threshold
-    median = {name: statistics.median(values) for name, values in times.items()}
+            try:
+                return step_time(model, batches, optimizers[name])
+            finally:
+                flips_module.DENSE_THRESHOLD = default_threshold
+
+        return run
+
+    median = interleaved({name: timed(name) for name in variants}, args.rounds)
     print(
-        f"LeNet-4 training step, batch 128, {args.batches} batches x {args.rounds} interleaved rounds, "
+        f"LeNet-4 training step, batch 128, {args.batches} batches x {args.rounds} rotated rounds, "
         f"{torch.get_num_threads()} threads"
     )
     for name, value in median.items():

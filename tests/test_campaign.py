@@ -122,8 +122,9 @@ def test_a_killed_shard_resumes_with_nothing_lost_or_counted_twice(trained, plai
     args = [*sweep_args(trained, *BER_SWEEP), "--out", str(folder), "--shard", "1/1", "--json"]
     process = subprocess.Popen([*CLI, "evaluate", *args], stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 120
+    # a job takes ~15 ms: poll often enough that the kill lands well before the 13th
     while time.time() < deadline and len(list((folder / "jobs").glob("*.json"))) < 4:
-        time.sleep(0.05)
+        time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = len(list((folder / "jobs").glob("*.json")))
