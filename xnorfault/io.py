@@ -100,11 +100,11 @@ def check_output_file(path: str | Path, option: str = "output") -> Path:
     return path
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary binary file, then move it to ``path`` atomically."""
-    path = Path(path)
+def _through_temporary(path: Path, write: Callable[[IO[bytes]], None], mode: int, place):
+    """Call ``write(file)`` on a temporary beside ``path`` (flushed, given ``mode``, synced to
+    disk), then return ``place(temporary)``, which moves or links it to ``path``. The temporary
+    never outlives the call, whatever fails."""
     ensure_folder(path.parent)
-    mode = default_file_mode(path if path.is_file() else None)
     try:
         descriptor, temporary = tempfile.mkstemp(
             prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent
@@ -117,12 +117,18 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
+        return place(temporary)
+    except OSError as error:
+        raise _output_error(path, error) from None
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _output_error(path, error) from None
-        raise
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary binary file, then move it to ``path`` atomically."""
+    path = Path(path)
+    mode = default_file_mode(path if path.is_file() else None)
+    _through_temporary(path, write, mode, lambda temporary: os.replace(temporary, path))
     return path
 
 
@@ -134,19 +140,8 @@ def atomic_create_text(path: str | Path, text: str) -> bool:
     links the temporary is moved into place only if the name is still free (a narrow race
     remains there)."""
     path = Path(path)
-    ensure_folder(path.parent)
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent
-        )
-    except OSError as error:
-        raise _output_error(path, error) from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fchmod(handle.fileno(), default_file_mode(None))
-            os.fsync(handle.fileno())
+
+    def link_if_free(temporary: str) -> bool:
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -156,10 +151,10 @@ def atomic_create_text(path: str | Path, text: str) -> bool:
                 return False
             os.replace(temporary, path)
         return True
-    except OSError as error:
-        raise _output_error(path, error) from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+
+    return _through_temporary(
+        path, lambda handle: handle.write(text.encode("utf-8")), default_file_mode(), link_if_free
+    )
 
 
 def is_temporary_of(name: str, target: str) -> bool:
