@@ -141,6 +141,28 @@ def test_other_settings_in_the_same_folder_are_refused(run_cli, tmp_path):
     assert (out / "record.json").read_bytes() == before
 
 
+def test_a_shard_with_other_settings_starting_meanwhile_keeps_the_winners_config(
+    run_cli, tmp_path, monkeypatch
+):
+    import xnorfault.training.runner as runner
+
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", *TINY, "--epochs", "1", "--out", str(tmp_path / "other"))
+    assert code == 0, err
+    theirs = (tmp_path / "other" / "config.json").read_text()
+    create = runner.atomic_create_text
+
+    def another_shard_first(path, text):
+        out.mkdir(exist_ok=True)
+        (out / "config.json").write_text(theirs)  # created between the check and the claim
+        return create(path, text)
+
+    monkeypatch.setattr(runner, "atomic_create_text", another_shard_first)
+    code, _, err = run_cli("train", *TINY, "--epochs", "2", "--lr", "0.5", "--out", str(out))
+    assert code == 2 and "other settings (different epochs, learning_rate" in err
+    assert (out / "config.json").read_text() == theirs
+
+
 def test_test_ber_measures_faulty_accuracy(run_cli, tmp_path):
     code, out, err = run_cli(
         "train", *TINY, "--epochs", "1", "--test-ber", "0.5", "--out", str(tmp_path / "r"), "--json"

@@ -30,7 +30,14 @@ from xnorfault import __version__
 from xnorfault.data import Dataset
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FaultPoint, FaultSpec
-from xnorfault.io import atomic_write, atomic_write_json, folder_lock, remove_stale_temporaries
+from xnorfault.io import (
+    atomic_create_text,
+    atomic_write,
+    atomic_write_json,
+    folder_lock,
+    json_text,
+    remove_stale_temporaries,
+)
 from xnorfault.models import create_model, model_info
 from xnorfault.models.layers import BinaryConv2d, BinaryLinear
 from xnorfault.training.checkpoint import load_checkpoint
@@ -302,7 +309,9 @@ class Run:
         if self.folder.is_dir():
             remove_stale_temporaries(self.folder)
         current = {"format": RECORD_FORMAT, "config": asdict(self.config)}
-        if config_path.exists():
+        # shards may start together on a new folder: the first to create config.json claims it
+        # (an exclusive create) and every other one compares its settings with the winner's
+        if config_path.exists() or not atomic_create_text(config_path, json_text(current)):
             try:
                 previous = json.loads(config_path.read_text())
             except (OSError, json.JSONDecodeError) as error:
@@ -320,8 +329,6 @@ class Run:
                     "use another --out, or the same settings to resume"
                 )
             build_record(self.folder)  # a damaged job record is reported before any training
-        else:
-            atomic_write_json(config_path, current)
 
     def build_model(self):
         return create_model(
