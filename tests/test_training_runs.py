@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,6 +162,19 @@ def test_a_shard_with_other_settings_starting_meanwhile_keeps_the_winners_config
     code, _, err = run_cli("train", *TINY, "--epochs", "2", "--lr", "0.5", "--out", str(out))
     assert code == 2 and "other settings (different epochs, learning_rate" in err
     assert (out / "config.json").read_text() == theirs
+
+
+def test_a_folder_of_other_files_is_never_trained_into(run_cli, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "record.json").write_text('{"mine": true}')  # a name a run writes
+    # named as a temporary of a dead writer on this host, which a run folder's clean-up removes
+    temporary = f".record.json.{socket.gethostname()}.99999999.abc.tmp"
+    (photos / temporary).write_text("a user's file")
+    code, _, err = run_cli("train", *TINY, "--epochs", "1", "--out", str(photos))
+    assert code == 2 and "not empty and holds no config.json" in err and "record.json" in err
+    assert sorted(os.listdir(photos)) == [temporary, "record.json"]
+    assert (photos / "record.json").read_text() == '{"mine": true}'
 
 
 def test_test_ber_measures_faulty_accuracy(run_cli, tmp_path):

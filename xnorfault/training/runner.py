@@ -35,6 +35,7 @@ from xnorfault.io import (
     atomic_write,
     atomic_write_json,
     folder_lock,
+    is_temporary_of,
     json_text,
     remove_stale_temporaries,
 )
@@ -307,6 +308,7 @@ class Run:
             point.spec.check_sites(sites)
         config_path = self.folder / "config.json"
         if self.folder.is_dir():
+            self._refuse_a_folder_of_other_files(config_path)
             remove_stale_temporaries(self.folder)
         current = {"format": RECORD_FORMAT, "config": asdict(self.config)}
         # shards may start together on a new folder: the first to create config.json claims it
@@ -329,6 +331,25 @@ class Run:
                     "use another --out, or the same settings to resume"
                 )
             build_record(self.folder)  # a damaged job record is reported before any training
+
+    def _refuse_a_folder_of_other_files(self, config_path: Path) -> None:
+        """A run folder is new, empty, or holds this run's ``config.json``: a folder of files
+        xnorfault did not write (a training run writes ``config.json`` before anything else) is
+        never written into. Another shard's temporary of ``config.json`` is the run's."""
+        if config_path.exists():
+            return
+        strangers = sorted(
+            entry.name
+            for entry in self.folder.iterdir()
+            if entry.name != config_path.name and not is_temporary_of(entry.name, config_path.name)
+        )
+        # a shard starting meanwhile writes config.json before its other files
+        if strangers and not config_path.exists():
+            raise XnorfaultError(
+                f"{self.folder} is not empty and holds no {config_path.name} "
+                f"({', '.join(strangers[:3])}{', …' if len(strangers) > 3 else ''}): "
+                "give a new or empty --out folder"
+            )
 
     def build_model(self):
         return create_model(
