@@ -48,7 +48,10 @@ def train_command(
         help="digits, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, svhn:DIR, imagefolder:DIR.",
     ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Run directory (created; an existing one is resumed)."
+        ...,
+        "--out",
+        "-o",
+        help="Run directory (created; an existing run is resumed; a folder of other files is refused).",
     ),
     fault: FaultSource | None = None,
     layer_ber: list[str] = typer.Option(
