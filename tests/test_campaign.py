@@ -220,17 +220,18 @@ def test_shards_starting_together_see_each_others_temporaries_as_the_campaigns(t
 
 
 def test_a_description_written_meanwhile_by_another_campaign_is_kept(tmp_path, monkeypatch):
+    import xnorfault.io
     from xnorfault.campaign import CAMPAIGN_FILE, CampaignFolder
 
     folder = tmp_path / "campaign"
     folder.mkdir()
     theirs = json.dumps({"fingerprint": "theirs"})
 
-    def written_meanwhile(self):
+    def written_meanwhile(*_):
         (folder / CAMPAIGN_FILE).write_text(theirs)  # between the check and the claim
         return []
 
-    monkeypatch.setattr(CampaignFolder, "_foreign_entries", written_meanwhile)
+    monkeypatch.setattr(xnorfault.io, "strangers_in", written_meanwhile)
     with pytest.raises(XnorfaultError, match="claimed by another campaign meanwhile"):
         CampaignFolder(folder).claim({"fingerprint": "mine"})
     assert (folder / CAMPAIGN_FILE).read_text() == theirs

@@ -393,7 +393,7 @@ class CampaignFolder:
     def claim(self, description: dict) -> None:
         """Write the description, or check that the folder holds this same campaign; a folder
         xnorfault did not create is never written into."""
-        from xnorfault.io import atomic_create_text
+        from xnorfault.io import atomic_create_text, named_few, strangers_in
 
         if self.path.exists() and not self.path.is_dir():
             raise XnorfaultError(f"--out {self.path} is a file: give a folder for the campaign")
@@ -405,9 +405,13 @@ class CampaignFolder:
                     "give a new --out folder"
                 )
             return
-        if self.path.is_dir() and self._foreign_entries():
+        strangers = (
+            strangers_in(self.path, CAMPAIGN_FILE, (JOBS_FOLDER,)) if self.path.is_dir() else []
+        )
+        if strangers:
             raise XnorfaultError(
-                f"{self.path} is not empty and holds no {CAMPAIGN_FILE}: give a new or empty --out folder"
+                f"{self.path} is not empty and holds no {CAMPAIGN_FILE} ({named_few(strangers)}): "
+                "give a new or empty --out folder"
             )
         # shards may start together: the first to create the description wins, atomically; the
         # others find it there and check that it describes their campaign
@@ -419,18 +423,6 @@ class CampaignFolder:
                     f"{self.path} was claimed by another campaign meanwhile: give a new --out folder"
                 )
         (self.path / JOBS_FOLDER).mkdir(exist_ok=True)
-
-    def _foreign_entries(self) -> list[Path]:
-        """Entries a campaign does not write: anything but its description, its jobs folder and
-        the temporaries of any shard writing its description (shards start together)."""
-        from xnorfault.io import is_temporary_of
-
-        return [
-            entry
-            for entry in self.path.iterdir()
-            if entry.name not in (CAMPAIGN_FILE, JOBS_FOLDER)
-            and not is_temporary_of(entry.name, CAMPAIGN_FILE)
-        ]
 
     def done(self, job: Job, fingerprint: str, images: int) -> bool:
         path = self.job_file(job)

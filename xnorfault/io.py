@@ -163,6 +163,24 @@ def is_temporary_of(name: str, target: str) -> bool:
     return name.startswith(f".{target}.") and name.endswith(TEMPORARY_SUFFIX)
 
 
+def strangers_in(folder: Path, claim_file: str, own: tuple[str, ...] = ()) -> list[str]:
+    """Names in ``folder`` that a folder claimed by ``claim_file`` would not hold: anything but
+    ``claim_file``, the temporaries of any process creating it (processes may start together
+    on one new folder) and the ``own`` entries its writer makes after it."""
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name != claim_file
+        and entry.name not in own
+        and not is_temporary_of(entry.name, claim_file)
+    )
+
+
+def named_few(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` names, comma-separated, with ``…`` when there are more."""
+    return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
+
+
 @contextmanager
 def folder_lock(folder: str | Path, name: str = ".lock"):
     """An exclusive advisory lock (``flock``) on ``folder/name`` for the duration of the block:

@@ -35,9 +35,10 @@ from xnorfault.io import (
     atomic_write,
     atomic_write_json,
     folder_lock,
-    is_temporary_of,
     json_text,
+    named_few,
     remove_stale_temporaries,
+    strangers_in,
 )
 from xnorfault.models import create_model, model_info
 from xnorfault.models.layers import BinaryConv2d, BinaryLinear
@@ -338,17 +339,12 @@ class Run:
         never written into. Another shard's temporary of ``config.json`` is the run's."""
         if config_path.exists():
             return
-        strangers = sorted(
-            entry.name
-            for entry in self.folder.iterdir()
-            if entry.name != config_path.name and not is_temporary_of(entry.name, config_path.name)
-        )
+        strangers = strangers_in(self.folder, config_path.name)
         # a shard starting meanwhile writes config.json before its other files
         if strangers and not config_path.exists():
             raise XnorfaultError(
                 f"{self.folder} is not empty and holds no {config_path.name} "
-                f"({', '.join(strangers[:3])}{', …' if len(strangers) > 3 else ''}): "
-                "give a new or empty --out folder"
+                f"({named_few(strangers)}): give a new or empty --out folder"
             )
 
     def build_model(self):
