@@ -4,8 +4,11 @@ import pytest
 import torch
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.models import MODELS, create_model, model_info
+from xnorfault.models import create_model, model_info, register_model, registered_models
+from xnorfault.models.alexnet import AlexNet
 from xnorfault.models.layers import BinaryActivation, BinaryConv2d
+from xnorfault.models.lenet4 import LeNet4
+from xnorfault.models.nin import NiN
 
 
 @pytest.mark.parametrize(
@@ -22,8 +25,26 @@ def test_architectures_follow_the_data(name, channels, size, classes):
     assert model.config()["name"] == name
 
 
+def test_each_name_builds_the_class_that_registered_it():
+    """No fall-through: each name builds its own class with its registered nominal size; an
+    unknown name and a name registered twice are errors."""
+    assert list(registered_models()) == ["lenet4", "nin", "alexnet"]
+    for name, cls in (("lenet4", LeNet4), ("nin", NiN), ("alexnet", AlexNet)):
+        model = create_model(name)
+        info = model_info(name)
+        assert type(model) is cls and model.registry_name == name
+        assert (model.input_size, model.in_channels) == (
+            info.nominal_input_size,
+            info.nominal_channels,
+        )
+    with pytest.raises(XnorfaultError, match="unknown model 'resnet18': use one of"):
+        create_model("resnet18")
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(model_info("lenet4"))(type("Again", (), {}))
+
+
 def test_first_and_last_layers_stay_full_precision():
-    for name in MODELS:
+    for name in registered_models():
         model = create_model(name, input_size=None)
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
         assert not isinstance(convs[0], BinaryConv2d)

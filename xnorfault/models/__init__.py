@@ -3,6 +3,16 @@
 ``create_model("nin", num_classes=100)`` builds one by name; see :mod:`xnorfault.models.registry`.
 """
 
-from xnorfault.models.registry import MODELS, ModelInfo, create_model, model_info
+from xnorfault.models.registry import (
+    ModelInfo,
+    create_model,
+    model_info,
+    register_model,
+    registered_models,
+)
 
-__all__ = ["MODELS", "ModelInfo", "create_model", "model_info"]
+# each architecture registers itself on import (timm's registry); importing the package
+# registers them all, in this order
+from xnorfault.models import lenet4, nin, alexnet  # noqa: E402, F401  isort: skip
+
+__all__ = ["ModelInfo", "create_model", "model_info", "register_model", "registered_models"]

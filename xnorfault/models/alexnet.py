@@ -12,12 +12,23 @@ from torch import nn
 
 from xnorfault.models.base import BinarizedNet
 from xnorfault.models.layers import binary_conv_block, binary_linear_block
+from xnorfault.models.registry import ModelInfo, register_model
 
 
+@register_model(
+    ModelInfo(
+        name="alexnet",
+        description="binarized AlexNet (ImageNet)",
+        nominal_input_size=224,
+        nominal_channels=3,
+        learning_rate=1e-3,
+        weight_decay=5e-6,
+        epochs=45,
+        milestones=(20, 30, 40),
+        binary_layers=6,
+    )
+)
 class AlexNet(BinarizedNet):
-    nominal_input_size = 224
-    nominal_channels = 3
-
     def build(self, in_channels: int, num_classes: int, weight_scaling: str) -> None:
         s = weight_scaling
         self.features = nn.Sequential(

@@ -113,7 +113,7 @@ def previous_flips(
 ) -> torch.Tensor:
     """Of the write ``failures`` (sorted flat indices) of ``values`` (batch first), those that
     show under write model ``previous``: where the stored value before the write differs from
-    the value written (:func:`xnorfault.generator.write_mask` is the sequential reference)."""
+    the value written (:func:`xnorfault.graph.generator.write_mask` is the sequential reference)."""
     if failures.numel() == 0:
         return failures
     flat = values.detach().reshape(-1)

@@ -11,12 +11,23 @@ from torch import nn
 
 from xnorfault.models.base import BinarizedNet
 from xnorfault.models.layers import binary_conv_block, binary_linear_block
+from xnorfault.models.registry import ModelInfo, register_model
 
 
+@register_model(
+    ModelInfo(
+        name="lenet4",
+        description="binarized LeNet-4 (MNIST-size inputs)",
+        nominal_input_size=28,
+        nominal_channels=1,
+        learning_rate=0.01,
+        weight_decay=1e-5,
+        epochs=60,
+        milestones=(15, 30, 45),
+        binary_layers=2,
+    )
+)
 class LeNet4(BinarizedNet):
-    nominal_input_size = 28
-    nominal_channels = 1
-
     def build(self, in_channels: int, num_classes: int, weight_scaling: str) -> None:
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 20, 5),

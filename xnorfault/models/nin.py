@@ -12,12 +12,23 @@ from torch import nn
 
 from xnorfault.models.base import BinarizedNet
 from xnorfault.models.layers import binary_conv_block
+from xnorfault.models.registry import ModelInfo, register_model
 
 
+@register_model(
+    ModelInfo(
+        name="nin",
+        description="binarized Network-in-Network (CIFAR/SVHN)",
+        nominal_input_size=32,
+        nominal_channels=3,
+        learning_rate=0.01,
+        weight_decay=1e-5,
+        epochs=200,
+        milestones=(40, 80, 120, 160),
+        binary_layers=7,
+    )
+)
 class NiN(BinarizedNet):
-    nominal_input_size = 32
-    nominal_channels = 3
-
     def build(self, in_channels: int, num_classes: int, weight_scaling: str) -> None:
         s = weight_scaling
         self.features = nn.Sequential(

@@ -1,6 +1,8 @@
 """Model registry: ``create_model(name, num_classes=…, in_channels=…, input_size=…)``.
 
-Each entry carries the paper's training defaults for that network (shared/PAPER.md §2): Adam,
+Each architecture registers itself beside its class (:func:`register_model`), so a name is
+built by exactly the class that registered it; an unknown name is a one-line error. Each
+entry carries the paper's training defaults for that network (shared/PAPER.md §2): Adam,
 learning rate, weight decay, step decay of the learning rate ×0.1 at the milestones, batch 128.
 """
 
@@ -30,48 +32,42 @@ class ModelInfo:
         return [f"act{i}" for i in range(1, self.binary_layers + 1)]
 
 
-MODELS: dict[str, ModelInfo] = {
-    "lenet4": ModelInfo(
-        name="lenet4",
-        description="binarized LeNet-4 (MNIST-size inputs)",
-        nominal_input_size=28,
-        nominal_channels=1,
-        learning_rate=0.01,
-        weight_decay=1e-5,
-        epochs=60,
-        milestones=(15, 30, 45),
-        binary_layers=2,
-    ),
-    "nin": ModelInfo(
-        name="nin",
-        description="binarized Network-in-Network (CIFAR/SVHN)",
-        nominal_input_size=32,
-        nominal_channels=3,
-        learning_rate=0.01,
-        weight_decay=1e-5,
-        epochs=200,
-        milestones=(40, 80, 120, 160),
-        binary_layers=7,
-    ),
-    "alexnet": ModelInfo(
-        name="alexnet",
-        description="binarized AlexNet (ImageNet)",
-        nominal_input_size=224,
-        nominal_channels=3,
-        learning_rate=1e-3,
-        weight_decay=5e-6,
-        epochs=45,
-        milestones=(20, 30, 40),
-        binary_layers=6,
-    ),
-}
+_REGISTERED: dict[str, tuple[ModelInfo, type]] = {}
+
+
+def register_model(info: ModelInfo):
+    """Class decorator (timm's ``@register_model``): the architecture below is built by
+    :func:`create_model` under ``info.name``, with ``info``'s nominal input size and channels;
+    a name registered twice is a programming error."""
+
+    def register(cls: type) -> type:
+        if info.name in _REGISTERED:
+            raise ValueError(f"model {info.name!r} is registered twice")
+        cls.nominal_input_size = info.nominal_input_size
+        cls.nominal_channels = info.nominal_channels
+        _REGISTERED[info.name] = (info, cls)
+        return cls
+
+    return register
+
+
+def registered_models() -> dict[str, ModelInfo]:
+    """Every registered architecture's info, by name, in registration order."""
+    return {name: info for name, (info, _) in _REGISTERED.items()}
+
+
+def _registered(name: str) -> tuple[ModelInfo, type]:
+    try:
+        return _REGISTERED[name]
+    except KeyError:
+        raise XnorfaultError(
+            f"unknown model {name!r}: use one of {', '.join(_REGISTERED)}"
+        ) from None
 
 
 def model_info(name: str) -> ModelInfo:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise XnorfaultError(f"unknown model {name!r}: use one of {', '.join(MODELS)}") from None
+    """The registered info of architecture ``name`` (a one-line error for an unknown name)."""
+    return _registered(name)[0]
 
 
 def create_model(
@@ -81,14 +77,8 @@ def create_model(
     input_size: int | None = None,
     weight_scaling: str = "channel",
 ):
-    """Build a binarized network by registry name (imports torch and brevitas)."""
-    model_info(name)
-    if name == "lenet4":
-        from xnorfault.models.lenet4 import LeNet4 as cls
-    elif name == "nin":
-        from xnorfault.models.nin import NiN as cls
-    else:
-        from xnorfault.models.alexnet import AlexNet as cls
+    """Build a binarized network by registry name."""
+    _, cls = _registered(name)
     model = cls(
         num_classes=num_classes,
         in_channels=in_channels,
