@@ -47,7 +47,8 @@ from onnxscript import DOUBLE, FLOAT, INT64, script
 from onnxscript import opset18 as op
 from speed_table import interleaved
 
-from xnorfault.bitflip import (
+from xnorfault.faults import FlipRates
+from xnorfault.graph.bitflip import (
     BITFLIP_OPSET,
     FIRST_STREAMS,
     FLAT,
@@ -65,10 +66,9 @@ from xnorfault.bitflip import (
     StreamKeys,
     Uniforms,
 )
-from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP
-from xnorfault.faults import FlipRates
-from xnorfault.generator import run_seed
-from xnorfault.rewrite import inject_flips
+from xnorfault.graph.contract import BITFLIP_DOMAIN, BITFLIP_OP
+from xnorfault.graph.generator import run_seed
+from xnorfault.graph.rewrite import inject_flips
 
 
 @script(BITFLIP_OPSET, default_opset=op)

@@ -25,11 +25,11 @@ import torch
 
 from xnorfault.exporters.onnx import export_onnx
 from xnorfault.faults import FlipRates, WriteModel
-from xnorfault.generator import run_seed
+from xnorfault.graph.generator import run_seed
+from xnorfault.graph.rewrite import inject_flips
 from xnorfault.models import create_model
 from xnorfault.mram import load_device
 from xnorfault.mram.chips import cell_wer_table, chip_rates, draw_chip
-from xnorfault.rewrite import inject_flips
 from xnorfault.runtimes.onnxruntime import site_addresses
 
 PULSE = 10e-9

@@ -30,9 +30,9 @@ from flip_overhead import exported, make_session
 
 from xnorfault.data import load_dataset
 from xnorfault.faults import FaultSource, FaultSpec, FlipRates
-from xnorfault.generator import run_seed
+from xnorfault.graph.generator import run_seed
+from xnorfault.graph.rewrite import inject_flips
 from xnorfault.models import create_model
-from xnorfault.rewrite import inject_flips
 from xnorfault.training.faults import configure_faults
 from xnorfault.training.runner import BatchMaker
 
@@ -191,8 +191,10 @@ def latency_rows(quick: bool) -> list[tuple[str, str, float]]:
 
 
 def sweep_row(quick: bool) -> tuple[str, str, float]:
-    from xnorfault.campaign import plan_of
-    from xnorfault.evaluation import Campaign, evaluate, sweep_points
+    from xnorfault.evaluation.jobs import plan_of
+    from xnorfault.evaluation.request import sweep_points
+    from xnorfault.evaluation.run import evaluate
+    from xnorfault.evaluation.runner import TestSetRunner
     from xnorfault.mram import load_device
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
@@ -208,12 +210,12 @@ def sweep_row(quick: bool) -> tuple[str, str, float]:
         points = sweep_points(
             FaultSource(voltages=voltages, pulse=10e-9, device=load_device("paper")), None
         )
-        campaign = Campaign(backend, images, labels, seed=0, batch_size=256)
+        test_runner = TestSetRunner(backend, images, labels, seed=0, batch_size=256)
         runs = len(plan_of(points, repeats).jobs()) * len(batches)
 
         def sweep() -> float:
             start = time.perf_counter()
-            evaluate(campaign, points, repeats)
+            evaluate(test_runner, points, repeats)
             return time.perf_counter() - start
 
         def inference() -> float:

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.contract import INPUT_NAME, SITES_KEY, metadata_key
+from xnorfault.graph.contract import INPUT_NAME, SITES_KEY, metadata_key
 
 OPSET = 18
 OUTPUT_NAME = "logits"

@@ -21,6 +21,15 @@ from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 
 
+def weight_faults_unsupported(backend: str) -> XnorfaultError:
+    """The one-line error where weight faults cannot run: any backend but onnxruntime."""
+    return XnorfaultError(
+        f"weight faults run on ONNX models with the onnxruntime backend, not {backend}: LCE's "
+        "converter packs binary weights into bitpacked constants xnorfault does not rewrite; "
+        "evaluate the .onnx model with --backend onnxruntime"
+    )
+
+
 class Backend(ABC):
     """A loaded model that classifies batches under bit flips.
 
@@ -142,9 +151,7 @@ class Backend(ABC):
         }
 
     def binary_weights(self) -> dict[str, np.ndarray]:
-        """The model's binary weights by tensor name (:mod:`xnorfault.weight_faults`)."""
-        from xnorfault.weight_faults import weight_faults_unsupported
-
+        """The model's binary weights by tensor name (:mod:`xnorfault.graph.weights`)."""
         raise weight_faults_unsupported(self.name)
 
     def set_weight_faults(self, weights: dict[str, np.ndarray] | None) -> None:

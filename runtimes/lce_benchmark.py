@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xnorfault.contract import INPUT_NAME, parse_rate_input
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
+from xnorfault.graph.contract import INPUT_NAME, parse_rate_input
 from xnorfault.runtimes.base import Backend
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 from xnorfault.runtimes.tflite import feed_name, tflite_inputs

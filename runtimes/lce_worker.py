@@ -21,7 +21,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from xnorfault.contract import INPUT_NAME, parse_rate_input, rate_input_names  # noqa: E402
+from xnorfault.graph.contract import INPUT_NAME, parse_rate_input, rate_input_names  # noqa: E402
 from xnorfault.runtimes.tflite import feed_name  # noqa: E402
 
 

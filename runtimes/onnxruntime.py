@@ -20,7 +20,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from xnorfault.contract import (
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import AddressRates, FlipRates, WriteModel
+from xnorfault.graph.contract import (
     BITFLIP_DOMAIN,
     INJECTED_KEY,
     OUTPUT_KEY,
@@ -28,10 +30,9 @@ from xnorfault.contract import (
     is_control_input,
     rate_input_names,
 )
-from xnorfault.errors import XnorfaultError
-from xnorfault.faults import AddressRates, FlipRates, WriteModel
-from xnorfault.generator import run_seed
-from xnorfault.rewrite import inject_flips, load_model, metadata
+from xnorfault.graph.generator import run_seed
+from xnorfault.graph.rewrite import inject_flips, load_model, metadata
+from xnorfault.graph.weights import binary_weight_tensors
 from xnorfault.runtimes.base import Backend
 from xnorfault.runtimes.feeding import DataInput, choose_output
 
@@ -127,10 +128,8 @@ class OnnxRuntimeBackend(Backend):
 
     def binary_weights(self) -> dict[str, np.ndarray]:
         """The model's binary weights by initializer name (Constant-node weights lifted to
-        initializers first, :func:`xnorfault.weight_faults.binary_weight_tensors`)."""
+        initializers first, :func:`xnorfault.graph.weights.binary_weight_tensors`)."""
         if self._weights is None:
-            from xnorfault.weight_faults import binary_weight_tensors
-
             lifted, self._weights = binary_weight_tensors(self._proto)
             if lifted is not self._proto:
                 self._proto = lifted
@@ -153,9 +152,9 @@ class OnnxRuntimeBackend(Backend):
 
     @property
     def model_proto(self) -> onnx.ModelProto:
-        """The deployed model: this one without its flips (:func:`xnorfault.rewrite.strip_flips`)."""
+        """The deployed model: this one without its flips (:func:`xnorfault.graph.rewrite.strip_flips`)."""
         if self._model_proto is None:
-            from xnorfault.rewrite import strip_flips
+            from xnorfault.graph.rewrite import strip_flips
 
             self._model_proto = strip_flips(self._proto)
         return self._model_proto

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xnorfault.campaign import Job, job_seed, parse_shard, shard_jobs
 from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation.campaign import parse_shard, shard_jobs
+from xnorfault.evaluation.jobs import Job, job_seed
 
 CLI = [sys.executable, "-m", "xnorfault"]
 STATISTICS = ("accuracy_mean", "accuracy_std", "ci95", "test_set_ci95", "drop_ci95", "chips")
@@ -205,7 +206,7 @@ def test_a_folder_is_never_taken_from_another_campaign(run_cli, trained, tmp_pat
 
 
 def test_shards_starting_together_see_each_others_temporaries_as_the_campaigns(tmp_path):
-    from xnorfault.campaign import CAMPAIGN_FILE, CampaignFolder
+    from xnorfault.evaluation.campaign import CAMPAIGN_FILE, CampaignFolder
 
     folder = tmp_path / "campaign"
     folder.mkdir()
@@ -220,8 +221,8 @@ def test_shards_starting_together_see_each_others_temporaries_as_the_campaigns(t
 
 
 def test_a_description_written_meanwhile_by_another_campaign_is_kept(tmp_path, monkeypatch):
-    import xnorfault.io
-    from xnorfault.campaign import CAMPAIGN_FILE, CampaignFolder
+    import xnorfault.evaluation.campaign
+    from xnorfault.evaluation.campaign import CAMPAIGN_FILE, CampaignFolder
 
     folder = tmp_path / "campaign"
     folder.mkdir()
@@ -231,7 +232,7 @@ def test_a_description_written_meanwhile_by_another_campaign_is_kept(tmp_path, m
         (folder / CAMPAIGN_FILE).write_text(theirs)  # between the check and the claim
         return []
 
-    monkeypatch.setattr(xnorfault.io, "strangers_in", written_meanwhile)
+    monkeypatch.setattr(xnorfault.evaluation.campaign, "strangers_in", written_meanwhile)
     with pytest.raises(XnorfaultError, match="claimed by another campaign meanwhile"):
         CampaignFolder(folder).claim({"fingerprint": "mine"})
     assert (folder / CAMPAIGN_FILE).read_text() == theirs

@@ -13,7 +13,8 @@ from onnx import TensorProto, helper
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import AddressRates, FlipRates, WriteModel
-from xnorfault.generator import write_mask
+from xnorfault.graph.generator import write_mask
+from xnorfault.graph.rewrite import inject_flips
 from xnorfault.mram import MTJ, load_device
 from xnorfault.mram.chips import (
     CellWERTable,
@@ -22,7 +23,6 @@ from xnorfault.mram.chips import (
     chip_rates,
     draw_chip,
 )
-from xnorfault.rewrite import inject_flips
 from xnorfault.runtimes import open_backend
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 

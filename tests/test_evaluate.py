@@ -50,6 +50,21 @@ def test_baseline_equals_the_training_record(run_cli, trained):
     ]
 
 
+def test_every_point_names_each_sites_rates_whatever_their_values(run_cli, trained):
+    """``per_site_rates`` is part of every point, whether the sites share one rate (a BER
+    sweep, a model injected at one BER) or not: a field does not appear or vanish with the
+    values."""
+    for args in (["--ber", "0,0.1"], []):
+        result = evaluate_json(
+            run_cli, str(trained / "faulty.onnx"), "--data", str(trained / "test.npz"), *args
+        )
+        for point in result["points"]:
+            assert set(point["per_site_rates"]) == set(result["sites"]) == {"act1", "act2"}
+            for rates in point["per_site_rates"].values():
+                assert rates["pos_to_neg"] == point["p_flip_pos_to_neg"]
+                assert rates["neg_to_pos"] == point["p_flip_neg_to_pos"]
+
+
 def test_accuracy_falls_as_ber_grows(run_cli, trained):
     result = evaluate_json(
         run_cli,
@@ -106,8 +121,9 @@ def test_model_latency_is_taken_on_the_graph_without_flips(trained):
     """The latency evaluate reports is the deployed model's: a session of the graph stripped
     of every flip node and flip input, which computes the clean model's logits; the simulated
     runs are timed beside it and reported as the simulation's overhead."""
-    from xnorfault.contract import BITFLIP_DOMAIN
-    from xnorfault.evaluation import Campaign, read_test_npz
+    from xnorfault.evaluation.runner import TestSetRunner
+    from xnorfault.evaluation.testset import read_test_npz
+    from xnorfault.graph.contract import BITFLIP_DOMAIN
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
     images, labels = read_test_npz(trained / "test.npz")
@@ -129,8 +145,8 @@ def test_model_latency_is_taken_on_the_graph_without_flips(trained):
             timed_simulation.append(rates) or None,
             0.005,
         )
-        campaign = Campaign(backend, images, labels, seed=0, batch_size=64)
-        latency = campaign.latency({"act1": backend.injected_rates["act1"]}, 8, 4, warmup=1)
+        test_runner = TestSetRunner(backend, images, labels, seed=0, batch_size=64)
+        latency = test_runner.latency({"act1": backend.injected_rates["act1"]}, 8, 4, warmup=1)
     assert latency["p50_ms"] == pytest.approx(2.0) and latency["simulated_p50_ms"] == pytest.approx(
         5.0
     )
@@ -450,7 +466,7 @@ def test_model_with_a_fixed_batch_of_one_is_fed_image_by_image(run_cli, trained,
 def test_backend_base_class_is_the_whole_contract():
     """A backend must implement run and describe; timing, latency statistics, metadata and the
     context manager come from the base class, and the campaign uses nothing else."""
-    from xnorfault.evaluation import Campaign
+    from xnorfault.evaluation.runner import TestSetRunner
     from xnorfault.runtimes.base import Backend
 
     class Incomplete(Backend):
@@ -480,9 +496,11 @@ def test_backend_base_class_is_the_whole_contract():
 
     with Constant() as backend:
         images = np.zeros((5, 1, 2, 2), np.float32)
-        campaign = Campaign(backend, images, np.array([1, 1, 0, 1, 2]), seed=3, batch_size=2)
-        assert campaign.accuracy({}) == pytest.approx(3 / 5)
-        latency = campaign.latency({}, batch=8, iterations=4)
+        test_runner = TestSetRunner(
+            backend, images, np.array([1, 1, 0, 1, 2]), seed=3, batch_size=2
+        )
+        assert test_runner.accuracy({}) == pytest.approx(3 / 5)
+        latency = test_runner.latency({}, batch=8, iterations=4)
         assert latency["iterations"] == 4 and latency["p50_ms"] <= latency["p99_ms"]
         assert dict(backend.metadata) == {} and dict(backend.injected_rates) == {}
     assert backend.closed

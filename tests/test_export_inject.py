@@ -11,11 +11,11 @@ from binomial_bounds import assert_rate
 from helpers import train_and_export
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.contract import rate_input_names
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
-from xnorfault.generator import flip_mask, run_seed, stream_keys, uniforms
-from xnorfault.rewrite import inject_flips, load_model, metadata
+from xnorfault.graph.contract import rate_input_names
+from xnorfault.graph.generator import flip_mask, run_seed, stream_keys, uniforms
+from xnorfault.graph.rewrite import inject_flips, load_model, metadata
 
 DATA = Path(__file__).parent / "data"
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "150", "--batch-size", "64"]

@@ -3,7 +3,7 @@
 import pytest
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.evaluation import sweep_points
+from xnorfault.evaluation.request import sweep_points
 from xnorfault.faults import FaultSource, FlipRates, fault_points, fault_source, mram_figures
 from xnorfault.mram import load_device
 

@@ -1,4 +1,4 @@
-"""QONNX quantizers lowered to standard ONNX (xnorfault.lowering) against QONNX's own reference
+"""QONNX quantizers lowered to standard ONNX (xnorfault.graph.lowering) against QONNX's own reference
 implementations (the qonnx package): Quant over bit widths, signedness, narrow range, rounding
 modes and per-tensor/per-channel scale and zero point; Trunc v1 and v2; MultiThreshold."""
 
@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.lowering import ROUNDING_MODES, lower_qonnx, unlowered_nodes
-from xnorfault.sites import match_sites
+from xnorfault.graph.lowering import ROUNDING_MODES, lower_qonnx, unlowered_nodes
+from xnorfault.graph.sites import match_sites
 
 qonnx_quant = pytest.importorskip("qonnx.custom_op.general.quant")
 qonnx_trunc = pytest.importorskip("qonnx.custom_op.general.trunc")

@@ -258,7 +258,7 @@ def test_the_answer_is_reported_on_chips(run_cli, trained):
 def test_a_verification_alone_gives_the_numbers_it_gave_within_the_search(trained):
     """Each run's flips are seeded by its coordinates, so the final held-out check, run alone
     in a fresh process state, reproduces the search's own numbers exactly."""
-    from xnorfault.campaign import JobExecutor
+    from xnorfault.evaluation.executors import JobExecutor
     from xnorfault.faults import FlipRates
     from xnorfault.optimization import OptimizeRequest, SearchRunner, _Search, verify
 

@@ -1,4 +1,4 @@
-"""Site patterns (xnorfault.sites) and the BipolarQuant lowering (xnorfault.lowering), one rule at
+"""Site patterns (xnorfault.graph.sites) and the BipolarQuant lowering (xnorfault.graph.lowering), one rule at
 a time."""
 
 import numpy as np
@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.lowering import lower_qonnx
-from xnorfault.sites import find_pattern_sites, match_sites
+from xnorfault.graph.lowering import lower_qonnx
+from xnorfault.graph.sites import find_pattern_sites, match_sites
 
 QONNX = "qonnx.custom_op.general"
 
@@ -127,7 +127,7 @@ def test_bipolar_quant_of_a_weight_without_constant_scale_is_left_alone():
 
 
 def test_find_binary_sites_reads_metadata_first_and_lowers_qonnx():
-    from xnorfault.rewrite import find_binary_sites
+    from xnorfault.graph.rewrite import find_binary_sites
 
     tagged = where("GreaterOrEqual", 1.0, -1.0)
     helper.set_model_props(tagged, {"xnorfault.binary_sites": '["c"]'})

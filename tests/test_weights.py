@@ -12,6 +12,7 @@ from binomial_bounds import assert_rate
 from onnx import TensorProto, helper
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.graph.weights import binary_weight_tensors, flipped
 from xnorfault.mram import MTJ, load_device, switching
 from xnorfault.mram.disturb import switch_probability
 from xnorfault.mram.weights import (
@@ -23,7 +24,6 @@ from xnorfault.mram.weights import (
     weight_memory_options,
 )
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
-from xnorfault.weight_faults import binary_weight_tensors, flipped
 
 YEAR = 365.25 * 86400
 

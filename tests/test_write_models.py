@@ -12,9 +12,9 @@ from binomial_bounds import assert_rate
 from onnx import TensorProto, helper
 
 from xnorfault.faults import FaultSpec, FlipRates, WriteModel
-from xnorfault.generator import initial_values, write_mask
+from xnorfault.graph.generator import initial_values, write_mask
+from xnorfault.graph.rewrite import inject_flips
 from xnorfault.models.flips import BitFlip, flip_indices, previous_flips
-from xnorfault.rewrite import inject_flips
 
 PER_IMAGE = (7, 5)
 

@@ -15,8 +15,9 @@ from binomial_bounds import assert_rate
 from onnx import TensorProto, helper, numpy_helper
 
 from xnorfault.faults import FlipRates
-from xnorfault.inspection import inspect_model
-from xnorfault.rewrite import inject_flips, load_model, save_model
+from xnorfault.graph.inspection import inspect_graph
+from xnorfault.graph.rewrite import inject_flips, load_model, save_model
+from xnorfault.runtimes.inspection import inspect_model
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
 torch = pytest.importorskip("torch")
@@ -98,7 +99,7 @@ def test_weight_faults_reach_the_lowered_weights_of_a_qonnx_export(tfc):
     """The TFC export's weights are BipolarQuant(constant) nodes, lowered to Constant nodes:
     lifted to initializers, every one of the four takes a chip's faults (persistently, whatever
     the flip seed), and flipping all of one layer's weights changes the logits."""
-    from xnorfault.weight_faults import flipped
+    from xnorfault.graph.weights import flipped
 
     path, images, _ = tfc
     with OnnxRuntimeBackend(inject_flips(load_model(path), FlipRates())) as backend:
@@ -174,9 +175,7 @@ def test_cli_pipeline_on_a_qonnx_export(run_cli, tfc, tmp_path):
 
 def test_naming_a_multibit_activation_is_refused(run_cli, cnv, tmp_path):
     path, _, _ = cnv
-    quantized_input = next(
-        q["output"] for q in inspect_model(path, runtime=False).quantizers if not q["binary"]
-    )
+    quantized_input = next(q["output"] for q in inspect_graph(path).quantizers if not q["binary"])
     code, _, err = run_cli(
         "inject", str(path), "-o", str(tmp_path / "x.onnx"), "--ber", "0.1",
         "--layers", quantized_input,

@@ -140,7 +140,7 @@ def inspect(model: str | Path, *, output: str | None = None, layout: str | None 
     """What xnorfault sees in an ONNX model (``xnorfault inspect``): its inputs and outputs,
     the image input it feeds and the output it reads, every binary activation site with its
     bits per image, binary weights, QONNX quantizers and what becomes of them, and whether
-    onnxruntime runs the injected model. Returns an :class:`xnorfault.inspection.ModelReport`
+    onnxruntime runs the injected model. Returns an :class:`xnorfault.graph.inspection.ModelReport`
     (``.sites``, ``.summary()``, ``.to_dict()``).
 
     >>> report = inspect(model)
@@ -149,7 +149,7 @@ def inspect(model: str | Path, *, output: str | None = None, layout: str | None 
     >>> report.activation_bits_per_image
     3680
     """
-    from xnorfault.inspection import inspect_model
+    from xnorfault.runtimes.inspection import inspect_model
 
     return inspect_model(model, output, layout)
 
@@ -208,10 +208,10 @@ def inject(
     >>> round(injection.rates["act1"]["pos_to_neg"], 4)  # WER of the paper's MTJ at 0.5 V, 10 ns
     0.0216
     """
-    from xnorfault.contract import INJECTED_KEY
-    from xnorfault.inspection import inspect_model
+    from xnorfault.graph.contract import INJECTED_KEY
+    from xnorfault.graph.inspection import inspect_graph
+    from xnorfault.graph.rewrite import inject_flips, load_model, metadata, save_model
     from xnorfault.io import check_output_file
-    from xnorfault.rewrite import inject_flips, load_model, metadata, save_model
 
     source = _source(fault, _fault_keywords(locals()), single=True)
     if source is None:
@@ -221,7 +221,7 @@ def inject(
     (point,) = fault_points(source)
     output = check_output_file(output, "--output")
     clean = load_model(model)
-    report = inspect_model(clean, runtime=False)
+    report = inspect_graph(clean)
     injected = inject_flips(clean, point.spec, sites=None if layers is None else list(layers))
     written = save_model(injected, output)
     info = json.loads(metadata(injected)[INJECTED_KEY])
@@ -300,7 +300,7 @@ class Evaluation(Mapping):
             raise XnorfaultError(
                 "to_dataframe needs pandas: pip install pandas (or use .points)"
             ) from None
-        from xnorfault.evaluation import point_rows
+        from xnorfault.evaluation.results import point_rows
 
         columns, rows = point_rows(self._result)
         return pandas.DataFrame(rows, columns=columns)
@@ -378,7 +378,7 @@ def evaluate(
     ``reads_per_inference``, ``inferences``) keeps the binary weights in MRAM on ``chips``
     chips (:mod:`xnorfault.mram.weights`), one point per age; ``workers`` (processes) or
     ``executor="ray"`` (``address``: a cluster; else a local instance) run the campaign's jobs
-    elsewhere, with the same result (:mod:`xnorfault.campaign`); ``out`` keeps them in a campaign
+    elsewhere, with the same result (:mod:`xnorfault.evaluation.jobs`); ``out`` keeps them in a campaign
     folder, of which ``shard="I/N"`` runs one slice, and ``merge=FOLDER`` (no model, no data)
     assembles a folder's result (:meth:`Evaluation.campaign` says what is still missing);
     ``log=["mlflow"]`` also
@@ -398,9 +398,10 @@ def evaluate(
     >>> sweep.plot(workdir / "sweep.png").name
     'sweep.png'
     """
-    from xnorfault.campaign import parse_shard
     from xnorfault.cli._common import progress_bar
-    from xnorfault.evaluation import EvaluationRequest, run_evaluation
+    from xnorfault.evaluation.campaign import parse_shard
+    from xnorfault.evaluation.request import EvaluationRequest
+    from xnorfault.evaluation.run import run_evaluation
     from xnorfault.units import parse_rate
 
     if merge is not None:

@@ -202,9 +202,9 @@ def inject_for_bundle(clean, target, write, points, device):
     """The bundle's model: flips at every binary site, at rate 0 — or, with per-site operating
     ``points`` (from 'xnorfault optimize --operating-points'), at each site's rates on
     ``device`` as the defaults — under ``write``."""
-    from xnorfault.contract import INJECTED_KEY
     from xnorfault.faults import FlipRates
-    from xnorfault.rewrite import inject_flips, metadata
+    from xnorfault.graph.contract import INJECTED_KEY
+    from xnorfault.graph.rewrite import inject_flips, metadata
 
     source = {"deploy": target.name}
     rates: FlipRates | dict = FlipRates()
@@ -379,10 +379,10 @@ def _stage_run(
     """A trained run's network in ``staging``: exported, injected at rate 0 under ``write``
     (``None``: the write model it was trained with), its test split; with ``lce`` also the LCE
     export. Returns the manifest's description of the model."""
-    from xnorfault.contract import MODEL_KEY, SOURCE_RUN_KEY, metadata_key
     from xnorfault.exporters.onnx import export_run
     from xnorfault.faults import WriteModel
-    from xnorfault.rewrite import load_model, metadata, save_model
+    from xnorfault.graph.contract import MODEL_KEY, SOURCE_RUN_KEY, metadata_key
+    from xnorfault.graph.rewrite import load_model, metadata, save_model
 
     summary = export_run(run_dir, staging / "model.onnx", point, repeat, staging / "test.npz")
     clean = load_model(staging / "model.onnx")
@@ -426,20 +426,23 @@ def _stage_onnx_model(
     """A model brought as an ONNX file, with its test set (``.npz``), in ``staging``: checked
     as ``evaluate`` would (it runs here on onnxruntime, the test set fits it), injected at rate
     0, its error-free accuracy measured here. Returns the manifest's description of the model."""
-    from xnorfault.contract import OUTPUT_KEY
-    from xnorfault.evaluation import Campaign, load_test_set
+    from xnorfault.evaluation.runner import TestSetRunner
+    from xnorfault.evaluation.testset import load_test_set
     from xnorfault.faults import WriteModel
-    from xnorfault.inspection import inspect_model
-    from xnorfault.rewrite import load_model, save_model
+    from xnorfault.graph.contract import OUTPUT_KEY
+    from xnorfault.graph.inspection import inspect_graph
+    from xnorfault.graph.rewrite import load_model, save_model
     from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 
     write = write or WriteModel()
     clean = load_model(model_path)
-    report = inspect_model(clean, runtime=False)
+    report = inspect_graph(clean)
     injected = inject_for_bundle(clean, target, write, points, mtj)
     with OnnxRuntimeBackend(injected, output=output_name, layout=layout) as backend:
         images, labels = load_test_set(str(data), backend)
-        baseline = Campaign(backend, images, labels, seed=0, labels_source=f"{data}: labels (y)")
+        baseline = TestSetRunner(
+            backend, images, labels, seed=0, labels_source=f"{data}: labels (y)"
+        )
         accuracy = baseline.accuracy({})
         chosen_output = backend.output_name
     # the target reads the logits without being told: the model names them

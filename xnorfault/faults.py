@@ -115,7 +115,7 @@ class AddressRates:
 
 @dataclass(frozen=True)
 class WriteModel:
-    r"""When a write to an activation memory can fail (:func:`xnorfault.generator.write_mask`).
+    r"""When a write to an activation memory can fail (:func:`xnorfault.graph.generator.write_mask`).
 
     ``iid``: every write switches the cell, so every element flips with the WER of its value —
     the upper bound the paper's experiments assume. ``previous``: each address holds what the
@@ -134,7 +134,7 @@ class WriteModel:
     initial_state: str = "neg"
 
     def __post_init__(self):
-        from xnorfault.generator import INITIAL_STATES, WRITE_MODELS
+        from xnorfault.graph.generator import INITIAL_STATES, WRITE_MODELS
 
         if self.model not in WRITE_MODELS:
             raise XnorfaultError(

@@ -50,9 +50,9 @@ so the answer never spends more than the best shared point.
 
 **Runs.** Every run over a half is a job (:class:`SearchRun`) whose flip seed derives from its
 coordinates — half, each site's rates (or, on a chip, each site's operating point), chip and
-repeat — through :func:`xnorfault.campaign.job_seed`, never from the order of the search. So a
+repeat — through :func:`xnorfault.evaluation.jobs.job_seed`, never from the order of the search. So a
 measurement repeated alone gives the same numbers, and a measurement's repeats (and the chips'
-runs) can run in worker processes or on Ray actors (:class:`~xnorfault.campaign.JobExecutor`,
+runs) can run in worker processes or on Ray actors (:class:`~xnorfault.evaluation.executors.JobExecutor`,
 ``workers``, ``executor``) with the same answer as one process. Imports numpy and scipy (and
 the backend's runtime; Ray only for ``executor="ray"``).
 """
@@ -242,7 +242,7 @@ def sample_levels(chain: list[WritePoint]) -> list[int]:
 
 @dataclass(frozen=True)
 class SearchRun:
-    """One run of the search over a half of the test set (a job, :mod:`xnorfault.campaign`):
+    """One run of the search over a half of the test set (a job, :mod:`xnorfault.evaluation.jobs`):
     ``half`` ("search" or "held-out"), ``rates`` per site as ``(site, +1→−1, −1→+1)``, or, on
     chip ``chip`` ≥ 0, each site's operating point ``points`` as ``(site, voltage, pulse)``; and
     its ``repeat``. Its flip seed derives from these coordinates alone (:func:`run_seed_of`),
@@ -262,9 +262,9 @@ class SearchRun:
 
 
 def run_seed_of(seed: int, run: SearchRun) -> int:
-    """The flip seed of ``run`` in a search of seed ``seed``: :func:`xnorfault.campaign.job_seed`
+    """The flip seed of ``run`` in a search of seed ``seed``: :func:`xnorfault.evaluation.jobs.job_seed`
     of its half, rates (or chip points), chip and repeat."""
-    from xnorfault.campaign import job_seed
+    from xnorfault.evaluation.jobs import job_seed
 
     return job_seed(seed, run.key, run)
 
@@ -275,7 +275,7 @@ def _rates_tuple(rates: dict[str, FlipRates]) -> tuple:
 
 @dataclass(frozen=True)
 class OptimizeRequest:
-    """What a worker of the search opens (:class:`~xnorfault.campaign.JobExecutor`): the
+    """What a worker of the search opens (:class:`~xnorfault.evaluation.executors.JobExecutor`): the
     model, the test set and its split, the device and chip seed of the chip runs."""
 
     model: Path
@@ -327,7 +327,8 @@ class SearchRunner:
 
     @classmethod
     def build(cls, request: OptimizeRequest, backend) -> SearchRunner:
-        from xnorfault.evaluation import Campaign, load_test_set
+        from xnorfault.evaluation.runner import TestSetRunner
+        from xnorfault.evaluation.testset import load_test_set
 
         images, labels = load_test_set(str(request.data), backend, request.limit)
         if len(labels) < 4:
@@ -338,7 +339,7 @@ class SearchRunner:
         half = len(labels) // 2
         source = f"{request.data}: labels (y)"
         halves = {
-            name: Campaign(
+            name: TestSetRunner(
                 backend, images[ids], labels[ids], request.seed, request.batch_size, source
             )
             for name, ids in (("search", order[:half]), ("held-out", order[half:]))
@@ -369,8 +370,8 @@ class SearchRunner:
 
     def run(self, run: SearchRun) -> np.ndarray:
         """Which images of the run's half it classifies right (bool, one per image)."""
-        campaign = self.halves[run.half]
-        return campaign.correct(self.rates(run), seed=run_seed_of(self.request.seed, run))
+        test_runner = self.halves[run.half]
+        return test_runner.correct(self.rates(run), seed=run_seed_of(self.request.seed, run))
 
 
 class _Search:
@@ -571,7 +572,7 @@ class OptimizationResult:
     def save_model(self, source, path) -> Path:
         """Write ``source`` (the model optimised) injected with each site's chosen rates, its
         metadata recording the operating points."""
-        from xnorfault.rewrite import inject_flips, load_model, save_model
+        from xnorfault.graph.rewrite import inject_flips, load_model, save_model
 
         injected = inject_flips(
             load_model(source),
@@ -731,7 +732,7 @@ def optimize(
     >>> result.plot(workdir / "pareto.png").name
     'pareto.png'
     """
-    from xnorfault.campaign import JobExecutor
+    from xnorfault.evaluation.executors import JobExecutor
     from xnorfault.mram import MTJ, load_device
 
     if not 0 < max_drop < 1:

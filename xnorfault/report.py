@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.evaluation import summarise
 from xnorfault.statistics import (
     binomial_interval,
     contiguous_tolerance,
     holm,
+    summarise,
     welch_difference,
     within,
 )

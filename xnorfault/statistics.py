@@ -17,6 +17,9 @@ p-values, tolerance decided on intervals, binomial intervals, and campaign sizin
   test images: the test set's own sampling error, apart from flip noise.
 - **Paired drop** against the error-free run on the same images (:func:`paired_drop`): the
   interval of a drop that holds both the images drawn and the bits flipped.
+- **Summaries** of repeated accuracies (:func:`summarise`: mean, sample std, 95 % t-interval of
+  the mean) and of chips (:func:`chip_distribution`; the yield within a drop with its
+  Clopper–Pearson interval, :func:`yield_estimate`).
 - **Campaign sizing**: with a sample standard deviation s over n runs, the t-interval's
   half-width is :math:`t_{0.975,n-1}\,s/\sqrt n`; reaching a half-width W needs
   :math:`n \ge (t_{0.975,n-1}\,s/W)^2` runs (solved with the t quantile at the current n, then
@@ -133,13 +136,57 @@ def runs_needed(values, target: float, confidence: float = 0.95) -> int:
     return max(int(values.size), math.ceil((quantile * spread / target) ** 2))
 
 
+def summarise(values) -> dict:
+    """Mean, sample std and 95 % t-interval of the mean of repeated accuracies."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return {
+            "accuracy_mean": mean,
+            "accuracy_std": 0.0,
+            "ci95": [mean, mean],
+            "repeats": int(values.size),
+        }
+    half = half_width(values)
+    return {
+        "accuracy_mean": mean,
+        "accuracy_std": float(values.std(ddof=1)),
+        "ci95": [mean - half, mean + half],
+        "repeats": int(values.size),
+    }
+
+
+def chip_distribution(accuracies) -> dict:
+    """Accuracies over chips (independent draws of a population): ``count``, ``mean``, ``p5``
+    (the 5th percentile, linear interpolation between order statistics) and ``worst``."""
+    values = np.asarray(accuracies, dtype=float)
+    return {
+        "count": int(values.size),
+        "mean": float(values.mean()),
+        "p5": float(np.percentile(values, 5)),
+        "worst": float(values.min()),
+    }
+
+
+def yield_estimate(passed) -> dict:
+    """The yield of chips that ``passed`` (one bool per chip, independent draws): the share
+    :math:`k/n` as ``yield`` and its Clopper–Pearson 95 % interval as ``yield_ci95``
+    (:func:`binomial_interval`)."""
+    passed = np.asarray(passed, dtype=bool)
+    within = int(passed.sum())
+    return {"yield": within / passed.size, "yield_ci95": binomial_interval(within, passed.size)}
+
+
 __all__ = [
     "binomial_interval",
+    "chip_distribution",
     "paired_drop",
     "contiguous_tolerance",
     "half_width",
     "holm",
     "runs_needed",
+    "summarise",
     "welch_difference",
     "within",
+    "yield_estimate",
 ]

@@ -23,8 +23,8 @@ import numpy as np
 import onnxruntime as ort
 
 from xnorfault.faults import FlipRates
-from xnorfault.generator import run_seed
-from xnorfault.rewrite import inject_flips, load_model, metadata
+from xnorfault.graph.generator import run_seed
+from xnorfault.graph.rewrite import inject_flips, load_model, metadata
 from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend
 from xnorfault.targets import machine_description
 

@@ -178,7 +178,7 @@ def evaluate_command(
     xnorfault evaluate model.onnx --data test.npz --voltage 0.45:0.85:0.05 --pulse 10ns --max-drop 0.01 --plot acc.png
     """
     from xnorfault.api import evaluate
-    from xnorfault.evaluation import points_csv
+    from xnorfault.evaluation.results import points_csv
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
 
     if plot_path is not None:

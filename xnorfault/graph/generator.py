@@ -1,5 +1,5 @@
 r"""The counter-based random generator of the injected flips, in numpy: the reference that the
-ONNX function ``xnorfault.BitFlip`` (:mod:`xnorfault.bitflip`) reproduces draw for draw.
+ONNX function ``xnorfault.BitFlip`` (:mod:`xnorfault.graph.bitflip`) reproduces draw for draw.
 
 SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number generators", OOPSLA
 2014): the j-th draw of the stream with key k is :math:`\mathrm{mix64}(k + j\varphi)` with

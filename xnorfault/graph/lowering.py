@@ -25,7 +25,7 @@ ONNX ``Round``), ``CEIL``, ``FLOOR``, ``UP`` (away from 0), ``DOWN`` (toward 0),
 A quantizer of constant input (a weight) folds to a constant. An activation quantizer becomes
 standard ops; a 1-bit bipolar one (``BipolarQuant``, 1-bit signed ``Quant``, a
 ``MultiThreshold`` with one threshold per channel and outputs ±c) becomes
-``Where(x ≥ t, c, −c)``, the pattern :mod:`xnorfault.sites` recognises as a binary site (a
+``Where(x ≥ t, c, −c)``, the pattern :mod:`xnorfault.graph.sites` recognises as a binary site (a
 1-bit ``Quant`` with a zero point z stores the ±1 code, which is the site, then maps it to
 :math:`(\pm 1 - z)\,s`). Every
 lowering is logged as a :class:`Lowered` record, which ``xnorfault inspect`` reports.
@@ -39,7 +39,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter.pattern import MatchResult, RewriteRuleClassBase, RewriteRuleSet
 
-from xnorfault.sites import constant
+from xnorfault.graph.sites import constant
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
@@ -130,7 +130,7 @@ def _scalar(op, value: float):
 
 
 def _bipolar(op, x, scale):
-    """``Where(x ≥ 0, s, −s)``: a binary site for :mod:`xnorfault.sites`."""
+    """``Where(x ≥ 0, s, −s)``: a binary site for :mod:`xnorfault.graph.sites`."""
     return op.Where(op.GreaterOrEqual(x, _scalar(op, 0.0)), scale, op.Neg(scale))
 
 

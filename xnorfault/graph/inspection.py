@@ -7,7 +7,8 @@ the pattern that found it, shape, elements per image — the bits one inference 
 activation memory), the binary weights, the QONNX quantizers lowered to standard ONNX (and the
 multi-bit ones, which are never flipped), nodes onnxruntime cannot run, and whether onnxruntime
 loads the model once injected. ``inject`` and ``evaluate`` report the same facts from
-:func:`inspect_model`. Imports numpy, onnx, onnx_ir/onnxscript and onnxruntime only.
+:func:`inspect_graph` and, with the runtime's part, :func:`xnorfault.runtimes.inspection.inspect_model`.
+Imports numpy, onnx and onnx_ir/onnxscript only.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 
-from xnorfault.errors import XnorfaultError
-
-WEIGHT_CONSUMERS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+from xnorfault.graph.lowering import unlowered_nodes
+from xnorfault.graph.rewrite import external_data_files, load_model, prepare_model
+from xnorfault.graph.weights import WeightReport, binary_weight_values
 
 
 @dataclass
@@ -33,18 +33,8 @@ class SiteReport:
 
 
 @dataclass
-class WeightReport:
-    node: str
-    op: str
-    shape: list
-    elements: int
-    scaling: str  # "per tensor" or "per channel"
-    tensor: str = ""  # the weight's value (an initializer, or a Constant node's output)
-
-
-@dataclass
 class ModelReport:
-    """Everything :func:`inspect_model` found; :meth:`to_dict` is the ``--json`` output."""
+    """Everything :func:`inspect_graph` (and the runtime check) found; :meth:`to_dict` is the ``--json`` output."""
 
     model: str
     opset: int
@@ -115,8 +105,6 @@ def _tensor_list(values, initializers: set[str]) -> list[dict]:
 
 
 def _names_external_data(path: Path) -> bool:
-    from xnorfault.rewrite import external_data_files
-
     return bool(external_data_files(onnx.load(str(path), load_external_data=False)))
 
 
@@ -124,48 +112,6 @@ def _binary_weights(graph_model) -> list[WeightReport]:
     """Constant weights of Conv/Gemm/MatMul nodes whose magnitudes take one value per tensor
     or per output channel (±c, or ±α_c as XNOR-Net scales): the binary weights."""
     return [report for report, _ in binary_weight_values(graph_model)]
-
-
-def binary_weight_values(graph_model) -> list[tuple[WeightReport, object]]:
-    """The binary weights of an onnx_ir model (see :func:`_binary_weights`), each with its
-    ``onnx_ir.Value``; a tensor that several nodes consume is listed once."""
-    from xnorfault.sites import constant
-
-    found, seen = [], set()
-    for node in graph_model.graph.all_nodes():
-        index = WEIGHT_CONSUMERS.get(node.op_type)
-        if index is None or len(node.inputs) <= index:
-            continue
-        value = node.inputs[index]
-        weight = constant(value)
-        if weight is None or weight.ndim < 2 or not np.issubdtype(weight.dtype, np.floating):
-            continue
-        if id(value) in seen:
-            continue
-        magnitude = np.abs(weight)
-        if np.any(magnitude == 0):
-            continue
-        if np.allclose(magnitude, magnitude.flat[0]):
-            scaling = "per tensor"
-        else:
-            channels = magnitude.shape[-1] if node.op_type == "MatMul" else magnitude.shape[0]
-            rows = (
-                np.moveaxis(magnitude, -1, 0) if node.op_type == "MatMul" else magnitude
-            ).reshape(channels, -1)
-            if not np.allclose(rows, rows[:, :1]):
-                continue
-            scaling = "per channel"
-        seen.add(id(value))
-        report = WeightReport(
-            node=node.name or "",
-            op=node.op_type,
-            shape=list(weight.shape),
-            elements=int(weight.size),
-            scaling=scaling,
-            tensor=value.name or "",
-        )
-        found.append((report, value))
-    return found
 
 
 def _site_reports(prepared) -> list[SiteReport]:
@@ -182,21 +128,15 @@ def _site_reports(prepared) -> list[SiteReport]:
     return reports
 
 
-def inspect_model(
-    model: str | Path | onnx.ModelProto,
-    output: str | None = None,
-    layout: str | None = None,
-    runtime: bool = True,
+def inspect_graph(
+    model: str | Path | onnx.ModelProto, loaded: onnx.ModelProto | None = None
 ) -> ModelReport:
-    """What xnorfault sees in ``model`` (a path or a loaded model): see the module docstring.
-    ``output`` and ``layout`` are ``evaluate``'s ``--output`` and ``--layout``. A model
-    onnxruntime cannot load is reported (``onnxruntime_error``), not refused; ``runtime=False``
-    skips loading it (``inject`` loads nothing)."""
-    from xnorfault.lowering import unlowered_nodes
-    from xnorfault.rewrite import inject_flips, load_model, prepare_model
-
+    """What xnorfault sees in the graph of ``model`` (a path or a loaded model; ``loaded``: the
+    model at that path, already loaded), without loading it in a runtime: see the module
+    docstring. The runtime's part (the image input it feeds, the output it reads, the nodes it
+    cannot run) is :func:`xnorfault.runtimes.inspection.inspect_model`'s."""
     path = None if isinstance(model, onnx.ModelProto) else Path(model)
-    proto = load_model(path) if path is not None else model
+    proto = model if path is None else loaded if loaded is not None else load_model(path)
     initializers = {t.name for t in proto.graph.initializer}
     prepared = prepare_model(proto)
     graph_model = prepared.model
@@ -228,46 +168,11 @@ def inspect_model(
         unsupported=[],
         previously_injected=prepared.previously_injected,
     )
-    if runtime:
-        _check_with_onnxruntime(report, proto, output, layout, inject_flips)
-    report.actions = _actions(report)
+    report.actions = planned_actions(report)
     return report
 
 
-def _check_with_onnxruntime(report, proto, output, layout, inject_flips) -> None:
-    """Inject at zero rates, load the result in onnxruntime: the image input, the logits
-    output, the nodes it cannot run, or its one-line error."""
-    from xnorfault.faults import FlipRates
-    from xnorfault.runtimes.onnxruntime import OnnxRuntimeBackend, unsupported_nodes
-
-    if not report.sites:
-        report.onnxruntime_error = "no binary site: nothing to inject"
-        return
-    try:
-        injected = inject_flips(proto, FlipRates())
-    except XnorfaultError as error:
-        report.onnxruntime_error = str(error)
-        return
-    report.unsupported = [
-        {
-            "node": node.name or "",
-            "op": node.op_type,
-            "domain": node.domain,
-            "action": "left in the graph: onnxruntime cannot run it",
-        }
-        for node in unsupported_nodes(injected)
-    ]
-    try:
-        backend = OnnxRuntimeBackend(injected, threads=1, output=output, layout=layout)
-    except XnorfaultError as error:
-        report.onnxruntime_error = str(error)
-        return
-    report.data_input = backend.data_input.describe()
-    report.logits_output = backend.output_name
-    backend.close()
-
-
-def _actions(report: ModelReport) -> list[str]:
+def planned_actions(report: ModelReport) -> list[str]:
     """What xnorfault does about what it found, one sentence each."""
     actions = []
     if report.opset_converted_from is not None:

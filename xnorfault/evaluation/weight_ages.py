@@ -16,67 +16,27 @@ runtime).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
-import onnx
 
 from xnorfault.errors import XnorfaultError
-
-
-def weight_faults_unsupported(backend: str) -> XnorfaultError:
-    """The one-line error where weight faults cannot run: any backend but onnxruntime."""
-    return XnorfaultError(
-        f"weight faults run on ONNX models with the onnxruntime backend, not {backend}: LCE's "
-        "converter packs binary weights into bitpacked constants xnorfault does not rewrite; "
-        "evaluate the .onnx model with --backend onnxruntime"
-    )
-
-
-def binary_weight_tensors(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """The model's binary weights (:func:`xnorfault.inspection.binary_weight_values`) by
-    initializer name, and the model to run them in: the same one, or — where a weight is a
-    ``Constant`` node (a lowered QONNX quantizer) — a copy with those constants lifted to
-    initializers, which a runtime can replace."""
-    import onnx_ir as ir
-    from onnx_ir.passes.common import LiftConstantsToInitializersPass
-
-    from xnorfault.inspection import binary_weight_values
-    from xnorfault.sites import constant
-
-    model = ir.serde.deserialize_model(proto)
-    values = binary_weight_values(model)
-    if any(not value.is_initializer() for _, value in values):
-        LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=1)(model)
-        values = binary_weight_values(model)
-        proto = ir.serde.serialize_model(model)
-    tensors = {}
-    for _, value in values:
-        if not value.is_initializer():
-            raise XnorfaultError(
-                f"binary weight {value.name!r} is neither an initializer nor a Constant node's "
-                "value: xnorfault cannot place its faults"
-            )
-        tensors[value.name] = constant(value)
-    return proto, tensors
-
-
-def flipped(weights: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``weights`` with the masked elements negated (only the tensors with a flip)."""
-    out = {}
-    for name, mask in masks.items():
-        if mask.any():
-            values = weights[name].copy()
-            values.reshape(-1)[mask] *= -1
-            out[name] = values
-    return out
-
-
-def weight_signs(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each binary weight's stored value, flattened: ``True`` for +1."""
-    return {name: values.reshape(-1) >= 0 for name, values in weights.items()}
+from xnorfault.evaluation.jobs import Job, job_seed
+from xnorfault.evaluation.request import needs_rate_maps
+from xnorfault.graph.weights import flipped, weight_signs
+from xnorfault.mram.chips import ChipPopulation, chip_rates, draw_chip
+from xnorfault.mram.weights import (
+    WeightTables,
+    draw_weight_chip,
+    format_age,
+    weight_error,
+    weight_faults,
+)
+from xnorfault.statistics import chip_distribution, summarise, yield_estimate
 
 
 def evaluate_weight_ages(
-    campaign,
+    test_runner,
     device,
     memory,
     ages: list[float],
@@ -98,18 +58,7 @@ def evaluate_weight_ages(
     ``chips`` (per-chip accuracies), their mean, 95 % t-interval, 5th percentile and worst
     chip, and with ``max_drop`` the ``yield`` — the share of chips within the drop — with its
     Clopper–Pearson interval."""
-    from xnorfault.campaign import Job, job_seed
-    from xnorfault.evaluation import summarise
-    from xnorfault.mram.weights import (
-        WeightTables,
-        draw_weight_chip,
-        format_age,
-        weight_error,
-        weight_faults,
-    )
-    from xnorfault.statistics import binomial_interval
-
-    backend = campaign.backend
+    backend = test_runner.backend
     weights = backend.binary_weights()
     if not weights:
         raise XnorfaultError(
@@ -131,7 +80,9 @@ def evaluate_weight_ages(
                 # seeds by coordinates (age, chip, repeat): any age evaluated alone agrees
                 key = f"weights|age={age!r}"
                 runs = [
-                    campaign.correct(rates, seed=job_seed(campaign.seed, key, Job(slot, index, r)))
+                    test_runner.correct(
+                        rates, seed=job_seed(test_runner.seed, key, Job(slot, index, r))
+                    )
                     for r in range(repeats)
                 ]
                 per_age[slot]["accuracies"].append(float(np.mean([r.mean() for r in runs])))
@@ -160,22 +111,84 @@ def evaluate_weight_ages(
             **summary,
             "repeats": repeats,
             "chips": collected["accuracies"],
-            "chip_accuracy": {
-                "count": int(values.size),
-                "mean": summary["accuracy_mean"],
-                "p5": float(np.percentile(values, 5)),
-                "worst": float(values.min()),
-            },
+            "chip_accuracy": chip_distribution(values),
             "accuracy_drop": baseline - summary["accuracy_mean"],
         }
         if max_drop is not None:
-            within = int(np.sum(values >= baseline - max_drop))
-            point["yield"] = within / values.size
-            point["yield_ci95"] = binomial_interval(within, values.size)
+            point.update(yield_estimate(values >= baseline - max_drop))
         else:
             point["yield"] = None
         points.append(point)
     return points
 
 
-__all__ = ["binary_weight_tensors", "evaluate_weight_ages", "flipped", "weight_signs"]
+def run_weight_evaluation(request, test_runner, points, progress) -> dict:
+    """Every chip at every age (:func:`xnorfault.evaluation.weight_ages.evaluate_weight_ages`), with
+    the activation faults of the one point on top (per-address on a varied device)."""
+    runner = test_runner.backend
+    point = points[0]
+    sites = runner.sites
+    everywhere = {site: point.spec.activation_rates(site) for site in sites}
+    population = None
+    if request.source is not None and needs_rate_maps(request):
+        population = ChipPopulation.build(
+            request.source.device,
+            {site: runner.site_addresses.get(site) for site in sites},
+            request.chips or 1,
+            request.chip_seed,
+            request.source.pulse,
+            request.source.voltages,
+        )
+
+    def activation_rates(index: int):
+        if population is None:
+            return everywhere
+        chip = draw_chip(population.device, population.addresses, request.chip_seed, index)
+        return chip_rates(chip, population.table, point.voltage)
+
+    clean = test_runner.correct({})
+    baseline = float(clean.mean())
+    count = request.chips or 1
+    task = progress.add_task("evaluating", total=count * len(request.ages)) if progress else None
+    with progress if progress is not None else nullcontext():
+        results = evaluate_weight_ages(
+            test_runner,
+            request.weight_device,
+            request.weight_memory,
+            list(request.ages),
+            count,
+            request.chip_seed,
+            activation_rates,
+            request.repeats,
+            baseline,
+            request.max_drop,
+            (lambda: progress.advance(task)) if progress else None,
+        )
+    for result in results:
+        result.update(
+            {
+                "activation_point": point.label,
+                "ber": point.ber,
+                "voltage": point.voltage,
+                "pulse": point.pulse,
+                "p_flip_pos_to_neg": point.rates.pos_to_neg,
+                "p_flip_neg_to_pos": point.rates.neg_to_pos,
+            }
+        )
+    memory, device = request.weight_memory, request.weight_device
+    result = {
+        "baseline_accuracy": baseline,
+        "points": results,
+        "sites": sites,
+        "test_images": int(len(test_runner.labels)),
+        "weight_memory": memory.to_dict(device),
+        "weight_memory_summary": memory.describe(device),
+        "weight_device": device.to_dict(),
+        "weight_chips": {"count": count, "seed": request.chip_seed, "varied": device.varies},
+    }
+    if population is not None:
+        result["chip_draw"] = population.describe()
+    return result
+
+
+__all__ = ["evaluate_weight_ages", "run_weight_evaluation"]

@@ -11,7 +11,7 @@ why a match fails:
   or 1-bit ``Quant`` with a computed scale);
 - :class:`SignSite` — ``Sign(x)`` (``torch.sign`` exported by ``torch.onnx.export``).
 
-QONNX quantizers become these patterns in :mod:`xnorfault.lowering`.
+QONNX quantizers become these patterns in :mod:`xnorfault.graph.lowering`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 r"""``xnorfault.BitFlip``: the flip of one binary site as one ONNX node.
 
 A model-local ONNX function (domain ``xnorfault``) written in onnxscript, so that its body reads
-line by line like the numpy reference, :func:`xnorfault.generator.flip_mask`::
+line by line like the numpy reference, :func:`xnorfault.graph.generator.flip_mask`::
 
     flipped = BitFlip<site_index>(x, p_pos, p_neg, flip_seed)
 
@@ -21,7 +21,7 @@ negates each element of ``x`` independently, with probability ``p_pos`` where it
   Candidates are drawn at the largest rate of either map and a candidate at address a of
   sign s is kept with probability :math:`p_s[a]/p`, so every write still fails exactly with its
   own cell's rate, at a cost that follows the flips.
-- **Randomness** from SplitMix64 (:mod:`xnorfault.generator`) in integer ONNX ops: stream keys
+- **Randomness** from SplitMix64 (:mod:`xnorfault.graph.generator`) in integer ONNX ops: stream keys
   :math:`\mathrm{mix64}(s \oplus c_{i,k})` of the ``flip_seed`` s and constants of site
   ``site_index`` i. onnxruntime's own random ops repeat their pattern after a few thousand
   large runs and give equal streams to sessions of one model, so ``RandomUniform`` is used only
@@ -47,9 +47,9 @@ from onnxscript import DOUBLE, FLOAT, INT64, UINT64, script
 from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
-from xnorfault.contract import BITFLIP_DOMAIN, BITFLIP_OP, BITFLIP_PREVIOUS_OP
 from xnorfault.errors import XnorfaultError
-from xnorfault.generator import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS, STREAMS_PER_SITE
+from xnorfault.graph.contract import BITFLIP_DOMAIN, BITFLIP_OP, BITFLIP_PREVIOUS_OP
+from xnorfault.graph.generator import GOLDEN, MIX_MULTIPLIERS, MIX_SHIFTS, STREAMS_PER_SITE
 
 BITFLIP_OPSET = Opset(BITFLIP_DOMAIN, 1)
 OPSET_VERSION = 18  # bitwise ops and ScatterElements' reduction "mul"
@@ -80,7 +80,7 @@ MINUS_ONE_F32, PLUS_ONE_F32, ZERO_F32 = (_constant(v, np.float32) for v in (-1.0
 
 @script(BITFLIP_OPSET, default_opset=op)
 def Mix64(z: UINT64) -> UINT64:
-    """SplitMix64 finaliser (:func:`xnorfault.generator.mix64`)."""
+    """SplitMix64 finaliser (:func:`xnorfault.graph.generator.mix64`)."""
     z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_A), direction="RIGHT"))
     z = op.Mul(z, op.Constant(value=MULTIPLIER_A))
     z = op.BitwiseXor(z, op.BitShift(z, op.Constant(value=SHIFT_B), direction="RIGHT"))
@@ -92,7 +92,7 @@ def Mix64(z: UINT64) -> UINT64:
 @script(BITFLIP_OPSET, default_opset=op)
 def Uniforms(key: UINT64, weyl: UINT64) -> DOUBLE:
     """(mix64(key + j φ) >> 11 + 1/2) 2^-53 for the Weyl sequence j φ
-    (:func:`xnorfault.generator.uniforms`)."""
+    (:func:`xnorfault.graph.generator.uniforms`)."""
     hashed = Mix64(op.Add(key, weyl))
     top = op.Cast(
         op.BitShift(hashed, op.Constant(value=TOP_53), direction="RIGHT"), to=TensorProto.DOUBLE
@@ -103,7 +103,7 @@ def Uniforms(key: UINT64, weyl: UINT64) -> DOUBLE:
 @script(BITFLIP_OPSET, default_opset=op)
 def StreamKeys(flip_seed: INT64, site: UINT64) -> UINT64:
     """The site's two stream keys mix64(seed ^ mix64((2 i + 1, 2 i + 2) φ)) (as
-    :func:`xnorfault.generator.stream_keys`); a negative ``flip_seed`` draws 53 random bits."""
+    :func:`xnorfault.graph.generator.stream_keys`); a negative ``flip_seed`` draws 53 random bits."""
     draw = op.RandomUniform(dtype=TensorProto.DOUBLE, shape=[])
     drawn_seed = op.Cast(op.Floor(op.Mul(draw, op.Constant(value=TWO_TO_53))), to=TensorProto.INT64)
     seed = op.Where(op.Less(flip_seed, op.Constant(value=ZERO_INDEX)), drawn_seed, flip_seed)
@@ -115,7 +115,7 @@ def StreamKeys(flip_seed: INT64, site: UINT64) -> UINT64:
 @script(BITFLIP_OPSET, default_opset=op)
 def CandidateWeyl(size: DOUBLE, rate: DOUBLE) -> UINT64:
     """The Weyl sequence j φ for j < K = ceil(N p + 10 sqrt(N p) + 16) (as
-    :func:`xnorfault.generator.gap_count`): one term per candidate gap of N elements at rate p."""
+    :func:`xnorfault.graph.generator.gap_count`): one term per candidate gap of N elements at rate p."""
     mean = op.Mul(size, rate)
     spread = op.Mul(op.Sqrt(mean), op.Constant(value=TEN))
     gap_count = op.Cast(
@@ -129,7 +129,7 @@ def CandidateWeyl(size: DOUBLE, rate: DOUBLE) -> UINT64:
 def WriteFailures(flat: FLOAT, rate_pos: DOUBLE, rate_neg: DOUBLE, keys: UINT64):
     """Positions (clipped into range) of the candidate failures, and which of them fail: each
     element with the rate of its sign at its address, by geometric skipping and thinning (as
-    :func:`xnorfault.generator.flip_mask`). ``rate_pos`` and ``rate_neg`` are vectors of one
+    :func:`xnorfault.graph.generator.flip_mask`). ``rate_pos`` and ``rate_neg`` are vectors of one
     rate, or of one rate per address (element of one image: flat index mod the map's length)."""
     gap_key = op.Gather(keys, op.Constant(value=ZERO_INDEX), axis=0)
     thin_key = op.Gather(keys, op.Constant(value=ONE_INDEX), axis=0)
@@ -205,7 +205,7 @@ def BitFlipPrevious(
 ) -> FLOAT:
     """Write model ``previous``: image i of the batch writes over what image i − 1 left stored;
     a write fails (rate of the value written) only where the stored value differs, and then
-    reads the stored value (:func:`xnorfault.generator.write_mask`). The stored value before a
+    reads the stored value (:func:`xnorfault.graph.generator.write_mask`). The stored value before a
     failure at step j is the value written at the last step before j that did not fail at that
     address (a run of failures keeps the cell unchanged), or ``initial_state`` (−1, +1, or 0 for
     a random ±1 per address) before the first image."""

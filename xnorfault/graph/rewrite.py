@@ -1,18 +1,18 @@
 r"""Graph rewrite: random bit flips at every binary activation of an ONNX model.
 
 Each binary site (a tensor of ±c values) gets one node, ``xnorfault.BitFlip`` (a model-local ONNX
-function, :mod:`xnorfault.bitflip`), that negates each element independently with probability
+function, :mod:`xnorfault.graph.bitflip`), that negates each element independently with probability
 :math:`p_{+\to-}` where it is positive and :math:`p_{-\to+}` where it is negative; the site's
 consumers read the flipped tensor ``SITE.flipped``. The rates are graph inputs
-``p_flip_pos.SITE`` / ``p_flip_neg.SITE`` (float scalars, :func:`xnorfault.contract.rate_input_names`;
+``p_flip_pos.SITE`` / ``p_flip_neg.SITE`` (float scalars, :func:`xnorfault.graph.contract.rate_input_names`;
 with ``rate_maps`` vectors of one rate, or of one rate per element of an image for a chip whose
 cells differ) whose defaults are the rates given at injection, so one file serves a whole sweep; ``flip_seed``
-(int64 scalar) makes the draw reproducible — feed :func:`xnorfault.generator.run_seed` of the
+(int64 scalar) makes the draw reproducible — feed :func:`xnorfault.graph.generator.run_seed` of the
 campaign's seed and the run index for independent masks; the default ``-1`` draws a seed from
 onnxruntime's generator at each run.
 
 Sites come from the ``xnorfault.binary_sites`` metadata of exported models, or from the patterns
-of :mod:`xnorfault.sites` in foreign graphs, after QONNX ``BipolarQuant`` nodes are lowered.
+of :mod:`xnorfault.graph.sites` in foreign graphs, after QONNX ``BipolarQuant`` nodes are lowered.
 Graph surgery uses onnx_ir (use-def rewiring, its topological sort and constant lookup);
 the deployed side imports onnxscript only when it injects.
 """
@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from xnorfault.contract import (
+from xnorfault.errors import XnorfaultError
+from xnorfault.faults import FaultSpec, FlipRates, WriteModel
+from xnorfault.graph.contract import (
     BITFLIP_DOMAIN,
     BITFLIP_OP,
     BITFLIP_OPS,
@@ -40,8 +42,6 @@ from xnorfault.contract import (
     rate_input_names,
     rate_map_dim,
 )
-from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSpec, FlipRates, WriteModel
 
 GENERATOR = "SplitMix64 counter-based generator, geometric skipping (xnorfault.BitFlip)"
 # Flips injected before BitFlip existed were loose nodes with these name prefixes; re-injection
@@ -161,8 +161,8 @@ METADATA_PATTERN = "xnorfault.binary_sites metadata"
 
 def _binary_sites(model) -> dict[str, str]:
     """Sites of an onnx_ir model, each with how it was found: its metadata's, else those the
-    patterns of :mod:`xnorfault.sites` find."""
-    from xnorfault.sites import match_sites
+    patterns of :mod:`xnorfault.graph.sites` find."""
+    from xnorfault.graph.sites import match_sites
 
     tagged = model.metadata_props.get(SITES_KEY)
     if tagged:
@@ -194,8 +194,8 @@ def prepare_model(model: onnx.ModelProto) -> PreparedModel:
     """The steps every injection and ``xnorfault inspect`` take, in one place."""
     import onnx_ir as ir
 
-    from xnorfault.bitflip import OPSET_VERSION
-    from xnorfault.lowering import lower_qonnx
+    from xnorfault.graph.bitflip import OPSET_VERSION
+    from xnorfault.graph.lowering import lower_qonnx
 
     original = _default_opset(model)
     model = _ensure_opset(model, OPSET_VERSION)
@@ -300,7 +300,7 @@ def inject_flips(
     """
     import onnx_ir as ir
 
-    from xnorfault.bitflip import OPSET_VERSION, bitflip_function
+    from xnorfault.graph.bitflip import OPSET_VERSION, bitflip_function
 
     prepared = prepare_model(model)
     found = list(prepared.sites)
@@ -454,7 +454,7 @@ def _rates_for(rates, site: str) -> FlipRates:
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
-    from xnorfault.bitflip import OPSET_VERSION
+    from xnorfault.graph.bitflip import OPSET_VERSION
 
     return next(
         (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET_VERSION

@@ -1,0 +1,335 @@
+"""A campaign folder: shards of one evaluation run into one folder, each job saved as it
+arrives; an interrupted shard resumes, and ``--merge`` assembles the result once every job is
+there.
+
+``campaign.json`` records everything that decides the jobs' results (:func:`campaign_description`:
+the model and a file test set by path and SHA-256, the fault source, write model, repeats,
+chips, seeds, batch size) under a fingerprint; a shard of another campaign is refused, and
+``--merge DIR`` rebuilds the request from it (:func:`campaign_request`). Imports numpy only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation.executors import run_jobs
+from xnorfault.evaluation.jobs import Job, JobRunner, pack_correct, plan_of, unpack_correct
+from xnorfault.evaluation.request import EvaluationRequest
+from xnorfault.evaluation.results import assemble
+from xnorfault.faults import FaultSource, FlipRates, WriteModel
+from xnorfault.io import atomic_create_text, atomic_write_text, named_few, strangers_in
+from xnorfault.mram.device import MTJ
+
+CAMPAIGN_FORMAT = 1
+
+CAMPAIGN_FILE = "campaign.json"
+
+JOBS_FOLDER = "jobs"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``--shard I/N``: the I-th (1-based) of N slices."""
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise XnorfaultError(f"--shard {text!r}: write I/N, e.g. 1/4") from None
+    if not 1 <= index <= count:
+        raise XnorfaultError(f"--shard {text!r}: I must lie between 1 and N")
+    return index, count
+
+
+def shard_jobs(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """Shard ``index`` of ``count`` (1-based): every count-th job, so each shard holds a share
+    of every point."""
+    return jobs[index - 1 :: count]
+
+
+@dataclass
+class CampaignFolder:
+    """``evaluate --out DIR``: ``campaign.json`` (the request and a fingerprint of the model and
+    test set) and one file per finished job under ``jobs/``, each written atomically."""
+
+    path: Path
+
+    @property
+    def description_file(self) -> Path:
+        return self.path / CAMPAIGN_FILE
+
+    def job_file(self, job: Job) -> Path:
+        return self.path / JOBS_FOLDER / f"{job.name}.json"
+
+    def claim(self, description: dict) -> None:
+        """Write the description, or check that the folder holds this same campaign; a folder
+        xnorfault did not create is never written into."""
+        if self.path.exists() and not self.path.is_dir():
+            raise XnorfaultError(f"--out {self.path} is a file: give a folder for the campaign")
+        if self.description_file.is_file():
+            existing = read_json(self.description_file)
+            if existing.get("fingerprint") != description["fingerprint"]:
+                raise XnorfaultError(
+                    f"{self.path} holds another campaign (model, test set or options differ): "
+                    "give a new --out folder"
+                )
+            return
+        strangers = (
+            strangers_in(self.path, CAMPAIGN_FILE, (JOBS_FOLDER,)) if self.path.is_dir() else []
+        )
+        if strangers:
+            raise XnorfaultError(
+                f"{self.path} is not empty and holds no {CAMPAIGN_FILE} ({named_few(strangers)}): "
+                "give a new or empty --out folder"
+            )
+        # shards may start together: the first to create the description wins, atomically; the
+        # others find it there and check that it describes their campaign
+        text = json.dumps(description, indent=1) + "\n"
+        if not atomic_create_text(self.description_file, text):
+            existing = read_json(self.description_file)
+            if existing.get("fingerprint") != description["fingerprint"]:
+                raise XnorfaultError(
+                    f"{self.path} was claimed by another campaign meanwhile: give a new --out folder"
+                )
+        (self.path / JOBS_FOLDER).mkdir(exist_ok=True)
+
+    def done(self, job: Job, fingerprint: str, images: int) -> bool:
+        path = self.job_file(job)
+        if not path.is_file():
+            return False
+        try:
+            self.load(job, fingerprint, images)
+        except XnorfaultError:
+            return False  # a damaged or foreign file: the job runs again and replaces it
+        return True
+
+    def save(self, job: Job, correct: np.ndarray, fingerprint: str) -> None:
+        packed, count = pack_correct(correct)
+        record = {
+            "format": CAMPAIGN_FORMAT,
+            "campaign": fingerprint,
+            "job": job.to_dict(),
+            "images": count,
+            "correct": base64.b64encode(packed).decode("ascii"),
+        }
+        atomic_write_text(self.job_file(job), json.dumps(record) + "\n")
+
+    def load(self, job: Job, fingerprint: str, images: int) -> np.ndarray:
+        record = read_json(self.job_file(job))
+        if (
+            record.get("campaign") != fingerprint
+            or record.get("job") != job.to_dict()
+            or record.get("images") != images
+        ):
+            raise XnorfaultError(f"{self.job_file(job)} belongs to another campaign or job")
+        try:
+            packed = base64.b64decode(record["correct"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise XnorfaultError(f"{self.job_file(job)}: its results are damaged") from None
+        if len(packed) != (images + 7) // 8:
+            raise XnorfaultError(f"{self.job_file(job)}: its results are damaged")
+        return unpack_correct(packed, images)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise XnorfaultError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise XnorfaultError(f"{path} is not a JSON object")
+    return data
+
+
+def fingerprint(description: dict) -> str:
+    """SHA-256 of a campaign's description (request, model and test-set digests)."""
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_in_folder(request, test_runner, points, chips, progress) -> dict:
+    """Run this shard's unfinished jobs into the campaign folder, each saved as it arrives;
+    assemble the result when every job of the campaign is there, else say what is missing."""
+    folder = CampaignFolder(Path(request.out))
+    description = campaign_description(request)
+    folder.claim(description)
+    stamp = description["fingerprint"]
+    count = len(test_runner.labels)
+    plan = plan_of(
+        points, request.repeats, chips, test_runner.backend.sites if request.per_layer else ()
+    )
+    jobs = plan.jobs()
+    mine = [] if request.merge else shard_jobs(jobs, *(request.shard or (1, 1)))
+    todo = [job for job in mine if not folder.done(job, stamp, count)]
+    if todo:
+        task = progress.add_task("evaluating", total=len(todo)) if progress else None
+        with progress if progress is not None else nullcontext():
+            run_jobs(
+                todo,
+                JobRunner(test_runner, points, chips),
+                request,
+                request.workers,
+                request.executor,
+                request.address,
+                (lambda: progress.advance(task)) if progress else None,
+                lambda job, correct: folder.save(job, correct, stamp),
+            )
+    missing = [job for job in jobs if not folder.done(job, stamp, count)]
+    summary = {
+        "folder": str(folder.path),
+        "jobs": len(jobs),
+        "run_here": len(todo),
+        "already_done": len(mine) - len(todo),
+        "missing": len(missing),
+        "shard": list(request.shard) if request.shard else None,
+    }
+    if missing:
+        incomplete = sorted({job.point for job in missing})
+        return {
+            "campaign_incomplete": True,
+            "campaign": summary
+            | {"incomplete_points": ["baseline" if i < 0 else points[i].label for i in incomplete]},
+        }
+    outcomes = {job: folder.load(job, stamp, count) for job in jobs}
+    result = assemble(
+        points,
+        outcomes,
+        request.repeats,
+        test_runner.backend.sites,
+        chips,
+        request.max_drop,
+        request.per_layer,
+    )
+    result["test_images"] = count
+    result["campaign"] = summary
+    return result
+
+
+def campaign_description(request: EvaluationRequest) -> dict:
+    """What a campaign folder holds: everything that decides its jobs' results — the model
+    and a file test set by path and SHA-256, the fault source, write model, repeats, chips,
+    seeds, batch size — and, apart, what only shapes the merged result (``max_drop``)."""
+    source = request.source
+    if source is not None and source.device is not None and source.device.measured is not None:
+        raise XnorfaultError(
+            "a campaign folder records its device by its parameters: a measured WER table "
+            "cannot be recorded; run it in one process"
+        )
+    data_path = Path(request.data)
+    jobs = {
+        "model": str(Path(request.model).resolve()),
+        "model_sha256": file_digest(Path(request.model)),
+        "data": str(data_path.resolve()) if data_path.is_file() else request.data,
+        "data_sha256": file_digest(data_path) if data_path.is_file() else None,
+        "source": None if source is None else _source_description(source),
+        "repeats": request.repeats,
+        "seed": request.seed,
+        "batch_size": request.batch_size,
+        "limit": request.limit,
+        "per_layer": request.per_layer,
+        "output": request.output,
+        "layout": request.layout,
+        "write": None if request.write is None else request.write.to_dict(),
+        "chips": request.chips,
+        "chip_seed": request.chip_seed,
+    }
+    return {
+        "format": 1,
+        "jobs": jobs,
+        "fingerprint": fingerprint(jobs),
+        "max_drop": request.max_drop,
+    }
+
+
+def _source_description(source: FaultSource) -> dict:
+    return {
+        "bers": list(source.bers),
+        "rates": None if source.rates is None else source.rates.to_dict(),
+        "voltages": list(source.voltages),
+        "pulse": source.pulse,
+        "device": None if source.device is None else source.device.to_dict(),
+        "write": source.write.to_dict(),
+    }
+
+
+def campaign_request(folder, given: EvaluationRequest) -> EvaluationRequest:
+    """``evaluate --merge DIR``: the request a campaign folder recorded (checked: the model
+    file still has its digest), with the executor options of ``given``."""
+    path = Path(folder) / CAMPAIGN_FILE
+    if not path.is_file():
+        raise XnorfaultError(
+            f"{folder} holds no {CAMPAIGN_FILE}: give the --out folder of a campaign"
+        )
+    description = read_json(path)
+    jobs = description.get("jobs")
+    if not isinstance(jobs, dict) or fingerprint(jobs) != description.get("fingerprint"):
+        raise XnorfaultError(f"{path} is damaged (its fingerprint does not match its contents)")
+    model = Path(jobs["model"])
+    if not model.is_file() or file_digest(model) != jobs["model_sha256"]:
+        raise XnorfaultError(f"the campaign's model {model} is missing or has changed since")
+    source = None
+    if jobs["source"] is not None:
+        raw = jobs["source"]
+        device = None
+        if raw["device"] is not None:
+            fields = {
+                k: v
+                for k, v in raw["device"].items()
+                if k not in ("measured", "weight_memory", "defaulted")
+            }
+            device = MTJ(**fields)
+        source = FaultSource(
+            bers=tuple(raw["bers"]),
+            rates=None if raw["rates"] is None else FlipRates.from_dict(raw["rates"]),
+            voltages=tuple(raw["voltages"]),
+            pulse=raw["pulse"],
+            device=device,
+            write=WriteModel.from_dict(raw["write"]),
+        )
+    return replace(
+        given,
+        model=model,
+        data=jobs["data"],
+        source=source,
+        repeats=jobs["repeats"],
+        seed=jobs["seed"],
+        batch_size=jobs["batch_size"],
+        limit=jobs["limit"],
+        per_layer=jobs["per_layer"],
+        output=jobs["output"],
+        layout=jobs["layout"],
+        write=None if jobs["write"] is None else WriteModel.from_dict(jobs["write"]),
+        chips=jobs["chips"],
+        chip_seed=jobs["chip_seed"],
+        max_drop=given.max_drop if given.max_drop is not None else description.get("max_drop"),
+        out=Path(folder),
+        merge=True,
+        latency_batches=(),
+    )
+
+
+__all__ = [
+    "CAMPAIGN_FILE",
+    "CAMPAIGN_FORMAT",
+    "CampaignFolder",
+    "campaign_description",
+    "campaign_request",
+    "file_digest",
+    "fingerprint",
+    "parse_shard",
+    "read_json",
+    "run_in_folder",
+    "shard_jobs",
+]
