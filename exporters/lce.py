@@ -96,13 +96,13 @@ def layer_spec(model) -> tuple[dict, dict[str, np.ndarray]]:
     """
     from torch import nn
 
-    from xnorfault.exporters.onnx import _flatten_modules
+    from xnorfault.exporters.onnx import flatten_modules
     from xnorfault.models.layers import BinaryActivation, BinaryConv2d, BinaryLinear
 
     model = model.eval()
     arrays = _Arrays()
     layers: list[dict] = []
-    modules = _flatten_modules(model.features) + _flatten_modules(model.classifier)
+    modules = flatten_modules(model.features) + flatten_modules(model.classifier)
     for module in modules:
         if isinstance(module, BinaryActivation):
             layers.append({"op": "binarize", "site": module.flip.site})

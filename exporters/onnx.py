@@ -200,11 +200,11 @@ def _emit_sequence(builder: _GraphBuilder, modules: list, x: str, sites: list[st
     return x
 
 
-def _flatten_modules(module) -> list:
+def flatten_modules(module) -> list:
     from torch import nn
 
     if isinstance(module, nn.Sequential):
-        return [leaf for child in module for leaf in _flatten_modules(child)]
+        return [leaf for child in module for leaf in flatten_modules(child)]
     return [module]
 
 
@@ -219,7 +219,7 @@ def export_onnx(
     model = model.eval()
     builder = _GraphBuilder()
     sites: list[str] = []
-    modules = _flatten_modules(model.features) + _flatten_modules(model.classifier)
+    modules = flatten_modules(model.features) + flatten_modules(model.classifier)
     output = _emit_sequence(builder, modules, INPUT_NAME, sites)
     builder.nodes.append(
         helper.make_node("Identity", [output], [OUTPUT_NAME], name="xnorfault/output")

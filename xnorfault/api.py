@@ -398,10 +398,10 @@ def evaluate(
     >>> sweep.plot(workdir / "sweep.png").name
     'sweep.png'
     """
-    from xnorfault.cli._common import progress_bar
     from xnorfault.evaluation.campaign import parse_shard
     from xnorfault.evaluation.request import EvaluationRequest
     from xnorfault.evaluation.run import run_evaluation
+    from xnorfault.progress import progress_bar
     from xnorfault.units import parse_rate
 
     if merge is not None:
@@ -581,10 +581,10 @@ def train(
     >>> 0 <= record["points"][0]["final_test_accuracy_mean"] <= 1
     True
     """
-    from xnorfault.cli._common import progress_bar
     from xnorfault.data import load_dataset
     from xnorfault.faults import FaultSpec, FlipRates, WriteModel
     from xnorfault.models import model_info
+    from xnorfault.progress import progress_bar
     from xnorfault.training.runner import Distributed, Run, TrainConfig, resolve_device
     from xnorfault.units import parse_rate
 

@@ -493,7 +493,7 @@ def deploy(
     from xnorfault import __version__
     from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device
-    from xnorfault.mram.device import preset_toml
+    from xnorfault.mram.device_file import preset_toml
     from xnorfault.targets import ALIASES, available_targets, load_target, profile_text
 
     target = load_target(target_name)

@@ -143,6 +143,27 @@ class _TensorBoard:
         writer.close()
 
 
+class _QuietClient:
+    """An MLflow client whose calls hide one warning of MLflow's own (its SQLAlchemy queries
+    use a loader SQLAlchemy 2.1 deprecates: not the user's concern), for the call alone: the
+    process's warning filters stay as they were."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+
+        def quietly(*args, **kwargs):
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message=r"The ``noload`` loader strategy is deprecated"
+                )
+                return method(*args, **kwargs)
+
+        return quietly
+
+
 def _mlflow_client(folder: Path):
     try:
         from mlflow.tracking import MlflowClient
@@ -150,10 +171,8 @@ def _mlflow_client(folder: Path):
         raise XnorfaultError("--log mlflow needs MLflow: pip install 'xnorfault[mlflow]'") from None
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # MLflow's own SQLAlchemy queries use a loader SQLAlchemy 2.1 deprecates: not the user's concern
-    warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(folder / 'mlflow.db').resolve()}"
-    client = MlflowClient(tracking_uri=uri)
+    client = _QuietClient(MlflowClient(tracking_uri=uri))
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"xnorfault/{folder.resolve().name}"
     experiment = client.get_experiment_by_name(name)
     if experiment is None:

@@ -30,7 +30,7 @@ _DURATION_SCALE = {
 _VOLTAGE_SCALE = {"": 1.0, "v": 1.0, "mv": 1e-3}
 
 # Long durations for retention: a year is the Julian year (365.25 days).
-_LONG_DURATION_SCALE = {
+LONG_DURATION_SCALE = {
     "min": 60.0,
     "h": 3600.0,
     "d": 86400.0,
@@ -64,7 +64,7 @@ def parse_duration(text: str | float) -> float:
     """Duration in seconds from ``"10ns"``, ``"1.5e-8"``, ``"2 us"``, ``"10y"``."""
     if isinstance(text, int | float):
         return float(text)
-    return _parse(text, _DURATION_SCALE | _LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8"')
+    return _parse(text, _DURATION_SCALE | LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8"')
 
 
 ZERO_CELSIUS = 273.15  # K

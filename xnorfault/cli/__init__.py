@@ -69,7 +69,15 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI, turning bad input into one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
-    warnings.showwarning = _show_warning
+    # warnings reach the user as one line while the command runs; the process's own display
+    # is restored after it (main runs inside other programs too: tests, notebooks)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        sys.exit(_run(command, argv))
+
+
+def _run(command, argv: list[str] | None) -> int:
+    """The command's exit status; bad input as one line on stderr and status 2."""
     try:
         result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
     except XnorfaultError as error:
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(result if isinstance(result, int) else 0)
+    return result if isinstance(result, int) else 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

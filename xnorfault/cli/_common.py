@@ -13,27 +13,6 @@ from xnorfault.io import json_text
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def progress_bar(disabled: bool):
-    """A transient rich progress display on stderr (stdout stays clean for --json)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=disabled,
-    )
-
-
 def emit_json(data) -> None:
     """Print ``data`` as strict JSON on stdout (non-finite floats become null)."""
     sys.stdout.write(json_text(data))

@@ -491,7 +491,9 @@ def fit_command(
     from dataclasses import replace
 
     from xnorfault.io import atomic_write_text, check_output_file
-    from xnorfault.mram.measured import MeasuredWER, fit_device
+    from xnorfault.mram.device_file import device_toml
+    from xnorfault.mram.fit import fit_device
+    from xnorfault.mram.measured import MeasuredWER
 
     measured = MeasuredWER.from_csv(table)
     if output is not None:
@@ -527,40 +529,3 @@ def fit_command(
     )
     if output is not None:
         console.print(f"wrote {output}")
-
-
-def device_toml(device) -> str:
-    """A device description in the format of ``xnorfault/devices/paper.toml``."""
-    return "\n".join(
-        [
-            f"name = {json_string(device.name)}",
-            f"description = {json_string(device.description)}",
-            "",
-            "[switching]",
-            f"delta = {device.delta!r}",
-            f'tau_d = "{device.tau_d!r}"',
-            f'vc0_p_to_ap = "{device.vc0!r}"',
-            f'vc0_ap_to_p = "{(device.vc0_ap_to_p or device.vc0)!r}"',
-            f'max_pulse = "{device.max_pulse!r}"',
-            "",
-            "[breakdown]",
-            f'vbd = "{device.vbd!r}"',
-            f"gamma = {device.breakdown_gamma!r}",
-            f'time_at_vbd = "{device.breakdown_time_at_vbd!r}"',
-            "",
-            "[resistance]",
-            f"r_p = {device.r_p!r}",
-            f"r_ap = {device.r_ap!r}",
-            "",
-            "[retention]",
-            f'attempt_time = "{device.attempt_time!r}"',
-            f"reference_temperature = {device.reference_temperature!r}",
-            "",
-        ]
-    )
-
-
-def json_string(text: str) -> str:
-    import json
-
-    return json.dumps(text)  # a TOML basic string is a JSON string

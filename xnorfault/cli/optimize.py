@@ -8,8 +8,9 @@ import typer
 from rich.table import Table
 
 from xnorfault.cli import _options as options
-from xnorfault.cli._common import console, emit_json, progress_bar
+from xnorfault.cli._common import console, emit_json
 from xnorfault.errors import XnorfaultError
+from xnorfault.progress import progress_bar
 
 
 def optimize_command(

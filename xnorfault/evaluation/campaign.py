@@ -26,7 +26,7 @@ from xnorfault.evaluation.request import EvaluationRequest
 from xnorfault.evaluation.results import assemble
 from xnorfault.faults import FaultSource, FlipRates, WriteModel
 from xnorfault.io import atomic_create_text, atomic_write_text, named_few, strangers_in
-from xnorfault.mram.device import MTJ
+from xnorfault.mram.device_file import device_from_dict
 
 CAMPAIGN_FORMAT = 1
 
@@ -284,12 +284,7 @@ def campaign_request(folder, given: EvaluationRequest) -> EvaluationRequest:
         raw = jobs["source"]
         device = None
         if raw["device"] is not None:
-            fields = {
-                k: v
-                for k, v in raw["device"].items()
-                if k not in ("measured", "weight_memory", "defaulted")
-            }
-            device = MTJ(**fields)
+            device = device_from_dict(raw["device"])
         source = FaultSource(
             bers=tuple(raw["bers"]),
             rates=None if raw["rates"] is None else FlipRates.from_dict(raw["rates"]),

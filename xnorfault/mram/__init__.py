@@ -5,7 +5,8 @@ target WER, endurance, write energy and retention; ``load_device`` reads device 
 ``table_one`` reproduces the paper's Table I. Imports numpy and scipy only.
 """
 
-from xnorfault.mram.device import DIRECTIONS, MTJ, Direction, available_devices, load_device
+from xnorfault.mram.device import DIRECTIONS, MTJ, Direction
+from xnorfault.mram.device_file import available_devices, load_device
 from xnorfault.mram.switching import (
     default_terms,
     legendre_generator,

@@ -1,16 +1,12 @@
 r"""Measured write error rates: a device described by a table of (voltage, pulse, WER P→AP, WER
-AP→P) measured on a chip, and the fit of the macrospin model to such a table.
+AP→P) measured on a chip (the fit of the macrospin model to such a table is
+:mod:`xnorfault.mram.fit`).
 
 Interpolation is linear in :math:`\log_{10}\mathrm{WER}` over voltage and
 :math:`\log_{10}\tau` (WER curves are close to straight lines there, PAPER §3): on a
 Delaunay triangulation of the measured points when they span both axes, along the one axis
 when they share a pulse or a voltage. Nothing is extrapolated: an operating point outside the
 measured region is a one-line error that names the region.
-
-:func:`fit_device` fits :math:`\Delta`, :math:`\tau_D` and the critical voltages of the exact
-Fokker–Planck model (:meth:`xnorfault.mram.MTJ.wer`) to a table by least squares on
-:math:`\log_{10}\mathrm{WER}` (``scipy.optimize.least_squares``, parameters in log space) and
-reports the residuals.
 """
 
 from __future__ import annotations
@@ -90,7 +86,8 @@ class MeasuredWER:
 
     # --- interpolation -------------------------------------------------------------------
 
-    def _log_values(self, direction: str) -> np.ndarray:
+    def log_values(self, direction: str) -> np.ndarray:
+        r""":math:`\log_{10}` of the measured WERs of ``direction``, one per table row."""
         values = self.wer_p_to_ap if direction == "p_to_ap" else self.wer_ap_to_p
         return np.log10(np.asarray(values, dtype=float))
 
@@ -122,7 +119,7 @@ class MeasuredWER:
     def _interpolate(self, volts: np.ndarray, log_pulses: np.ndarray, direction: str):
         table_v = np.asarray(self.voltages, dtype=float)
         table_t = np.log10(np.asarray(self.pulses, dtype=float))
-        values = self._log_values(direction)
+        values = self.log_values(direction)
         if np.ptp(table_t) == 0:  # one pulse: interpolate along the voltage
             return _along(table_v, values, volts, np.isclose(log_pulses, table_t[0]))
         if np.ptp(table_v) == 0:  # one voltage: along the pulse
@@ -141,8 +138,8 @@ class MeasuredWER:
         # voltage and log pulse scaled to comparable ranges for the triangulation
         scale = np.ptp(table_t) / np.ptp(table_v)
         points = np.column_stack([table_v * scale, table_t])
-        first = LinearNDInterpolator(points, self._log_values("p_to_ap"))
-        second = LinearNDInterpolator(first.tri, self._log_values("ap_to_p"))
+        first = LinearNDInterpolator(points, self.log_values("p_to_ap"))
+        second = LinearNDInterpolator(first.tri, self.log_values("ap_to_p"))
         return {"p_to_ap": (scale, first), "ap_to_p": (scale, second)}
 
     def voltage_for_wer(self, wer, pulse, direction: str = "p_to_ap") -> float:
@@ -187,77 +184,3 @@ def _along(axis: np.ndarray, values: np.ndarray, points: np.ndarray, on_line: np
     result = np.full(points.shape, np.nan)
     result[inside] = np.interp(points[inside], axis[order], values[order])
     return result
-
-
-@dataclass(frozen=True)
-class DeviceFit:
-    """Fitted switching parameters and the residuals of :math:`\\log_{10}\\mathrm{WER}`."""
-
-    delta: float
-    tau_d: float
-    vc0: float
-    vc0_ap_to_p: float
-    rms_log10: float
-    max_abs_log10: float
-    rows: int
-
-    def to_dict(self) -> dict:
-        return {
-            "delta": self.delta,
-            "tau_d": self.tau_d,
-            "vc0_p_to_ap": self.vc0,
-            "vc0_ap_to_p": self.vc0_ap_to_p,
-            "rms_residual_log10": self.rms_log10,
-            "max_abs_residual_log10": self.max_abs_log10,
-            "rows": self.rows,
-        }
-
-
-def fit_device(table: MeasuredWER, start=None) -> DeviceFit:
-    r"""Least-squares fit of :math:`\Delta`, :math:`\tau_D`, :math:`V_{c0}^{P\to AP}` and
-    :math:`V_{c0}^{AP\to P}` of the exact model to ``table``: residuals
-    :math:`\log_{10}\mathrm{WER}_{model} - \log_{10}\mathrm{WER}_{measured}` of both directions,
-    parameters in log space, starting from ``start`` (an :class:`~xnorfault.mram.MTJ`, default
-    the paper's device)."""
-    from scipy.optimize import least_squares
-
-    from xnorfault.mram.device import MTJ
-
-    start = start or MTJ(name="paper")
-    volts = np.asarray(table.voltages, dtype=float)
-    pulses = np.asarray(table.pulses, dtype=float)
-    measured = np.concatenate([table._log_values("p_to_ap"), table._log_values("ap_to_p")])
-
-    def device(parameters) -> MTJ:
-        delta, tau_d, vc0, vc0_ap_to_p = np.exp(parameters)
-        return MTJ(
-            delta=float(delta),
-            tau_d=float(tau_d),
-            vc0=float(vc0),
-            vc0_ap_to_p=float(vc0_ap_to_p),
-            vbd=max(start.vbd, float(volts.max()) * 1.01),
-        )
-
-    def residuals(parameters) -> np.ndarray:
-        mtj = device(parameters)
-        model = np.concatenate(
-            [
-                np.log10(np.maximum(mtj.wer(volts, pulses, direction), 1e-300))
-                for direction in ("p_to_ap", "ap_to_p")
-            ]
-        )
-        return model - measured
-
-    initial = np.log([start.delta, start.tau_d, start.vc0, start.vc0_ap_to_p or start.vc0])
-    solution = least_squares(residuals, initial, x_scale=1.0, xtol=1e-10, ftol=1e-10)
-    fitted = device(solution.x)
-    final = residuals(solution.x)
-    return DeviceFit(
-        delta=fitted.delta,
-        tau_d=fitted.tau_d,
-        vc0=fitted.vc0,
-        vc0_ap_to_p=float(fitted.vc0_ap_to_p),
-        rms_log10=float(np.sqrt(np.mean(final**2))),
-        max_abs_log10=float(np.max(np.abs(final))),
-        rows=len(volts),
-    )

@@ -63,6 +63,7 @@ import numpy as np
 from xnorfault.errors import XnorfaultError
 from xnorfault.mram.device import CONVENTIONAL_WER, DIRECTIONS, MTJ, Direction
 from xnorfault.units import (
+    LONG_DURATION_SCALE,
     format_duration,
     format_temperature,
     format_voltage,
@@ -459,8 +460,6 @@ def parse_inferences(text) -> tuple[float | None, float | None]:
     >>> parse_inferences("1e6"), parse_inferences("36/h")
     ((1000000.0, None), (None, 0.01))
     """
-    from xnorfault.units import _LONG_DURATION_SCALE
-
     if isinstance(text, int | float):
         count = float(text)
         rate = None
@@ -475,7 +474,7 @@ def parse_inferences(text) -> tuple[float | None, float | None]:
         if not unit:
             count, rate = value, None
         else:
-            scale = {"s": 1.0, **_LONG_DURATION_SCALE}.get(unit.strip().lower())
+            scale = {"s": 1.0, **LONG_DURATION_SCALE}.get(unit.strip().lower())
             if scale is None:
                 raise XnorfaultError(
                     f"unknown time unit {unit!r} in --inferences {text!r}: use s, min, h, d or y"
