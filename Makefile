@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.xnorfault-installed
 LCE_VENV  := .venv-lce
 LCE_STAMP := $(LCE_VENV)/.xnorfault-installed
 
-.PHONY: setup demo test test-arm lint pytest benchmarks docs clean
+.PHONY: setup demo test test-fast test-arm lint layers pytest benchmarks docs clean
 
 setup: $(STAMP) $(LCE_STAMP)
 
@@ -54,9 +54,20 @@ demo: setup
 	$(BIN)/xnorfault optimize $(DEMO)/lenet4_ber0.04.onnx --data $(DEMO)/test.npz --max-drop 0.05 --plot $(DEMO)/optimize_ber0.04.png --operating-points $(DEMO)/operating_points_ber0.04.toml
 	@echo "figures, models and tables written to $(DEMO)/"
 
-lint: setup
+lint: setup layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The layering contracts of pyproject.toml ([tool.importlinter]), imports inside functions
+# counted. import-linter reads a package from its folder, and xnorfault.exporters, .runtimes and
+# .targets live in top-level folders (setuptools package-dir): it reads a copy laid out as the
+# wheel installs it, in build/layers (made here, removed first).
+LAYERS := build/layers
+layers: setup
+	rm -rf $(LAYERS) && mkdir -p $(LAYERS)
+	cp -r xnorfault $(LAYERS)/xnorfault
+	for folder in exporters runtimes targets; do cp -r $$folder $(LAYERS)/xnorfault/$$folder; done
+	cd $(LAYERS) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml --no-cache
 
 # The LCE tests run (not skip) whenever the LCE environment was built, as here.
 pytest: setup

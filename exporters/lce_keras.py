@@ -40,6 +40,7 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xnorfault.graph.contract import INPUT_NAME, rate_input_names  # noqa: E402
+from xnorfault.runtimes.tflite import read_tflite  # noqa: E402
 
 BINARY_KERNELS = ("LceBconv2d",)
 FLOAT_FALLBACK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -196,51 +197,6 @@ def build_keras_model(
     logits = layers.Activation("linear", name="logits")(x)
     inputs = [image] + [tensor for pair in rate_inputs.values() for tensor in pair]
     return tf.keras.Model(inputs, logits, name="xnorfault")
-
-
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
-def read_tflite(flatbuffer: bytes) -> dict:
-    """Operators (in execution order), inputs and outputs of a .tflite's main subgraph."""
-    schema = _schema()
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    builtin_names = {
-        value: name for name, value in vars(schema.BuiltinOperator).items() if name.isupper()
-    }
-    graph = model.subgraphs[0]
-
-    def tensor(index):
-        t = graph.tensors[index]
-        return {
-            "name": t.name.decode(),
-            "shape": [int(v) for v in (t.shape if t.shape is not None else [])],
-        }
-
-    operators = []
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        name = (
-            code.customCode.decode()
-            if code.customCode
-            else builtin_names.get(builtin, str(builtin))
-        )
-        operators.append(
-            {
-                "op": name,
-                "inputs": [tensor(i) for i in op.inputs if i >= 0],
-                "outputs": [tensor(i) for i in op.outputs if i >= 0],
-            }
-        )
-    return {
-        "operators": operators,
-        "inputs": [tensor(i) for i in graph.inputs],
-        "outputs": [tensor(i) for i in graph.outputs],
-    }
 
 
 def audit(flatbuffer: bytes, spec: dict, arrays: dict[str, np.ndarray]) -> dict:

@@ -4,7 +4,8 @@ import pytest
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation.request import sweep_points
-from xnorfault.faults import FaultSource, FlipRates, fault_points, fault_source, mram_figures
+from xnorfault.fault_options import fault_source
+from xnorfault.faults import FaultSource, FlipRates, fault_points, mram_figures
 from xnorfault.mram import load_device
 
 

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.faults import FaultSource, fault_points, write_model_of
-from xnorfault.faults import fault_source as _fault_source_of_options
+from xnorfault.fault_options import fault_source as fault_source_of_options
+from xnorfault.fault_options import write_model_of
+from xnorfault.faults import FaultSource, fault_points
 
 FaultValue = str | float | Sequence[float] | None
 
@@ -84,7 +85,7 @@ def fault_source(
     from xnorfault.mram import MTJ
 
     own_device = mram_device if isinstance(mram_device, MTJ) else None
-    source = _fault_source_of_options(
+    source = fault_source_of_options(
         ber=_as_text(ber, "ber"),
         p_flip_pos=_as_text(p_flip_pos, "p_flip_pos"),
         p_flip_neg=_as_text(p_flip_neg, "p_flip_neg"),

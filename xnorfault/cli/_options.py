@@ -6,7 +6,7 @@ decorated with :func:`with_fault_options`, which puts ``--ber``, ``--p-flip-pos`
 ``--p-flip-neg``, ``--voltage`` with ``--pulse`` and ``--mram-device`` (``--device``/``-d`` stay
 its aliases where ``--device`` names nothing else) on its command line in that parameter's
 place, and hands the command their :class:`FaultSource`. The checks that only one source is
-given and that ``--voltage`` has a ``--pulse`` live in :func:`xnorfault.faults.fault_source`.
+given and that ``--voltage`` has a ``--pulse`` live in :func:`xnorfault.fault_options.fault_source`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Annotated
 
 import typer
 
-from xnorfault.faults import WriteModel, fault_source, write_model_of
+from xnorfault.fault_options import fault_source, write_model_of
+from xnorfault.faults import WriteModel
 
 MRAM_DEVICE_HELP = (
     "MRAM device for --voltage: a preset (see 'xnorfault mram devices') or a device TOML file."

@@ -31,8 +31,6 @@ GOLDEN = 0x9E3779B97F4A7C15
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 MIX_SHIFTS = (30, 27, 31)
 STREAMS_PER_SITE = 2  # gap lengths, polarity thinning
-WRITE_MODELS = ("iid", "previous", "reset")
-INITIAL_STATES = ("neg", "pos", "random")  # the stored value before the first image of a stream
 _WORD = 0xFFFFFFFFFFFFFFFF
 
 
