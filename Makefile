@@ -75,6 +75,11 @@ pytest: setup
 
 test: lint pytest
 
+# The inner loop: lint and every test not marked slow (processes, Ray, fresh venvs, the
+# notebook, NiN); `make test` (CI) runs them all.
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" -q
+
 # The Raspberry Pi bundle on an emulated aarch64 (qemu-user on a debootstrapped arm64 Debian
 # root, cached in .cache/arm64/): predictions at p = 0 equal x86's, flip rates binomial.
 test-arm: setup

@@ -195,8 +195,9 @@ def test_every_public_name_resolves():
         "xnorfault.api",
         "xnorfault.faults",
         "xnorfault.mram.device",
+        "xnorfault.mram.device_file",
         "xnorfault.mram.weights",
-        "xnorfault.optimization",
+        "xnorfault.optimization.run",
     ],
 )
 def test_the_docstring_examples_run(module, trained, tmp_path):

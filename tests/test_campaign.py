@@ -93,6 +93,7 @@ def test_a_point_alone_equals_the_point_within_a_sweep(trained, plain):
         assert alone["points"][0].get(key) == within.get(key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sweep", "shards"), [("ber", 2), ("ber", 3), ("chips", 2)])
 def test_concurrent_shards_merge_to_the_plain_run(trained, plain, tmp_path, sweep, shards):
     folder = tmp_path / "campaign"
@@ -118,6 +119,7 @@ def test_concurrent_shards_merge_to_the_plain_run(trained, plain, tmp_path, swee
     assert rerun["campaign"]["run_here"] == 0
 
 
+@pytest.mark.slow
 def test_a_killed_shard_resumes_with_nothing_lost_or_counted_twice(trained, plain, tmp_path):
     folder = tmp_path / "campaign"
     args = [*sweep_args(trained, *BER_SWEEP), "--out", str(folder), "--shard", "1/1", "--json"]
@@ -150,12 +152,14 @@ def test_damaged_or_foreign_job_files_are_run_again(trained, plain, tmp_path):
     same_statistics(again, plain["ber"])
 
 
+@pytest.mark.slow
 def test_workers_equal_one_process(trained, plain):
     workers = cli_json(*sweep_args(trained, *CHIP_SWEEP), "--workers", "2")
     same_statistics(workers, plain["chips"])
     assert workers["executor"]["workers"] == 2
 
 
+@pytest.mark.slow
 def test_ray_on_a_local_instance_equals_the_plain_run(trained, plain):
     try:
         import ray  # noqa: F401

@@ -23,6 +23,7 @@ def train(args, launcher=(), **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     args = [*TINY, "--ber", "0", "--epochs", "2", "--seed", "3"]
     single = train([*args, "--out", str(tmp_path / "single")])
@@ -45,6 +46,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert epochs_two[-1]["test_accuracy"] > 0.7
 
 
+@pytest.mark.slow
 def test_two_shards_write_one_run_directory_concurrently(tmp_path):
     out = tmp_path / "sweep"
     args = [*TINY, "--ber", "0,0.1", "--repeats", "2", "--epochs", "1", "--out", str(out)]
@@ -78,6 +80,7 @@ def test_two_shards_write_one_run_directory_concurrently(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_kill_and_resume_under_torchrun(tmp_path):
     args = [*TINY, "--ber", "0.05", "--epochs", "3", "--seed", "8"]
     reference = train([*args, "--out", str(tmp_path / "reference")], launcher=TORCHRUN)

@@ -305,6 +305,7 @@ def test_open_backend_needs_a_known_extension(tmp_path):
         open_backend(tmp_path / "model.bin")
 
 
+@pytest.mark.slow
 def test_deployed_side_runs_without_torch(trained, tmp_path):
     """Install the core package alone into a fresh venv; inject and evaluate run there."""
     venv = tmp_path / "venv"

@@ -143,6 +143,7 @@ def test_audit_names_a_binary_layer_left_in_float(tmp_path):
     assert not (tmp_path / "bad.tflite").exists()
 
 
+@pytest.mark.slow
 def test_nin_lowering_matches_onnx(tmp_path):
     """NiN exercises padded max/avg pooling, 'same' binary convs and global pooling."""
     import torch

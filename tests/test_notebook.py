@@ -4,6 +4,7 @@ embedded digits, and is committed without outputs."""
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipynb"
@@ -17,6 +18,7 @@ def _text(cell) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs_top_to_bottom(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")

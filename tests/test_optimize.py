@@ -275,6 +275,7 @@ def test_a_verification_alone_gives_the_numbers_it_gave_within_the_search(traine
         assert alone[field] == result.verification[field]
 
 
+@pytest.mark.slow
 def test_workers_find_the_same_answer_as_one_process(trained):
     arguments = (trained / "model.onnx", trained / "test.npz", 0.08)
     options = {"mram_device": "paper-varied", "chips": 3, "threads": 2}
@@ -284,6 +285,7 @@ def test_workers_find_the_same_answer_as_one_process(trained):
     assert plain["chips"]["count"] == 3 and plain["evaluations"] > 20
 
 
+@pytest.mark.slow
 def test_ray_actors_find_the_same_answer_as_one_process(trained):
     try:
         import ray  # noqa: F401

@@ -86,6 +86,7 @@ def test_repeats_start_from_different_weights(tmp_path):
     assert not torch.equal(first["features.0.weight"], second["features.0.weight"])
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     args = [
         sys.executable,
