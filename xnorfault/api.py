@@ -400,7 +400,14 @@ def evaluate(
     'sweep.png'
     """
     from xnorfault.evaluation.campaign import parse_shard
-    from xnorfault.evaluation.request import EvaluationRequest
+    from xnorfault.evaluation.request import (
+        EvaluationRequest,
+        ExecutionOptions,
+        FaultOptions,
+        LatencyOptions,
+        RuntimeOptions,
+        WeightMemoryOptions,
+    )
     from xnorfault.evaluation.run import run_evaluation
     from xnorfault.progress import progress_bar
     from xnorfault.units import parse_rate
@@ -420,36 +427,41 @@ def evaluate(
     request = EvaluationRequest(
         model=Path(model),
         data=str(data),
-        source=source,
+        faults=FaultOptions(source=source, write=write, chips=chips, chip_seed=chip_seed),
         repeats=repeats,
-        batch_size=batch_size,
-        latency_batches=None if latency_batches is None else tuple(latency_batches),
-        latency_iterations=latency_iterations,
-        threads=threads,
-        backend=backend,
-        lce_benchmark_binary=None if lce_benchmark_binary is None else Path(lce_benchmark_binary),
-        lce_model=None if lce_model is None else Path(lce_model),
-        target=target,
         seed=seed,
+        batch_size=batch_size,
         limit=limit,
-        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
         per_layer=per_layer,
-        output=output,
-        layout=layout,
-        write=write,
-        chips=chips,
-        chip_seed=chip_seed,
+        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
         target_ci=target_ci,
         max_repeats=max_repeats,
-        weight_memory=None if weights is None else weights[0],
-        ages=() if weights is None else tuple(weights[1]),
-        weight_device=None if weights is None else weights[2],
-        workers=int(workers),
-        executor=executor,
-        address=address,
-        out=None if out is None else Path(out),
-        shard=parse_shard(shard) if isinstance(shard, str) else shard,
-        merge=merge is not None,
+        runtime=RuntimeOptions(
+            backend=backend,
+            threads=threads,
+            lce_benchmark_binary=None
+            if lce_benchmark_binary is None
+            else Path(lce_benchmark_binary),
+            lce_model=None if lce_model is None else Path(lce_model),
+            target=target,
+            output=output,
+            layout=layout,
+        ),
+        latency=LatencyOptions(
+            batches=None if latency_batches is None else tuple(latency_batches),
+            iterations=latency_iterations,
+        ),
+        weights=WeightMemoryOptions()
+        if weights is None
+        else WeightMemoryOptions(memory=weights[0], ages=tuple(weights[1]), device=weights[2]),
+        execution=ExecutionOptions(
+            workers=int(workers),
+            executor=executor,
+            address=address,
+            out=None if out is None else Path(out),
+            shard=parse_shard(shard) if isinstance(shard, str) else shard,
+            merge=merge is not None,
+        ),
     )
     trackers = _evaluation_trackers(log)
     result = run_evaluation(request, progress_bar(disabled=not progress))

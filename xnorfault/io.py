@@ -9,6 +9,7 @@ tell the leftovers of a killed writer (its process is gone) from a writer still 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -289,3 +290,12 @@ def atomic_save_figure(figure, path: str | Path, **savefig_kwargs) -> Path:
     return atomic_write(
         path, lambda handle: figure.savefig(handle, format=image_format, **savefig_kwargs)
     )
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -24,9 +24,8 @@ from xnorfault.evaluation.executors import run_jobs
 from xnorfault.evaluation.jobs import Job, JobRunner, pack_correct, plan_of, unpack_correct
 from xnorfault.evaluation.request import EvaluationRequest
 from xnorfault.evaluation.results import assemble
-from xnorfault.faults import FaultSource, FlipRates, WriteModel
+from xnorfault.faults import FaultSource
 from xnorfault.io import atomic_create_text, atomic_write_text, named_few, strangers_in
-from xnorfault.mram.device_file import device_from_dict
 
 CAMPAIGN_FORMAT = 1
 
@@ -151,18 +150,11 @@ def fingerprint(description: dict) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_in_folder(request, test_runner, points, chips, progress) -> dict:
     """Run this shard's unfinished jobs into the campaign folder, each saved as it arrives;
     assemble the result when every job of the campaign is there, else say what is missing."""
-    folder = CampaignFolder(Path(request.out))
+    execution = request.execution
+    folder = CampaignFolder(Path(execution.out))
     description = campaign_description(request)
     folder.claim(description)
     stamp = description["fingerprint"]
@@ -171,7 +163,7 @@ def run_in_folder(request, test_runner, points, chips, progress) -> dict:
         points, request.repeats, chips, test_runner.backend.sites if request.per_layer else ()
     )
     jobs = plan.jobs()
-    mine = [] if request.merge else shard_jobs(jobs, *(request.shard or (1, 1)))
+    mine = [] if execution.merge else shard_jobs(jobs, *(execution.shard or (1, 1)))
     todo = [job for job in mine if not folder.done(job, stamp, count)]
     if todo:
         task = progress.add_task("evaluating", total=len(todo)) if progress else None
@@ -180,9 +172,9 @@ def run_in_folder(request, test_runner, points, chips, progress) -> dict:
                 todo,
                 JobRunner(test_runner, points, chips),
                 request,
-                request.workers,
-                request.executor,
-                request.address,
+                execution.workers,
+                execution.executor,
+                execution.address,
                 (lambda: progress.advance(task)) if progress else None,
                 lambda job, correct: folder.save(job, correct, stamp),
             )
@@ -193,7 +185,7 @@ def run_in_folder(request, test_runner, points, chips, progress) -> dict:
         "run_here": len(todo),
         "already_done": len(mine) - len(todo),
         "missing": len(missing),
-        "shard": list(request.shard) if request.shard else None,
+        "shard": list(execution.shard) if execution.shard else None,
     }
     if missing:
         incomplete = sorted({job.point for job in missing})
@@ -218,35 +210,12 @@ def run_in_folder(request, test_runner, points, chips, progress) -> dict:
 
 
 def campaign_description(request: EvaluationRequest) -> dict:
-    """What a campaign folder holds: everything that decides its jobs' results — the model
-    and a file test set by path and SHA-256, the fault source, write model, repeats, chips,
-    seeds, batch size — and, apart, what only shapes the merged result (``max_drop``)."""
-    source = request.source
-    if source is not None and source.device is not None and source.device.measured is not None:
-        raise XnorfaultError(
-            "a campaign folder records its device by its parameters: a measured WER table "
-            "cannot be recorded; run it in one process"
-        )
-    data_path = Path(request.data)
-    jobs = {
-        "model": str(Path(request.model).resolve()),
-        "model_sha256": file_digest(Path(request.model)),
-        "data": str(data_path.resolve()) if data_path.is_file() else request.data,
-        "data_sha256": file_digest(data_path) if data_path.is_file() else None,
-        "source": None if source is None else _source_description(source),
-        "repeats": request.repeats,
-        "seed": request.seed,
-        "batch_size": request.batch_size,
-        "limit": request.limit,
-        "per_layer": request.per_layer,
-        "output": request.output,
-        "layout": request.layout,
-        "write": None if request.write is None else request.write.to_dict(),
-        "chips": request.chips,
-        "chip_seed": request.chip_seed,
-    }
+    """What a campaign folder holds: everything that decides its jobs' results
+    (:meth:`EvaluationRequest.to_dict`) under its fingerprint, and, apart, what only shapes the
+    merged result (``max_drop``)."""
+    jobs = request.to_dict()
     return {
-        "format": 1,
+        "format": CAMPAIGN_FORMAT,
         "jobs": jobs,
         "fingerprint": fingerprint(jobs),
         "max_drop": request.max_drop,
@@ -265,8 +234,9 @@ def _source_description(source: FaultSource) -> dict:
 
 
 def campaign_request(folder, given: EvaluationRequest) -> EvaluationRequest:
-    """``evaluate --merge DIR``: the request a campaign folder recorded (checked: the model
-    file still has its digest), with the executor options of ``given``."""
+    """``evaluate --merge DIR``: the request a campaign folder recorded
+    (:meth:`EvaluationRequest.from_dict`; checked: the description matches its fingerprint,
+    the model file still has its digest), with the runtime threads and executor of ``given``."""
     path = Path(folder) / CAMPAIGN_FILE
     if not path.is_file():
         raise XnorfaultError(
@@ -276,42 +246,11 @@ def campaign_request(folder, given: EvaluationRequest) -> EvaluationRequest:
     jobs = description.get("jobs")
     if not isinstance(jobs, dict) or fingerprint(jobs) != description.get("fingerprint"):
         raise XnorfaultError(f"{path} is damaged (its fingerprint does not match its contents)")
-    model = Path(jobs["model"])
-    if not model.is_file() or file_digest(model) != jobs["model_sha256"]:
-        raise XnorfaultError(f"the campaign's model {model} is missing or has changed since")
-    source = None
-    if jobs["source"] is not None:
-        raw = jobs["source"]
-        device = None
-        if raw["device"] is not None:
-            device = device_from_dict(raw["device"])
-        source = FaultSource(
-            bers=tuple(raw["bers"]),
-            rates=None if raw["rates"] is None else FlipRates.from_dict(raw["rates"]),
-            voltages=tuple(raw["voltages"]),
-            pulse=raw["pulse"],
-            device=device,
-            write=WriteModel.from_dict(raw["write"]),
-        )
+    rebuilt = EvaluationRequest.from_dict(jobs, given)
     return replace(
-        given,
-        model=model,
-        data=jobs["data"],
-        source=source,
-        repeats=jobs["repeats"],
-        seed=jobs["seed"],
-        batch_size=jobs["batch_size"],
-        limit=jobs["limit"],
-        per_layer=jobs["per_layer"],
-        output=jobs["output"],
-        layout=jobs["layout"],
-        write=None if jobs["write"] is None else WriteModel.from_dict(jobs["write"]),
-        chips=jobs["chips"],
-        chip_seed=jobs["chip_seed"],
+        rebuilt,
         max_drop=given.max_drop if given.max_drop is not None else description.get("max_drop"),
-        out=Path(folder),
-        merge=True,
-        latency_batches=(),
+        execution=replace(given.execution, out=Path(folder), merge=True),
     )
 
 
@@ -321,7 +260,6 @@ __all__ = [
     "CampaignFolder",
     "campaign_description",
     "campaign_request",
-    "file_digest",
     "fingerprint",
     "parse_shard",
     "read_json",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
 
 import numpy as np
 
@@ -40,7 +38,8 @@ def run_jobs(
 
 class JobExecutor:
     """Where jobs run: in this process on ``runner`` (``workers`` 1, ``local``), in ``workers``
-    processes that each open ``request``'s runner (``request.open_runner()``: backend and test
+    processes that each open ``request``'s runner (``request.for_workers(workers)`` shares out
+    the threads, ``.open_runner()`` opens the backend and test
     set, once per process), or on as many Ray actors that do (``executor="ray"``; a local
     instance without ``address``). The processes or actors start with the first jobs and stay
     for every later :meth:`run` until the executor closes, so a search that asks for a few
@@ -120,7 +119,7 @@ class JobExecutor:
                 self.workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(worker_request(self.request, self.workers),),
+                initargs=(self.request.for_workers(self.workers),),
             )
         futures = [self._pool.submit(_run_in_worker, chunk) for chunk in self._chunks(jobs)]
         try:
@@ -164,14 +163,8 @@ class JobExecutor:
                 ) from None
             self._ray_started = True
         actor = ray.remote(num_cpus=1)(_RayWorker)
-        request = worker_request(self.request, self.workers)
+        request = self.request.for_workers(self.workers)
         return ray.util.ActorPool([actor.remote(request) for _ in range(self.workers)])
-
-
-def worker_request(request, workers: int):
-    """The request each of ``workers`` processes opens: the threads shared out among them."""
-    total = request.threads or os.cpu_count() or 1
-    return replace(request, threads=max(1, total // workers), workers=1, executor="local")
 
 
 _WORKER = None
@@ -209,4 +202,8 @@ class _RayWorker:
         return _run_chunk(self.runner, chunk)
 
 
-__all__ = ["EXECUTORS", "JobExecutor", "run_jobs", "worker_request"]
+__all__ = [
+    "EXECUTORS",
+    "JobExecutor",
+    "run_jobs",
+]

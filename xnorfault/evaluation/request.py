@@ -4,7 +4,8 @@ loads (one-line errors), the target profile's defaults filled in, and the sweep'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xnorfault.errors import XnorfaultError
@@ -12,47 +13,65 @@ from xnorfault.evaluation.jobs import JobRunner
 from xnorfault.evaluation.runner import TestSetRunner
 from xnorfault.evaluation.testset import load_test_set
 from xnorfault.faults import FaultPoint, FaultSource, FaultSpec, FlipRates, WriteModel, fault_points
+from xnorfault.io import file_digest
 from xnorfault.mram.chips import ChipPopulation, require_variation
+from xnorfault.mram.device_file import device_from_dict
 from xnorfault.runtimes import open_backend
 from xnorfault.runtimes.base import weight_faults_unsupported
 from xnorfault.targets import load_target
 
 
 @dataclass(frozen=True)
-class EvaluationRequest:
-    """What ``xnorfault evaluate`` asks: a model, a test set, where the fault rates come from
-    (``None``: the rates injected into the model), and how to run and time it."""
+class FaultOptions:
+    """Where the fault rates come from (``source``; ``None``: the rates injected into the
+    model), the write model (``None``: the model's own, iid if clean), and the chips drawn from
+    the device's variation (each its own cells; ``chip_seed`` draws them)."""
 
-    model: Path
-    data: str
     source: FaultSource | None = None
-    repeats: int = 20
-    batch_size: int | None = None  # default: the target's, else 256
-    latency_batches: tuple[int, ...] | None = None  # default: the target's, else none
-    latency_iterations: int = 20
-    threads: int | None = None
+    write: WriteModel | None = None
+    chips: int | None = None
+    chip_seed: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the model runs: the backend and its threads, the LCE benchmark binary and model, a
+    target profile (its threads, batch size and latency batches fill what is not given), and for
+    a model brought from elsewhere the logits' graph output and the image input's layout."""
+
     backend: str = "auto"
+    threads: int | None = None
     lce_benchmark_binary: Path | None = None
     lce_model: Path | None = None
     target: str | None = None
-    seed: int = 0
-    limit: int | None = None
-    max_drop: float | None = None
-    per_layer: bool = False
-    output: str | None = None  # the logits' graph output, for a model with several
-    layout: str | None = None  # nchw / nhwc of the model's image input, when not detected
-    write: WriteModel | None = None  # the write model; None: the model's own (iid if clean)
-    chips: int | None = None  # chips drawn from the device's variation, each its own cells
-    chip_seed: int = 0
-    target_ci: float | None = None  # repeats added until each interval's half-width is ≤ this
-    max_repeats: int = 200
-    # binary weights kept in MRAM (xnorfault.mram.weights): the memory, the ages to evaluate
-    # (each a point, on every chip), and the device whose cells hold the weights
-    weight_memory: object = None
+    output: str | None = None
+    layout: str | None = None
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """The batch sizes timed (``None``: the target's, else none) and the runs per batch size."""
+
+    batches: tuple[int, ...] | None = None
+    iterations: int = 20
+
+
+@dataclass(frozen=True)
+class WeightMemoryOptions:
+    """Binary weights kept in MRAM (:mod:`xnorfault.mram.weights`): the memory, the ages
+    evaluated (each a point, on every chip) and the device whose cells hold the weights."""
+
+    memory: object = None
     ages: tuple[float, ...] = ()
-    weight_device: object = None
-    # where the campaign's jobs run (xnorfault.evaluation.executors): worker processes or Ray actors, and
-    # a campaign folder (out) for shards (shard: (I, N)) and merge
+    device: object = None
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Where the campaign's jobs run (:mod:`xnorfault.evaluation.executors`): worker processes
+    or Ray actors (``address``: a cluster), and a campaign folder ``out`` for shards (``shard``:
+    (I, N)) and ``merge``."""
+
     workers: int = 1
     executor: str = "local"
     address: str | None = None
@@ -60,9 +79,125 @@ class EvaluationRequest:
     shard: tuple[int, int] | None = None
     merge: bool = False
 
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``xnorfault evaluate`` asks, filled alike by the command line and the Python API:
+    a model and a test set, the statistics (repeats, seed, batch size, a limit of images,
+    per-site sensitivity, the drop budget, sized repeats) and the option groups — faults,
+    runtime, latency, weight memory, execution.
+
+    :meth:`to_dict` describes what decides the jobs' results — the campaign fingerprint a
+    campaign folder records — and :meth:`from_dict` rebuilds the request from it."""
+
+    model: Path
+    data: str
+    faults: FaultOptions = field(default_factory=FaultOptions)
+    repeats: int = 20
+    seed: int = 0
+    batch_size: int | None = None  # default: the target's, else 256
+    limit: int | None = None
+    per_layer: bool = False
+    max_drop: float | None = None
+    target_ci: float | None = None  # repeats added until each interval's half-width is ≤ this
+    max_repeats: int = 200
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    latency: LatencyOptions = field(default_factory=LatencyOptions)
+    weights: WeightMemoryOptions = field(default_factory=WeightMemoryOptions)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+
     def open_runner(self):
         """A worker's :class:`~xnorfault.evaluation.jobs.JobRunner` (:func:`open_job_runner`)."""
         return open_job_runner(self)[0]
+
+    def for_workers(self, workers: int) -> EvaluationRequest:
+        """The request each of ``workers`` processes opens: the threads shared out among them,
+        its jobs run in that process."""
+        total = self.runtime.threads or os.cpu_count() or 1
+        return replace(
+            self,
+            runtime=replace(self.runtime, threads=max(1, total // workers)),
+            execution=replace(self.execution, workers=1, executor="local"),
+        )
+
+    def to_dict(self) -> dict:
+        """Everything that decides the jobs' results, as plain JSON: the model and a file test
+        set by path and SHA-256, the fault source, write model, chips, repeats, seeds, batch
+        size, limit, per-site sensitivity, output and layout (the campaign fingerprint's
+        contents; the executor, latency and budget shape no job)."""
+        source, faults = self.faults.source, self.faults
+        if source is not None and source.device is not None and source.device.measured is not None:
+            raise XnorfaultError(
+                "a campaign folder records its device by its parameters: a measured WER table "
+                "cannot be recorded; run it in one process"
+            )
+        data_path = Path(self.data)
+        return {
+            "model": str(Path(self.model).resolve()),
+            "model_sha256": file_digest(Path(self.model)),
+            "data": str(data_path.resolve()) if data_path.is_file() else self.data,
+            "data_sha256": file_digest(data_path) if data_path.is_file() else None,
+            "source": None if source is None else _source_dict(source),
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "limit": self.limit,
+            "per_layer": self.per_layer,
+            "output": self.runtime.output,
+            "layout": self.runtime.layout,
+            "write": None if faults.write is None else faults.write.to_dict(),
+            "chips": faults.chips,
+            "chip_seed": faults.chip_seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, given: EvaluationRequest) -> EvaluationRequest:
+        """The request :meth:`to_dict` described, with ``given``'s budget (where the description
+        has none of its own, ``given.max_drop`` else ``None``) and its runtime threads and
+        execution; the model must still have its digest."""
+        model = Path(data["model"])
+        if not model.is_file() or file_digest(model) != data["model_sha256"]:
+            raise XnorfaultError(f"the campaign's model {model} is missing or has changed since")
+        return replace(
+            given,
+            model=model,
+            data=data["data"],
+            faults=FaultOptions(
+                source=None if data["source"] is None else _source_from_dict(data["source"]),
+                write=None if data["write"] is None else WriteModel.from_dict(data["write"]),
+                chips=data["chips"],
+                chip_seed=data["chip_seed"],
+            ),
+            repeats=data["repeats"],
+            seed=data["seed"],
+            batch_size=data["batch_size"],
+            limit=data["limit"],
+            per_layer=data["per_layer"],
+            runtime=replace(given.runtime, output=data["output"], layout=data["layout"]),
+            latency=LatencyOptions(batches=()),
+        )
+
+
+def _source_dict(source: FaultSource) -> dict:
+    return {
+        "bers": list(source.bers),
+        "rates": None if source.rates is None else source.rates.to_dict(),
+        "voltages": list(source.voltages),
+        "pulse": source.pulse,
+        "device": None if source.device is None else source.device.to_dict(),
+        "write": source.write.to_dict(),
+    }
+
+
+def _source_from_dict(raw: dict) -> FaultSource:
+    return FaultSource(
+        bers=tuple(raw["bers"]),
+        rates=None if raw["rates"] is None else FlipRates.from_dict(raw["rates"]),
+        voltages=tuple(raw["voltages"]),
+        pulse=raw["pulse"],
+        device=None if raw["device"] is None else device_from_dict(raw["device"]),
+        write=WriteModel.from_dict(raw["write"]),
+    )
 
 
 def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
@@ -86,11 +221,11 @@ def sweep_points(source: FaultSource | None, backend) -> list[FaultPoint]:
 def resolved(request: EvaluationRequest):
     """``request`` with the target profile's threads, batch size and latency batches filled
     in, and the profile (``None`` without ``--target``)."""
-    profile = load_target(request.target) if request.target is not None else None
+    profile = load_target(request.runtime.target) if request.runtime.target is not None else None
     threads, batch_size, latency_batches = (
-        request.threads,
+        request.runtime.threads,
         request.batch_size,
-        request.latency_batches,
+        request.latency.batches,
     )
     if profile is not None:
         threads = threads or profile.threads
@@ -99,21 +234,25 @@ def resolved(request: EvaluationRequest):
             latency_batches = tuple(profile.latency_batches)
     return profile, replace(
         request,
-        threads=threads,
+        runtime=replace(request.runtime, threads=threads),
         batch_size=batch_size or 256,
-        latency_batches=tuple(latency_batches or ()),
+        latency=replace(request.latency, batches=tuple(latency_batches or ())),
     )
 
 
 def check_campaign_request(request: EvaluationRequest) -> None:
     """Workers, Ray and campaign folders run planned jobs: one-line errors for what they
     cannot plan (``--target-ci`` sizes as it goes), time (latency: one process) or hold."""
-    split = request.workers > 1 or request.executor != "local" or request.out is not None
-    if request.workers < 1:
-        raise XnorfaultError(f"--workers {request.workers}: give at least 1")
-    if request.shard is not None and request.out is None:
+    split = (
+        request.execution.workers > 1
+        or request.execution.executor != "local"
+        or request.execution.out is not None
+    )
+    if request.execution.workers < 1:
+        raise XnorfaultError(f"--workers {request.execution.workers}: give at least 1")
+    if request.execution.shard is not None and request.execution.out is None:
         raise XnorfaultError("--shard writes its jobs into a campaign folder: give --out DIR")
-    if request.address is not None and request.executor != "ray":
+    if request.execution.address is not None and request.execution.executor != "ray":
         raise XnorfaultError("--address names a Ray cluster: give --executor ray")
     if not split:
         return
@@ -122,14 +261,14 @@ def check_campaign_request(request: EvaluationRequest) -> None:
             "--target-ci decides the repeats as the runs come in: run it in one process "
             "(without --workers, --executor or --out)"
         )
-    if request.weight_memory is not None:
+    if request.weights.memory is not None:
         raise XnorfaultError("--age runs in one process: leave out --workers, --executor and --out")
-    if request.out is not None and request.latency_batches:
+    if request.execution.out is not None and request.latency.batches:
         raise XnorfaultError(
             "latency is timed in one process on one machine: leave --batch out of a campaign "
             "folder (time it with a separate evaluate)"
         )
-    if request.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
+    if request.runtime.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
         raise XnorfaultError(
             "workers, Ray and campaign folders run ONNX models with onnxruntime: evaluate the "
             ".onnx model"
@@ -143,13 +282,13 @@ def check_chip_request(request: EvaluationRequest) -> None:
         raise XnorfaultError(
             f"--target-ci {request.target_ci:g}: give a half-width of accuracy in (0, 1), e.g. 0.005"
         )
-    if not request.chips or request.weight_memory is not None:
+    if not request.faults.chips or request.weights.memory is not None:
         return  # the weights' chips need no activation sweep (check_weight_request)
     if request.target_ci is not None:
         raise XnorfaultError(
             "--target-ci sizes the repeats of plain points; with --chips the interval is over chips: raise --chips"
         )
-    source = request.source
+    source = request.faults.source
     if source is None or not source.voltages:
         raise XnorfaultError(
             "--chips draws cells of an MRAM device: give a write-voltage sweep (--voltage, "
@@ -165,16 +304,16 @@ def check_chip_request(request: EvaluationRequest) -> None:
 def needs_rate_maps(request: EvaluationRequest) -> bool:
     """Whether a weight-memory evaluation's activations need per-address rates: a write
     voltage on a device with cell-to-cell variation (without weights: always, with chips)."""
-    if request.weight_memory is None:
+    if request.weights.memory is None:
         return True
-    source = request.source
+    source = request.faults.source
     return bool(source is not None and source.voltages and source.device.varies)
 
 
 def check_weight_request(request: EvaluationRequest) -> None:
     """Weight faults: one activation operating point, no per-site or sized repeats, the
     onnxruntime backend (one-line errors, before anything loads)."""
-    source = request.source
+    source = request.faults.source
     if source is not None and len(fault_points(source)) != 1:
         raise XnorfaultError(
             "with --age the sweep runs over ages: give one activation operating point "
@@ -186,8 +325,10 @@ def check_weight_request(request: EvaluationRequest) -> None:
         raise XnorfaultError(
             "--target-ci sizes the repeats of plain points; with --age the interval is over chips: raise --chips"
         )
-    if request.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
-        raise weight_faults_unsupported("lce" if request.backend == "auto" else request.backend)
+    if request.runtime.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
+        raise weight_faults_unsupported(
+            "lce" if request.runtime.backend == "auto" else request.runtime.backend
+        )
 
 
 def open_request_backend(request: EvaluationRequest):
@@ -195,14 +336,14 @@ def open_request_backend(request: EvaluationRequest):
     write model, with per-address rate inputs where chips need them."""
     return open_backend(
         request.model,
-        request.backend,
-        request.threads,
-        request.lce_benchmark_binary,
-        request.lce_model,
-        request.output,
-        request.layout,
-        request.write,
-        rate_maps=bool(request.chips) and needs_rate_maps(request),
+        request.runtime.backend,
+        request.runtime.threads,
+        request.runtime.lce_benchmark_binary,
+        request.runtime.lce_model,
+        request.runtime.output,
+        request.runtime.layout,
+        request.faults.write,
+        rate_maps=bool(request.faults.chips) and needs_rate_maps(request),
     )
 
 
@@ -210,15 +351,15 @@ def open_context(request: EvaluationRequest, runner):
     """The campaign (test set, batch size, seed), the sweep's points and the chips of a
     request on an open backend ``runner``."""
     images, labels = load_test_set(request.data, runner, request.limit)
-    points = sweep_points(request.source, runner)
+    points = sweep_points(request.faults.source, runner)
     chips = None
-    if request.chips and request.weight_memory is None:
-        source = request.source
+    if request.faults.chips and request.weights.memory is None:
+        source = request.faults.source
         chips = ChipPopulation.build(
             source.device,
             {site: runner.site_addresses.get(site) for site in runner.sites},
-            request.chips,
-            request.chip_seed,
+            request.faults.chips,
+            request.faults.chip_seed,
             source.pulse,
             source.voltages,
         )

@@ -139,35 +139,35 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     and the result is assembled once every job is there. ``progress``: a rich ``Progress``,
     shown only while the jobs run (not while the backend and test set load, whose errors
     should stand alone)."""
-    if request.merge:
-        request = campaign_request(request.out, request)
+    if request.execution.merge:
+        request = campaign_request(request.execution.out, request)
     check_chip_request(request)
     check_campaign_request(request)
-    if request.weight_memory is not None:
+    if request.weights.memory is not None:
         check_weight_request(request)
     profile, request = resolved(request)
     with open_request_backend(request) as runner:
         chips = None
         test_runner, points, chips = open_context(request, runner)
-        if request.weight_memory is not None:
+        if request.weights.memory is not None:
             result = run_weight_evaluation(request, test_runner, points, progress)
         else:
-            if request.out is not None:
+            if request.execution.out is not None:
                 result = run_in_folder(request, test_runner, points, chips, progress)
                 if "campaign_incomplete" in result:
                     return result
             else:
                 execute = None
-                if request.workers > 1 or request.executor != "local":
+                if request.execution.workers > 1 or request.execution.executor != "local":
 
                     def execute(jobs, advance):
                         return run_jobs(
                             jobs,
                             None,
                             request,
-                            request.workers,
-                            request.executor,
-                            request.address,
+                            request.execution.workers,
+                            request.execution.executor,
+                            request.execution.address,
                             advance,
                         )
 
@@ -176,8 +176,8 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
                         test_runner,
                         points,
                         request.repeats,
-                        request.latency_batches,
-                        request.latency_iterations,
+                        request.latency.batches,
+                        request.latency.iterations,
                         request.per_layer,
                         progress,
                         chips,
@@ -194,30 +194,30 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             result["chip_draw"] = chips.describe()
         if runner.data_input is not None:
             result["model"] = _model_facts(request.model, runner)
-    result["latency_batches"] = list(request.latency_batches)
+    result["latency_batches"] = list(request.latency.batches)
     result["seed"] = request.seed
     result["batch_size"] = request.batch_size
     result["machine"] = machine_description()
-    if request.workers > 1 or request.executor != "local":
+    if request.execution.workers > 1 or request.execution.executor != "local":
         result["executor"] = {
-            "executor": request.executor,
-            "workers": request.workers,
-            "address": request.address,
+            "executor": request.execution.executor,
+            "workers": request.execution.workers,
+            "address": request.execution.address,
         }
     if profile is not None:
         result["target"] = profile.to_dict()
     result["data"] = request.data
-    device = request.source.device if request.source is not None else None
+    device = request.faults.source.device if request.faults.source is not None else None
     if device is not None:
         result["device"] = device.to_dict()
-    if request.weight_memory is not None:
+    if request.weights.memory is not None:
         if request.max_drop is not None:
             result["max_drop"] = longest_age_within(result, request.max_drop)
         return result
     if request.max_drop is not None:
         result["max_drop"] = (
             lowest_voltage_within(result, request.max_drop, device)
-            if request.source is not None and request.source.voltages
+            if request.faults.source is not None and request.faults.source.voltages
             else highest_ber_within(result, request.max_drop)
         )
     return result

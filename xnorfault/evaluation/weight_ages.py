@@ -130,34 +130,38 @@ def run_weight_evaluation(request, test_runner, points, progress) -> dict:
     sites = runner.sites
     everywhere = {site: point.spec.activation_rates(site) for site in sites}
     population = None
-    if request.source is not None and needs_rate_maps(request):
+    if request.faults.source is not None and needs_rate_maps(request):
         population = ChipPopulation.build(
-            request.source.device,
+            request.faults.source.device,
             {site: runner.site_addresses.get(site) for site in sites},
-            request.chips or 1,
-            request.chip_seed,
-            request.source.pulse,
-            request.source.voltages,
+            request.faults.chips or 1,
+            request.faults.chip_seed,
+            request.faults.source.pulse,
+            request.faults.source.voltages,
         )
 
     def activation_rates(index: int):
         if population is None:
             return everywhere
-        chip = draw_chip(population.device, population.addresses, request.chip_seed, index)
+        chip = draw_chip(population.device, population.addresses, request.faults.chip_seed, index)
         return chip_rates(chip, population.table, point.voltage)
 
     clean = test_runner.correct({})
     baseline = float(clean.mean())
-    count = request.chips or 1
-    task = progress.add_task("evaluating", total=count * len(request.ages)) if progress else None
+    count = request.faults.chips or 1
+    task = (
+        progress.add_task("evaluating", total=count * len(request.weights.ages))
+        if progress
+        else None
+    )
     with progress if progress is not None else nullcontext():
         results = evaluate_weight_ages(
             test_runner,
-            request.weight_device,
-            request.weight_memory,
-            list(request.ages),
+            request.weights.device,
+            request.weights.memory,
+            list(request.weights.ages),
             count,
-            request.chip_seed,
+            request.faults.chip_seed,
             activation_rates,
             request.repeats,
             baseline,
@@ -175,7 +179,7 @@ def run_weight_evaluation(request, test_runner, points, progress) -> dict:
                 "p_flip_neg_to_pos": point.rates.neg_to_pos,
             }
         )
-    memory, device = request.weight_memory, request.weight_device
+    memory, device = request.weights.memory, request.weights.device
     result = {
         "baseline_accuracy": baseline,
         "points": results,
@@ -184,7 +188,7 @@ def run_weight_evaluation(request, test_runner, points, progress) -> dict:
         "weight_memory": memory.to_dict(device),
         "weight_memory_summary": memory.describe(device),
         "weight_device": device.to_dict(),
-        "weight_chips": {"count": count, "seed": request.chip_seed, "varied": device.varies},
+        "weight_chips": {"count": count, "seed": request.faults.chip_seed, "varied": device.varies},
     }
     if population is not None:
         result["chip_draw"] = population.describe()

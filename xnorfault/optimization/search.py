@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,12 @@ class OptimizeRequest:
     workers: int = 1
     executor: str = "local"
     address: str | None = None
+
+    def for_workers(self, workers: int) -> OptimizeRequest:
+        """The request each of ``workers`` processes opens: the threads shared out among them,
+        its runs made in that process."""
+        total = self.threads or os.cpu_count() or 1
+        return replace(self, threads=max(1, total // workers), workers=1, executor="local")
 
     def open_backend(self):
         return open_backend(
