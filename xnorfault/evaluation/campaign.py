@@ -24,7 +24,6 @@ from xnorfault.evaluation.executors import run_jobs
 from xnorfault.evaluation.jobs import Job, JobRunner, pack_correct, plan_of, unpack_correct
 from xnorfault.evaluation.request import EvaluationRequest
 from xnorfault.evaluation.results import assemble
-from xnorfault.faults import FaultSource
 from xnorfault.io import atomic_create_text, atomic_write_text, named_few, strangers_in
 
 CAMPAIGN_FORMAT = 1
@@ -219,17 +218,6 @@ def campaign_description(request: EvaluationRequest) -> dict:
         "jobs": jobs,
         "fingerprint": fingerprint(jobs),
         "max_drop": request.max_drop,
-    }
-
-
-def _source_description(source: FaultSource) -> dict:
-    return {
-        "bers": list(source.bers),
-        "rates": None if source.rates is None else source.rates.to_dict(),
-        "voltages": list(source.voltages),
-        "pulse": source.pulse,
-        "device": None if source.device is None else source.device.to_dict(),
-        "write": source.write.to_dict(),
     }
 
 
