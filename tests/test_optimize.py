@@ -260,12 +260,19 @@ def test_a_verification_alone_gives_the_numbers_it_gave_within_the_search(traine
     in a fresh process state, reproduces the search's own numbers exactly."""
     from xnorfault.evaluation.executors import JobExecutor
     from xnorfault.faults import FlipRates
-    from xnorfault.optimization.search import OptimizeRequest, Search, SearchRunner
+    from xnorfault.optimization.search import (
+        OptimizeRequest,
+        RuntimeOptions,
+        Search,
+        SearchRunner,
+    )
     from xnorfault.optimization.verification import verify
 
     result = xnorfault.optimize(trained / "model.onnx", trained / "test.npz", 0.08, threads=1)
     rates = {s["site"]: FlipRates(s["wer_ap_to_p"], s["wer_p_to_ap"]) for s in result.sites}
-    request = OptimizeRequest(trained / "model.onnx", str(trained / "test.npz"), 0, 256, 3, 1)
+    request = OptimizeRequest(
+        trained / "model.onnx", str(trained / "test.npz"), 0.08, runtime=RuntimeOptions(threads=1)
+    )
     with request.open_backend() as backend, JobExecutor() as pool:
         pool.runner = SearchRunner.build(request, backend)
         search = Search(pool.runner, pool)

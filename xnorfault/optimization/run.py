@@ -31,8 +31,12 @@ from xnorfault.optimization.result import OptimizationResult
 from xnorfault.optimization.search import (
     REFINEMENTS,
     SHARED,
+    ExecutionOptions,
+    MemoryOptions,
     OptimizeRequest,
+    RuntimeOptions,
     Search,
+    SearchOptions,
     SearchRunner,
     measure_curves,
 )
@@ -94,57 +98,88 @@ def optimize(
     >>> result.plot(workdir / "pareto.png").name
     'pareto.png'
     """
-    check_budget(max_drop, confidence, repeats, verify_repeats, workers, executor, address)
     mtj = mram_device if isinstance(mram_device, MTJ) else load_device(mram_device)
-    if chips:
-        require_variation(mtj)
     pulse_list = parse_pulse_range(pulses) if isinstance(pulses, str) else sorted(set(pulses))
-    voltage_grid = (
-        parse_voltage_range(voltages, mtj, pulse_list)
-        if voltages is None or isinstance(voltages, str)
-        else np.asarray(sorted(set(voltages)), dtype=float)
-    )
-    write = write or WriteModel()
     request = OptimizeRequest(
         model=Path(model),
         data=str(data),
-        seed=seed,
-        batch_size=batch_size,
-        repeats=repeats,
-        threads=threads,
-        limit=limit,
-        output=output,
-        layout=layout,
-        write=write,
-        device=mtj,
-        chip_seed=chip_seed,
-        rate_maps=bool(chips),
-        workers=workers,
-        executor=executor,
-        address=address,
+        max_drop=max_drop,
+        search=SearchOptions(
+            pulses=tuple(pulse_list),
+            voltages=None
+            if voltages is None or isinstance(voltages, str)
+            else tuple(sorted(set(voltages))),
+            repeats=repeats,
+            verify_repeats=verify_repeats,
+            confidence=confidence,
+            seed=seed,
+        ),
+        memory=MemoryOptions(
+            device=mtj, write=write or WriteModel(), chips=chips, chip_seed=chip_seed
+        ),
+        runtime=RuntimeOptions(
+            threads=threads, batch_size=batch_size, limit=limit, output=output, layout=layout
+        ),
+        execution=ExecutionOptions(workers=workers, executor=executor, address=address),
     )
+    request.check()
+    if chips:
+        require_variation(mtj)
+    voltage_grid = (
+        parse_voltage_range(voltages, mtj, pulse_list)
+        if request.search.voltages is None
+        else np.asarray(request.search.voltages, dtype=float)
+    )
+    return run_optimization(request, voltage_grid, progress, model_path=str(model))
+
+
+def run_optimization(
+    request: OptimizeRequest, voltage_grid: np.ndarray, progress=None, model_path: str | None = None
+) -> OptimizationResult:
+    """Optimise ``request`` over the write voltages ``voltage_grid`` (V): measure, allocate,
+    verify, report (the package docstring says how); ``progress``: a rich ``Progress``;
+    ``model_path``: the model as the result names it (default: the request's)."""
+    search_options, memory, execution = request.search, request.memory, request.execution
+    max_drop = request.max_drop
     with (
         request.open_backend() as backend,
-        JobExecutor(None, request, workers, executor, address) as pool,
+        JobExecutor(
+            None, request, execution.workers, execution.executor, execution.address
+        ) as pool,
     ):
         runner = SearchRunner.build(request, backend)
         pool.runner = runner
         check_resolution(max_drop, len(runner.halves["held-out"].labels))
         sites = list(backend.sites)
         bits = site_bits(backend, sites)
-        chain = candidate_chain(mtj, voltage_grid, pulse_list)
+        chain = candidate_chain(memory.device, voltage_grid, list(search_options.pulses))
         search = Search(runner, pool)
+        repeats = search_options.repeats
         measured = measure(search, sites, chain, repeats, max_drop, progress)
         paths = allocate(measured, sites, bits, chain)
         answer = settle_answer(
-            search, measured, paths, sites, chain, max_drop, confidence, repeats, verify_repeats
+            search,
+            measured,
+            paths,
+            sites,
+            chain,
+            max_drop,
+            search_options.confidence,
+            repeats,
+            search_options.verify_repeats,
         )
         described = backend.describe()
         chip_results = None
-        if chips:
+        if memory.chips:
             chosen = {s: chain[k] for s, k in zip(sites, answer.allocation.levels, strict=True)}
             chip_results = chip_report(
-                search, measured.heldout_clean, chosen, chips, chip_seed, repeats, max_drop
+                search,
+                measured.heldout_clean,
+                chosen,
+                memory.chips,
+                memory.chip_seed,
+                repeats,
+                max_drop,
             )
     return report(
         answer,
@@ -155,29 +190,11 @@ def optimize(
         sites=sites,
         bits=bits,
         chain=chain,
-        pulse_list=pulse_list,
         voltage_grid=voltage_grid,
-        max_drop=max_drop,
-        confidence=confidence,
-        verify_repeats=verify_repeats,
         backend_description=described,
         chips=chip_results,
-        model_path=str(model),
+        model_path=str(request.model) if model_path is None else model_path,
     )
-
-
-def check_budget(max_drop, confidence, repeats, verify_repeats, workers, executor, address):
-    """The request's numbers, before anything loads (one-line errors)."""
-    if not 0 < max_drop < 1:
-        raise XnorfaultError(f"--max-drop {max_drop:g}: give a drop between 0 and 1, e.g. 0.01")
-    if not 0.5 <= confidence < 1:
-        raise XnorfaultError(f"--confidence {confidence:g}: give a level in [0.5, 1), e.g. 0.95")
-    if repeats < 1 or verify_repeats < 2:
-        raise XnorfaultError("--repeats must be at least 1 and --verify-repeats at least 2")
-    if workers < 1:
-        raise XnorfaultError(f"--workers {workers}: give at least 1")
-    if address is not None and executor != "ray":
-        raise XnorfaultError("--address names a Ray cluster: give --executor ray")
 
 
 def check_resolution(max_drop: float, heldout_count: int) -> None:
@@ -371,11 +388,7 @@ def report(
     sites,
     bits,
     chain,
-    pulse_list,
     voltage_grid,
-    max_drop: float,
-    confidence: float,
-    verify_repeats: int,
     backend_description: dict,
     chips: dict | None,
     model_path: str,
@@ -383,6 +396,7 @@ def report(
     """The answer: each site's point, bits and energy; the shared and conventional points; the
     verification; the search's curves, screenings and checks; the energy–drop fronts."""
     allocation = answer.allocation
+    options = request.search
     site_rows = []
     for site, n, level in zip(sites, bits, allocation.levels, strict=True):
         point = chain[level]
@@ -402,12 +416,12 @@ def report(
     shared_point = chain[shared_allocation.levels[0]]
     verification = {
         **answer.verification,
-        "confidence": confidence,
+        "confidence": options.confidence,
         "verifications": VERIFICATIONS,
         "search_baseline_accuracy": measured.search_baseline,
     }
     return OptimizationResult(
-        max_drop=max_drop,
+        max_drop=request.max_drop,
         sites=site_rows,
         energy_per_inference=allocation.energy,
         shared={
@@ -415,22 +429,22 @@ def report(
             "energy_per_inference": shared_allocation.energy,
             "verification": answer.shared_tried[answer.shared_index],
         },
-        conventional=conventional_point(request.device, pulse_list, sum(bits)),
+        conventional=conventional_point(request.memory.device, list(options.pulses), sum(bits)),
         verification=verification,
         evaluations=search.evaluations,
         images_inferred=search.images,
         per_site_kept=answer.per_site_kept,
-        device=request.device,
-        write=request.write,
+        device=request.memory.device,
+        write=request.memory.write,
         search={
             "search_images": int(len(measured.search_clean)),
             "heldout_images": int(len(measured.heldout_clean)),
-            "seed": request.seed,
+            "seed": options.seed,
             "seeds": "by coordinates (half, rates or chip points, chip, repeat)",
-            "repeats": request.repeats,
-            "verify_repeats": verify_repeats,
+            "repeats": options.repeats,
+            "verify_repeats": options.verify_repeats,
             "candidates": len(chain),
-            "pulses": pulse_list,
+            "pulses": list(options.pulses),
             "voltages": [float(voltage_grid.min()), float(voltage_grid.max())],
             "curves": {site: measured.curves[site].to_dict() for site in sites},
             "shared_curve": measured.shared_curve.to_dict(),
@@ -456,4 +470,4 @@ def report(
     )
 
 
-__all__ = ["allocate", "measure", "optimize", "report", "settle_answer"]
+__all__ = ["allocate", "measure", "optimize", "report", "run_optimization", "settle_answer"]

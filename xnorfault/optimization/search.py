@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,44 +63,113 @@ def _rates_tuple(rates: dict[str, FlipRates]) -> tuple:
 
 
 @dataclass(frozen=True)
-class OptimizeRequest:
-    """What a worker of the search opens (:class:`~xnorfault.evaluation.executors.JobExecutor`): the
-    model, the test set and its split, the device and chip seed of the chip runs."""
+class SearchOptions:
+    """How the answer is searched and verified: the candidate pulses (s) and write voltages (V;
+    ``None``: from the larger critical voltage to the conventional point's), the runs per
+    measured point (``repeats``) and per verification, the confidence of the held-out bound,
+    and the seed of the test set's split and of the flips."""
 
-    model: Path
-    data: str
-    seed: int
-    batch_size: int
-    repeats: int
+    pulses: tuple[float, ...] = (10e-9,)
+    voltages: tuple[float, ...] | None = None
+    repeats: int = 3
+    verify_repeats: int = 10
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """The activation memory: its MRAM device (an :class:`~xnorfault.mram.MTJ`), the write model,
+    and the chips drawn from the device's variation that the answer is also run on."""
+
+    device: object = None
+    write: WriteModel = field(default_factory=WriteModel)
+    chips: int | None = None
+    chip_seed: int = 0
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the model runs on onnxruntime: threads, batch size, a limit of test images, and for a
+    model brought from elsewhere the logits' graph output and the image input's layout."""
+
     threads: int | None = None
+    batch_size: int = 256
     limit: int | None = None
     output: str | None = None
     layout: str | None = None
-    write: WriteModel | None = None
-    device: object = None
-    chip_seed: int = 0
-    rate_maps: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Where the search's runs go (:mod:`xnorfault.evaluation.executors`): this process,
+    ``workers`` processes, or Ray actors (``address``: a cluster)."""
+
     workers: int = 1
     executor: str = "local"
     address: str | None = None
 
+
+@dataclass(frozen=True)
+class OptimizeRequest:
+    """What ``xnorfault optimize`` asks, filled by the command line and the Python API alike: a
+    model, its test set and the accuracy budget, with the option groups — search, memory,
+    runtime, execution. It is also what a worker of the search opens
+    (:class:`~xnorfault.evaluation.executors.JobExecutor`): :meth:`open_runner`."""
+
+    model: Path
+    data: str
+    max_drop: float
+    search: SearchOptions = field(default_factory=SearchOptions)
+    memory: MemoryOptions = field(default_factory=MemoryOptions)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+
+    @property
+    def repeats(self) -> int:
+        """The runs of one measured point: the executors keep them in one chunk."""
+        return self.search.repeats
+
+    def check(self) -> None:
+        """The request's numbers, before anything loads (one-line errors)."""
+        search, execution = self.search, self.execution
+        if not 0 < self.max_drop < 1:
+            raise XnorfaultError(
+                f"--max-drop {self.max_drop:g}: give a drop between 0 and 1, e.g. 0.01"
+            )
+        if not 0.5 <= search.confidence < 1:
+            raise XnorfaultError(
+                f"--confidence {search.confidence:g}: give a level in [0.5, 1), e.g. 0.95"
+            )
+        if search.repeats < 1 or search.verify_repeats < 2:
+            raise XnorfaultError("--repeats must be at least 1 and --verify-repeats at least 2")
+        if execution.workers < 1:
+            raise XnorfaultError(f"--workers {execution.workers}: give at least 1")
+        if execution.address is not None and execution.executor != "ray":
+            raise XnorfaultError("--address names a Ray cluster: give --executor ray")
+
     def for_workers(self, workers: int) -> OptimizeRequest:
         """The request each of ``workers`` processes opens: the threads shared out among them,
         its runs made in that process."""
-        total = self.threads or os.cpu_count() or 1
-        return replace(self, threads=max(1, total // workers), workers=1, executor="local")
+        total = self.runtime.threads or os.cpu_count() or 1
+        return replace(
+            self,
+            runtime=replace(self.runtime, threads=max(1, total // workers)),
+            execution=ExecutionOptions(),
+        )
 
     def open_backend(self):
+        """The model on onnxruntime, with per-address rate inputs where chips need them."""
         return open_backend(
             Path(self.model),
             "onnxruntime",
-            self.threads,
+            self.runtime.threads,
             None,
             None,
-            self.output,
-            self.layout,
-            self.write,
-            rate_maps=self.rate_maps,
+            self.runtime.output,
+            self.runtime.layout,
+            self.memory.write,
+            rate_maps=bool(self.memory.chips),
         )
 
     def open_runner(self) -> SearchRunner:
@@ -120,18 +189,17 @@ class SearchRunner:
 
     @classmethod
     def build(cls, request: OptimizeRequest, backend) -> SearchRunner:
-        images, labels = load_test_set(str(request.data), backend, request.limit)
+        seed, runtime = request.search.seed, request.runtime
+        images, labels = load_test_set(str(request.data), backend, runtime.limit)
         if len(labels) < 4:
             raise XnorfaultError(
                 f"{len(labels)} test images: optimize splits them into a search and a held-out half; give at least 4"
             )
-        order = np.random.default_rng(request.seed).permutation(len(labels))
+        order = np.random.default_rng(seed).permutation(len(labels))
         half = len(labels) // 2
         source = f"{request.data}: labels (y)"
         halves = {
-            name: TestSetRunner(
-                backend, images[ids], labels[ids], request.seed, request.batch_size, source
-            )
+            name: TestSetRunner(backend, images[ids], labels[ids], seed, runtime.batch_size, source)
             for name, ids in (("search", order[:half]), ("held-out", order[half:]))
         }
         return cls(request, halves, {s: backend.site_addresses.get(s) for s in backend.sites})
@@ -140,8 +208,9 @@ class SearchRunner:
         if run.chip < 0:
             return {site: FlipRates(p, n) for site, p, n in run.rates}
         if self._chip is None or self._chip[0] != (run.points, run.chip):
-            device = self.request.device
-            chip = draw_chip(device, self.addresses, self.request.chip_seed, run.chip)
+            memory = self.request.memory
+            device = memory.device
+            chip = draw_chip(device, self.addresses, memory.chip_seed, run.chip)
             pulses = {pulse for _, _, pulse in run.points}
             tables = {
                 pulse: cell_wer_table(
@@ -159,7 +228,7 @@ class SearchRunner:
     def run(self, run: SearchRun) -> np.ndarray:
         """Which images of the run's half it classifies right (bool, one per image)."""
         test_runner = self.halves[run.half]
-        return test_runner.correct(self.rates(run), seed=run_seed_of(self.request.seed, run))
+        return test_runner.correct(self.rates(run), seed=run_seed_of(self.request.search.seed, run))
 
 
 class Search:
@@ -263,6 +332,10 @@ def measure_curves(
 
 
 __all__ = [
+    "ExecutionOptions",
+    "MemoryOptions",
+    "RuntimeOptions",
+    "SearchOptions",
     "OptimizeRequest",
     "REFINEMENTS",
     "SHARED",
