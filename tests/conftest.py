@@ -16,3 +16,34 @@ def run_cli(capsys):
         return exited.value.code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """``tiny_model(*train_args)``: a folder holding ``run/`` (trained with ``train_args``),
+    ``model.onnx`` and ``test.npz`` (its export). Each set of arguments is trained and exported
+    once per session; every call gets its own copy, so a module may write beside it."""
+    import shutil
+
+    from helpers import train_and_export
+
+    made: dict[tuple[str, ...], object] = {}
+
+    def tiny(*train_args: str):
+        if train_args not in made:
+            made[train_args] = tmp_path_factory.mktemp("tiny-model")
+            train_and_export(made[train_args], *train_args)
+        copy = tmp_path_factory.mktemp("tiny-copy")
+        shutil.copytree(made[train_args], copy, dirs_exist_ok=True)
+        return copy
+
+    return tiny
+
+
+@pytest.fixture(scope="session")
+def xnorfault_wheel(tmp_path_factory):
+    """xnorfault's wheel, built once a session from this source tree as ``deploy`` builds it
+    (the tests that need a wheel share it; ``deploy``'s own build runs in its module fixture)."""
+    from xnorfault.deploy import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -4,6 +4,13 @@ import json
 
 import pytest
 
+# The tiny LeNet-4 most modules test on (``tiny_model(*TINY_LENET4)``, trained once a session):
+# 300 training and 150 test digits, BER 0.04, one epoch.
+TINY_LENET4 = (
+    *("--data", "digits", "--limit-train", "300", "--limit-test", "150"),
+    *("--batch-size", "64", "--ber", "0.04", "--epochs", "1"),
+)
+
 
 def cli_ok(*args: str) -> None:
     """Run the CLI in-process and require success (for fixtures that build runs and models)."""

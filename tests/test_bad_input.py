@@ -11,10 +11,8 @@ import struct
 import numpy as np
 import onnx
 import pytest
-from helpers import train_and_export
+from helpers import TINY_LENET4
 from onnx import TensorProto, helper
-
-TINY = ["--data", "digits", "--limit-train", "200", "--limit-test", "100", "--batch-size", "64"]
 
 
 def snapshot(folder) -> dict:
@@ -42,10 +40,9 @@ def assert_refused(run_cli, args, message, watched):
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tiny_model):
     """A trained run, its ONNX export and test set, and a folder of bad files."""
-    folder = tmp_path_factory.mktemp("bad_input")
-    train_and_export(folder, *TINY, "--ber", "0.04", "--epochs", "1")
+    folder = tiny_model(*TINY_LENET4)
     with np.load(folder / "test.npz") as data:
         x, y = data["x"], data["y"]
     bad = folder / "files"
@@ -272,7 +269,7 @@ def test_train_resume_never_runs_code_from_a_checkpoint(run_cli, workspace):
     _job_record(run).write_text(json.dumps(record))
     assert_refused(
         run_cli,
-        ["train", *TINY, "--ber", "0.04", "--epochs", "1", "--out", str(run)],
+        ["train", *TINY_LENET4, "--out", str(run)],
         "holds objects other than tensors and plain data",
         workspace / "files",
     )

@@ -218,16 +218,10 @@ def test_a_measured_table_takes_no_variation(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from helpers import train_and_export
+def trained(tiny_model):
+    from helpers import TINY_LENET4
 
-    folder = tmp_path_factory.mktemp("chips")
-    train_and_export(
-        folder,
-        *["--data", "digits", "--limit-train", "300", "--limit-test", "150"],
-        *["--batch-size", "64", "--ber", "0.04", "--epochs", "1"],
-    )
-    return folder
+    return tiny_model(*TINY_LENET4)
 
 
 def evaluate_chips(run_cli, trained, *extra):

@@ -196,7 +196,9 @@ def test_deploy_bad_input_is_one_line(trained, run_cli, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, tmp_path):
+def test_force_replaces_an_earlier_bundle_for_a_custom_target(
+    trained, run_cli, tmp_path, xnorfault_wheel
+):
     """Under umask 027 the new bundle's files are 0640 and its folder 0750 (a bundle follows the
     umask like any output); a custom target's README names the shipped target.toml."""
     import os
@@ -220,6 +222,8 @@ def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, 
             str(board),
             "-o",
             str(bundle),
+            "--wheel",
+            str(xnorfault_wheel),
             "--force",
             "--write-model",
             "previous",
@@ -247,7 +251,9 @@ def test_force_replaces_an_earlier_bundle_for_a_custom_target(trained, run_cli, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "my_board.toml"]
 
 
-def test_operating_points_become_the_models_default_rates(trained, run_cli, tmp_path):
+def test_operating_points_become_the_models_default_rates(
+    trained, run_cli, tmp_path, xnorfault_wheel
+):
     """A bundle built with per-site operating points ships them, its model defaults to each
     site's rates on the bundle's device, and its README evaluates them; a site the model lacks
     is a one-line error."""
@@ -269,6 +275,8 @@ def test_operating_points_become_the_models_default_rates(trained, run_cli, tmp_
         "raspberry-pi-4",
         "-o",
         str(bundle),
+        "--wheel",
+        str(xnorfault_wheel),
         "--operating-points",
         str(points),
         "--mram-device",

@@ -1,7 +1,6 @@
 """Backends and ``xnorfault evaluate``: statistics, sweeps, errors, and a torch-free install."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -306,14 +305,15 @@ def test_open_backend_needs_a_known_extension(tmp_path):
 
 
 @pytest.mark.slow
-def test_deployed_side_runs_without_torch(trained, tmp_path):
-    """Install the core package alone into a fresh venv; inject and evaluate run there."""
+def test_deployed_side_runs_without_torch(trained, tmp_path, xnorfault_wheel):
+    """Install the core package alone (its wheel) into a fresh venv; inject and evaluate run
+    there."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wheel = str(xnorfault_wheel)
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", root],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel],
         capture_output=True,
         text=True,
     )

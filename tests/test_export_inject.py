@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from binomial_bounds import assert_rate
-from helpers import train_and_export
+from helpers import TINY_LENET4
 from onnx import TensorProto, helper, numpy_helper
 
 from xnorfault.errors import XnorfaultError
@@ -18,7 +18,6 @@ from xnorfault.graph.generator import flip_mask, run_seed, stream_keys, uniforms
 from xnorfault.graph.rewrite import inject_flips, load_model, metadata
 
 DATA = Path(__file__).parent / "data"
-TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "150", "--batch-size", "64"]
 
 
 def session(model):
@@ -30,11 +29,9 @@ def session(model):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tiny_model):
     """A tiny trained LeNet-4 exported to ONNX with its test set."""
-    folder = tmp_path_factory.mktemp("export")
-    train_and_export(folder, *TINY, "--ber", "0.04", "--epochs", "1")
-    return folder
+    return tiny_model(*TINY_LENET4)
 
 
 def test_export_is_standard_onnx_with_parity(exported):

@@ -275,16 +275,10 @@ def test_constant_weights_are_lifted_and_flipped_in_the_runtime():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from helpers import train_and_export
+def trained(tiny_model):
+    from helpers import TINY_LENET4
 
-    folder = tmp_path_factory.mktemp("weights")
-    train_and_export(
-        folder,
-        *["--data", "digits", "--limit-train", "300", "--limit-test", "150"],
-        *["--batch-size", "64", "--ber", "0.04", "--epochs", "1"],
-    )
-    return folder
+    return tiny_model(*TINY_LENET4)
 
 
 def evaluate_ages(run_cli, trained, *extra):

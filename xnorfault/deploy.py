@@ -104,7 +104,8 @@ def build_wheel(destination: Path, wheel: Path | None = None) -> Path:
     if wheel is not None:
         if not (wheel.is_file() and wheel.suffix == ".whl" and wheel.name.startswith("xnorfault-")):
             raise XnorfaultError(f"--wheel {wheel} is not an xnorfault wheel file")
-        return Path(shutil.copy2(wheel, destination / wheel.name))
+        # the content only: a bundle's files follow the umask, not the given file's mode
+        return Path(shutil.copyfile(wheel, destination / wheel.name))
     root = source_root()
     if root is None:
         raise XnorfaultError(
