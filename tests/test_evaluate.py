@@ -64,6 +64,17 @@ def test_every_point_names_each_sites_rates_whatever_their_values(run_cli, train
                 assert rates["neg_to_pos"] == point["p_flip_neg_to_pos"]
 
 
+def test_write_model_iid_is_accepted_and_an_initial_state_with_it_refused(run_cli, trained):
+    """``--write-model iid`` alone runs (it was refused: the options' default state was passed
+    on as if given); iid with an initial state is one line."""
+    args = [str(trained / "model.onnx"), "--data", str(trained / "test.npz")]
+    args += ["--voltage", "0.5", "--pulse", "10ns", "--repeats", "2"]
+    result = evaluate_json(run_cli, *args, "--write-model", "iid")
+    assert result["backend"]["write_model"]["model"] == "iid"
+    code, _, err = run_cli("evaluate", *args, "--write-model", "iid", "--initial-state", "pos")
+    assert code == 2 and "--initial-state goes with" in err and err.count("\n") == 1, err
+
+
 def test_accuracy_falls_as_ber_grows(run_cli, trained):
     result = evaluate_json(
         run_cli,

@@ -196,7 +196,8 @@ def evaluate_command(
         merge=merge,
         fault=fault,
         write_model=None if write is None else write.model,
-        initial_state=None if write is None else write.initial_state,
+        # iid keeps no state: the state the options default to is not the user's to pass on
+        initial_state=None if write is None or write.model == "iid" else write.initial_state,
         repeats=repeats,
         batch_size=batch_size,
         latency_batches=None
