@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from xnorfault.errors import XnorfaultError
-from xnorfault.evaluation.campaign import parse_shard, shard_jobs
+from xnorfault.evaluation.campaign import shard_jobs
 from xnorfault.evaluation.jobs import Job, job_seed
+from xnorfault.units import parse_shard
 
 CLI = [sys.executable, "-m", "xnorfault"]
 STATISTICS = ("accuracy_mean", "accuracy_std", "ci95", "test_set_ci95", "drop_ci95", "chips")

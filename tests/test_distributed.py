@@ -10,6 +10,9 @@ import time
 import pytest
 from helpers import job_records, without_timing
 
+import xnorfault
+from xnorfault.errors import XnorfaultError
+
 TINY = ["--data", "digits", "--limit-train", "512", "--limit-test", "200", "--batch-size", "64"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
@@ -52,7 +55,7 @@ def test_two_shards_write_one_run_directory_concurrently(tmp_path):
     args = [*TINY, "--ber", "0,0.1", "--repeats", "2", "--epochs", "1", "--out", str(out)]
     shards = [
         subprocess.Popen(
-            [sys.executable, "-m", "xnorfault", "train", *args, "--shard", f"{i}/2"],
+            [sys.executable, "-m", "xnorfault", "train", *args, "--shard", f"{i + 1}/2"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -113,11 +116,25 @@ def test_kill_and_resume_under_torchrun(tmp_path):
 
 @pytest.mark.parametrize(
     "shard, message",
-    [("2/2", "0 <= I < N"), ("a/b", "cannot read --shard"), ("1", "cannot read --shard")],
+    [
+        ("0/2", "shards count from 1"),
+        ("3/2", "shards count from 1"),
+        ("a/b", "cannot read --shard"),
+        ("1", "cannot read --shard"),
+    ],
 )
 def test_bad_shard(run_cli, tmp_path, shard, message):
+    """One numbering (from 1) and one message for train's and evaluate's --shard and the API."""
     code, _, err = run_cli("train", *TINY, "--shard", shard, "--out", str(tmp_path / "r"))
-    assert code == 2 and message in err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    model, data = tmp_path / "m.onnx", tmp_path / "t.npz"
+    model.write_bytes(b""), data.write_bytes(b"")
+    code, _, err = run_cli(
+        "evaluate", str(model), "--data", str(data), "--out", str(tmp_path / "c"), "--shard", shard
+    )
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    with pytest.raises(XnorfaultError, match=message):
+        xnorfault.train(tmp_path / "r", shard=tuple(shard.split("/")) if "/" in shard else shard)
 
 
 def test_sync_bn_needs_torchrun_and_cuda(run_cli, tmp_path):

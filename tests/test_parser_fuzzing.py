@@ -8,7 +8,6 @@ import warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xnorfault.cli.train import parse_shard
 from xnorfault.errors import XnorfaultError
 from xnorfault.units import (
     MAX_LIST_LENGTH,
@@ -16,6 +15,7 @@ from xnorfault.units import (
     parse_duration,
     parse_list,
     parse_probability,
+    parse_shard,
     parse_voltage,
 )
 
@@ -77,7 +77,7 @@ def test_ranges_include_their_ends_and_stay_bounded(start, stop, step):
 @FUZZ
 @given(st.one_of(NUMBERISH, st.from_regex(r"-?\d{1,3}/-?\d{1,3}", fullmatch=True)))
 def test_shards(text):
-    refused_or(lambda v: 0 <= v[0] < v[1], parse_shard, text)
+    refused_or(lambda v: 1 <= v[0] <= v[1], parse_shard, text)
 
 
 def toml_value():

@@ -36,6 +36,7 @@ from xnorfault.errors import XnorfaultError
 from xnorfault.fault_options import fault_source as fault_source_of_options
 from xnorfault.fault_options import write_model_of
 from xnorfault.faults import FaultSource, fault_points
+from xnorfault.units import parse_shard
 
 FaultValue = str | float | Sequence[float] | None
 
@@ -399,7 +400,6 @@ def evaluate(
     >>> sweep.plot(workdir / "sweep.png").name
     'sweep.png'
     """
-    from xnorfault.evaluation.campaign import parse_shard
     from xnorfault.evaluation.request import (
         EvaluationRequest,
         ExecutionOptions,
@@ -459,7 +459,7 @@ def evaluate(
             executor=executor,
             address=address,
             out=None if out is None else Path(out),
-            shard=parse_shard(shard) if isinstance(shard, str) else shard,
+            shard=None if shard is None else parse_shard(shard),
             merge=merge is not None,
         ),
     )
@@ -572,7 +572,7 @@ def train(
     classes: int | None = None,
     subset_seed: int = 0,
     device: str = "auto",
-    shard: tuple[int, int] | None = None,
+    shard: str | tuple[int, int] | None = None,
     sync_bn: bool = False,
     log: Sequence[str] | None = None,
     progress: bool = False,
@@ -582,7 +582,8 @@ def train(
     directory ``out`` (an existing run of the same configuration resumes). Without fault
     keywords the network trains at BER 0. ``layer_ber`` overrides the BER per site
     (``{"act1": 0}``); ``device`` is the torch device (``auto``, ``cpu``, ``cuda:N``);
-    ``shard`` = (I, N) runs the I-th of N slices of the jobs (default: all). ``log`` mirrors
+    ``shard`` = ``"I/N"`` or (I, N) runs the I-th of N slices of the jobs, counted from 1 as in
+    :func:`evaluate` (default: all). ``log`` mirrors
     the per-epoch metrics into ``"tensorboard"`` and/or ``"mlflow"``
     (:mod:`xnorfault.tracking`). Returns the run record
     (``points``, each with its ``repeats`` and their per-epoch ``epochs``) — ``None`` on a
@@ -609,6 +610,7 @@ def train(
     from xnorfault.tracking import check_available
 
     trackers = check_available(log)
+    shard_index, shard_count = (1, 1) if shard is None else parse_shard(shard)
     if gradient not in GRADIENTS:
         raise XnorfaultError(f"unknown gradient {gradient!r}: use {' or '.join(GRADIENTS)}")
     if weight_scaling not in WEIGHT_SCALINGS:
@@ -654,8 +656,16 @@ def train(
         data_options={"extra": extra, "classes": classes, "subset_seed": subset_seed},
         write_model=None if source.write == WriteModel() else source.write.to_dict(),
     )
-    shard = (0, 1) if shard is None else tuple(shard)
-    run = Run(Path(out), config, dataset, points, repeats, compute_device, dist, shard)
+    run = Run(
+        Path(out),
+        config,
+        dataset,
+        points,
+        repeats,
+        compute_device,
+        dist,
+        (shard_index - 1, shard_count),  # the runner counts its slices from 0
+    )
     if dist.is_main:
         run.prepare_folder()  # refuses a folder of another run before any progress output
         if trackers:  # only in a folder that is this run's

@@ -223,3 +223,27 @@ def endurance_phrase(drop: dict) -> str:
     if drop.get("outlasts_service_life"):
         return "endurance beyond 100 years of back-to-back writes (E-model)"
     return f"endurance {drop['endurance_gain']:.2g}× that point's (E-model)"
+
+
+def parse_shard(shard: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """A shard of a sweep or campaign, ``"I/N"`` or ``(I, N)``: the I-th of N slices, counted
+    from 1 (``1 <= I <= N``) in every command and in the Python API, checked.
+
+    >>> parse_shard("1/4"), parse_shard((4, 4))
+    ((1, 4), (4, 4))
+    """
+    if isinstance(shard, tuple | list):
+        parts = list(shard)
+    else:
+        parts = str(shard).split("/")
+    try:
+        index, count = (int(part) for part in parts)
+    except (TypeError, ValueError):
+        raise XnorfaultError(
+            f"cannot read --shard {shard!r}: write I/N, e.g. 1/4 for the first of four slices"
+        ) from None
+    if count < 1 or not 1 <= index <= count:
+        raise XnorfaultError(
+            f"--shard {shard!r}: shards count from 1, I/N needs 1 <= I <= N (the first of four is 1/4)"
+        )
+    return index, count

@@ -148,7 +148,9 @@ def evaluate_command(
         help="Keep every job's result in this campaign folder: a rerun skips finished jobs.",
     ),
     shard: str | None = typer.Option(
-        None, "--shard", help="Run only slice I of N of the campaign's jobs (with --out), e.g. 1/4."
+        None,
+        "--shard",
+        help="Run only slice I of N of the campaign's jobs (with --out), counted from 1, e.g. 1/4.",
     ),
     merge: Path | None = typer.Option(
         None,

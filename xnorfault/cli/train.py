@@ -110,7 +110,9 @@ def train_command(
         "auto", "--device", help="Where to train: auto (CUDA when present), cpu or cuda[:N]."
     ),
     shard: str | None = typer.Option(
-        None, "--shard", help="Run the I-th of N slices of the sweep's jobs, I/N (for array jobs)."
+        None,
+        "--shard",
+        help="Run slice I of N of the sweep's jobs (array jobs), counted from 1, e.g. 1/4.",
     ),
     log: list[str] = typer.Option(
         [],
@@ -157,7 +159,7 @@ def train_command(
         classes=classes,
         subset_seed=subset_seed,
         device=device,
-        shard=parse_shard(shard),
+        shard=shard,
         sync_bn=sync_bn,
         log=log,
         progress=not as_json,
@@ -181,22 +183,6 @@ def train_command(
         )
     console.print(table)
     console.print(f"run record: {Path(out) / 'record.json'}")
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"I/N"`` → (I, N) with 0 <= I < N; no shard → (0, 1)."""
-    if text is None:
-        return 0, 1
-    index, sep, count = text.partition("/")
-    try:
-        index_value, count_value = int(index), int(count)
-    except ValueError:
-        raise XnorfaultError(
-            f"cannot read --shard {text!r}: write I/N, e.g. 0/4 for the first of four slices"
-        ) from None
-    if not sep or count_value < 1 or not 0 <= index_value < count_value:
-        raise XnorfaultError(f"--shard {text!r}: I/N needs 0 <= I < N, e.g. 3/4")
-    return index_value, count_value
 
 
 def summarise(record: dict) -> dict:

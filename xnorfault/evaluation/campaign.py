@@ -33,17 +33,6 @@ CAMPAIGN_FILE = "campaign.json"
 JOBS_FOLDER = "jobs"
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``--shard I/N``: the I-th (1-based) of N slices."""
-    try:
-        index, count = (int(part) for part in str(text).split("/"))
-    except ValueError:
-        raise XnorfaultError(f"--shard {text!r}: write I/N, e.g. 1/4") from None
-    if not 1 <= index <= count:
-        raise XnorfaultError(f"--shard {text!r}: I must lie between 1 and N")
-    return index, count
-
-
 def shard_jobs(jobs: list[Job], index: int, count: int) -> list[Job]:
     """Shard ``index`` of ``count`` (1-based): every count-th job, so each shard holds a share
     of every point."""
@@ -249,7 +238,6 @@ __all__ = [
     "campaign_description",
     "campaign_request",
     "fingerprint",
-    "parse_shard",
     "read_json",
     "run_in_folder",
     "shard_jobs",
