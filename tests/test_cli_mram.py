@@ -74,6 +74,8 @@ def test_retention_and_devices(run_cli):
     [
         (["mram", "wer", "--voltage", "0", "--pulse", "10ns"], "voltage must be positive"),
         (["mram", "wer", "--voltage", "0.5", "--pulse", "10 fortnights"], "unknown unit"),
+        (["mram", "wer", "--voltage", "0.5", "--pulse", "10"], "has no unit: write it with one"),
+        (["mram", "solve", "--wer", "0.01", "--pulse", "5"], "has no unit: write it with one"),
         (["mram", "wer", "--pulse", "10ns"], "Missing option"),
         (["mram", "solve", "--wer", "1.5", "--pulse", "10ns"], "strictly between 0 and 1"),
         (["mram", "solve", "--wer", "0.01"], "exactly one of --pulse"),

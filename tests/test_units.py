@@ -15,7 +15,7 @@ from xnorfault.units import (
     "text, seconds",
     [
         ("10ns", 1e-8),
-        ("1.5e-8", 1.5e-8),
+        ("1.5e-8s", 1.5e-8),
         ("2 us", 2e-6),
         ("2µs", 2e-6),
         ("3ms", 3e-3),
@@ -37,6 +37,26 @@ def test_voltages(text, volts):
 def test_bad_quantities(text):
     with pytest.raises(XnorfaultError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["10", "1.5e-8", " 5 "])
+def test_a_duration_as_text_needs_its_unit(text):
+    """A bare ``--pulse 10`` was ten seconds (a WER of 1e-76, hundreds of µJ per bit): text
+    without a unit is refused and the message names the units; a number is seconds (the API)."""
+    with pytest.raises(XnorfaultError, match="has no unit: write it with one, e.g. .*ns"):
+        parse_duration(text)
+    assert parse_duration(1e-8) == 1e-8
+
+
+def test_the_mtj_takes_quantities_with_units_and_refuses_other_text():
+    from xnorfault.mram import MTJ
+
+    mtj = MTJ()
+    assert float(mtj.wer("500mV", "10ns")) == float(mtj.wer(0.5, 10e-9))
+    with pytest.raises(XnorfaultError, match="cannot read duration 'soon'"):
+        mtj.wer(0.5, "soon")
+    with pytest.raises(XnorfaultError, match="has no unit"):
+        mtj.wer(0.5, "10")
 
 
 def test_probabilities_and_lists():

@@ -41,16 +41,17 @@ from xnorfault.units import parse_shard
 FaultValue = str | float | Sequence[float] | None
 
 
-def _as_text(value: FaultValue, name: str) -> str | None:
-    """A fault value as the command line's text: numbers in SI units, lists comma-separated."""
+def _as_text(value: FaultValue, name: str, unit: str = "") -> str | None:
+    """A fault value as the command line's text: numbers in SI units (written with ``unit``,
+    which a duration needs), lists comma-separated."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, Real):
-        return repr(float(value))
+        return repr(float(value)) + unit
     if isinstance(value, Iterable) and not isinstance(value, bytes | dict):
         values = list(value)  # a list, a tuple, a numpy array (np.linspace)
         if values and all(isinstance(v, Real) for v in values):
-            return ",".join(repr(float(v)) for v in values)
+            return ",".join(repr(float(v)) + unit for v in values)
     raise XnorfaultError(
         f"{name} takes a number, a list of numbers or a string such as '0.45:0.85:0.05', "
         f"not {type(value).__name__}"
@@ -91,7 +92,7 @@ def fault_source(
         p_flip_pos=_as_text(p_flip_pos, "p_flip_pos"),
         p_flip_neg=_as_text(p_flip_neg, "p_flip_neg"),
         voltage=_as_text(voltage, "voltage"),
-        pulse=_as_text(pulse, "pulse"),
+        pulse=_as_text(pulse, "pulse", "s"),
         mram_device="paper" if own_device is not None else str(mram_device),
         voltage_schedule=_as_text(voltage_schedule, "voltage_schedule"),
         ramp=ramp,

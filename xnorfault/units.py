@@ -17,8 +17,8 @@ from xnorfault.errors import XnorfaultError
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([a-zA-Zµμ]*)\s*$")
 
+# a duration written as text needs its unit: a bare "10" would be ten seconds, never a pulse
 _DURATION_SCALE = {
-    "": 1.0,
     "s": 1.0,
     "ms": 1e-3,
     "us": 1e-6,
@@ -61,10 +61,20 @@ def _parse(text: str, scales: dict[str, float], what: str, example: str) -> floa
 
 
 def parse_duration(text: str | float) -> float:
-    """Duration in seconds from ``"10ns"``, ``"1.5e-8"``, ``"2 us"``, ``"10y"``."""
+    """Duration in seconds from ``"10ns"``, ``"1.5e-8s"``, ``"2 us"``, ``"10y"``; a number (not
+    text) is in seconds. Text needs its unit but for ``"0"`` (zero in any unit): a bare
+    ``"10"`` is a one-line error that names the units, not ten seconds."""
     if isinstance(text, int | float):
         return float(text)
-    return _parse(text, _DURATION_SCALE | LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8"')
+    match = _QUANTITY.match(str(text))
+    if match is not None and not match.group(2):
+        if float(match.group(1)) == 0:
+            return 0.0
+        raise XnorfaultError(
+            f"duration {text!r} has no unit: write it with one, e.g. {text.strip()}ns or "
+            f"{text.strip()}us (units: ps, ns, us, ms, s, min, h, d, y)"
+        )
+    return _parse(text, _DURATION_SCALE | LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8s"')
 
 
 ZERO_CELSIUS = 273.15  # K

@@ -36,6 +36,8 @@ from xnorfault.units import (
     format_duration,
     format_temperature,
     format_voltage,
+    parse_duration,
+    parse_voltage,
 )
 
 Direction = Literal["p_to_ap", "ap_to_p"]
@@ -53,8 +55,20 @@ def _scalar_or_array(value: np.ndarray, *inputs) -> float | np.ndarray:
     return float(value) if all(np.ndim(x) == 0 for x in inputs) else value
 
 
+_QUANTITY_PARSERS = {"V": parse_voltage, "s": parse_duration}
+
+
 def _positive(values, what: str, unit: str) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
+    """``values`` (numbers in ``unit``, or one quantity with its unit such as ``"10ns"``) as a
+    float array, each positive and finite (one-line errors)."""
+    if isinstance(values, str):
+        values = _QUANTITY_PARSERS[unit](values)
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise XnorfaultError(
+            f"{what} {values!r}: give numbers in {unit} or one quantity with its unit"
+        ) from None
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
         bad = array[~(np.isfinite(array) & (array > 0))].ravel()[0]
         raise XnorfaultError(f"{what} must be positive and finite, got {bad:g} {unit}")
