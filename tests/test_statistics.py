@@ -120,3 +120,18 @@ def test_paired_drop_holds_images_and_flips():
     assert upper == pytest.approx(
         delta.mean() + stats.t.ppf(0.95, 7) * delta.std(ddof=1) / math.sqrt(8)
     )
+
+
+def test_accuracy_intervals_are_clipped_to_zero_and_one_and_differences_are_not():
+    """Two repeats at 0.99 and 1.0: the t-interval reaches past 1 (t_{0.975,1} = 12.7); an
+    accuracy's interval stops at 1, a difference's does not."""
+    from xnorfault.statistics import ACCURACY_BOUNDS, half_width, summarise
+
+    values = [0.99, 1.0]
+    free = summarise(values)
+    clipped = summarise(values, ACCURACY_BOUNDS)
+    assert free["ci95"][1] > 1 and free["ci95"][0] < 0.99
+    assert clipped["ci95"] == [free["ci95"][0], 1.0]
+    assert free["ci95"][1] - free["accuracy_mean"] == pytest.approx(half_width(values))
+    low = summarise([0.0, 0.02], ACCURACY_BOUNDS)["ci95"][0]
+    assert low == 0.0

@@ -18,6 +18,7 @@ import numpy as np
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.statistics import (
+    ACCURACY_BOUNDS,
     binomial_interval,
     contiguous_tolerance,
     holm,
@@ -165,7 +166,7 @@ def build_report(
     labels = list(comparisons)
     corrected = dict(zip(labels, holm([comparisons[k]["p_value"] for k in labels]), strict=True))
     for label, (_, finals) in finals_by_point.items():
-        summary = summarise(finals)
+        summary = summarise(finals, ACCURACY_BOUNDS)
         mean, std, (low, high) = summary["accuracy_mean"], summary["accuracy_std"], summary["ci95"]
         cells = [label, str(len(finals)), f"{mean:.4f}", f"{std:.4f}", f"[{low:.4f}, {high:.4f}]"]
         comparison = comparisons.get(label)

@@ -136,8 +136,14 @@ def runs_needed(values, target: float, confidence: float = 0.95) -> int:
     return max(int(values.size), math.ceil((quantile * spread / target) ** 2))
 
 
-def summarise(values) -> dict:
-    """Mean, sample std and 95 % t-interval of the mean of repeated accuracies."""
+ACCURACY_BOUNDS = (0.0, 1.0)
+
+
+def summarise(values, bounds: tuple[float, float] | None = None) -> dict:
+    r"""Mean, sample std and 95 % t-interval of the mean of repeated values,
+    :math:`\bar a \pm t_{0.975,n-1}\,s/\sqrt n`; with ``bounds`` (an accuracy's
+    :data:`ACCURACY_BOUNDS`) the interval is clipped to them — the mean of values within them
+    cannot lie outside, and a t-interval past them claims what cannot occur."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if values.size < 2:
@@ -148,10 +154,13 @@ def summarise(values) -> dict:
             "repeats": int(values.size),
         }
     half = half_width(values)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return {
         "accuracy_mean": mean,
         "accuracy_std": float(values.std(ddof=1)),
-        "ci95": [mean - half, mean + half],
+        "ci95": [low, high],
         "repeats": int(values.size),
     }
 

@@ -19,8 +19,10 @@ from xnorfault.faults import FaultPoint
 from xnorfault.mram.chips import chip_rates
 from xnorfault.mram.device import CONVENTIONAL_WER
 from xnorfault.statistics import (
+    ACCURACY_BOUNDS,
     binomial_interval,
     chip_distribution,
+    half_width,
     paired_drop,
     summarise,
     yield_estimate,
@@ -64,16 +66,18 @@ def assemble(
             runs = []
             while Job(index, -1, len(runs)) in outcomes:
                 runs.append(outcomes[Job(index, -1, len(runs))])
-            result.update(summarise([float(run.mean()) for run in runs]))
+            result.update(summarise([float(run.mean()) for run in runs], ACCURACY_BOUNDS))
             result.update(uncertainty_sources(clean, runs, result["accuracy_mean"]))
             if target_ci is not None:
-                half = (result["ci95"][1] - result["ci95"][0]) / 2
+                # the t-interval's own half-width: clipping to [0, 1] must not meet the target
+                half = half_width([float(run.mean()) for run in runs])
                 result["target_ci"] = {"half_width": target_ci, "met": bool(half <= target_ci)}
         result["accuracy_drop"] = baseline - result["accuracy_mean"]
         if per_layer:
             result["per_layer"] = {
                 site: summarise(
-                    [float(outcomes[Job(index, -1, r, site)].mean()) for r in range(repeats)]
+                    [float(outcomes[Job(index, -1, r, site)].mean()) for r in range(repeats)],
+                    ACCURACY_BOUNDS,
                 )
                 for site in sites
             }
@@ -128,7 +132,7 @@ def chip_summary(
         pos_total += sum(float(r.pos_to_neg.sum()) for r in rates.values())
         neg_total += sum(float(r.neg_to_pos.sum()) for r in rates.values())
     values = np.asarray(accuracies)
-    result = summarise(values)
+    result = summarise(values, ACCURACY_BOUNDS)
     result["repeats"] = repeats
     result["chips"] = list(accuracies)
     result["chip_accuracy"] = chip_distribution(values)

@@ -32,7 +32,7 @@ from xnorfault.mram.weights import (
     weight_error,
     weight_faults,
 )
-from xnorfault.statistics import chip_distribution, summarise, yield_estimate
+from xnorfault.statistics import ACCURACY_BOUNDS, chip_distribution, summarise, yield_estimate
 
 
 def evaluate_weight_ages(
@@ -97,7 +97,7 @@ def evaluate_weight_ages(
     points = []
     for age, collected in zip(ages, per_age, strict=True):
         values = np.asarray(collected["accuracies"])
-        summary = summarise(values)
+        summary = summarise(values, ACCURACY_BOUNDS)
         wrong_pos, wrong_neg = weight_error(device, memory.at_age(age))
         point = {
             "label": f"age {format_age(age)}",
