@@ -26,7 +26,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from xnorfault.graph.contract import INPUT_NAME, SITES_KEY, metadata_key
+from xnorfault.errors import XnorfaultError
+from xnorfault.graph.contract import INPUT_NAME, PARITY_KEY, SITES_KEY, metadata_key
 
 OPSET = 18
 OUTPUT_NAME = "logits"
@@ -405,12 +406,54 @@ def write_testset(path, images: np.ndarray, labels: np.ndarray, classes) -> None
 
 
 PARITY_TOLERANCE = 1e-3  # |Δ logit| beyond which an image counts as differing
+# the share of test images whose class an export must give as the trained network does: binary
+# networks may round a pre-activation on the sign threshold apart in two runtimes, a few images
+MIN_ARGMAX_AGREEMENT = 0.99
 
 
-def export_run(run_dir, output, point: str | None = None, repeat: int = 0, testset=None) -> dict:
+def check_min_agreement(min_agreement: float) -> None:
+    """``--min-agreement``: a share of test images in (0, 1]."""
+    if not 0 < min_agreement <= 1:
+        raise XnorfaultError(
+            f"--min-agreement {min_agreement:g}: give a share of test images in (0, 1], e.g. 0.99"
+        )
+
+
+def parity_verdict(agreement: float, images: int, min_agreement: float, accept: bool) -> dict:
+    """The export's parity, checked before anything is written: an argmax ``agreement`` below
+    ``min_agreement`` on the ``images`` test images is a one-line error, unless ``accept`` (then
+    recorded, as :data:`~xnorfault.graph.contract.PARITY_KEY` in the model's metadata)."""
+    check_min_agreement(min_agreement)
+    below = agreement < min_agreement
+    if below and not accept:
+        raise XnorfaultError(
+            f"the export gives {agreement:.4f} of {images} test images the trained network's class, "
+            f"below --min-agreement {min_agreement:g}: nothing was written ('xnorfault export "
+            "--accept-low-parity' writes it anyway, recorded in its metadata)"
+        )
+    return {
+        "argmax_agreement": agreement,
+        "test_images": images,
+        "min_agreement": min_agreement,
+        "accepted_below_minimum": bool(below),
+    }
+
+
+def export_run(
+    run_dir,
+    output,
+    point: str | None = None,
+    repeat: int = 0,
+    testset=None,
+    min_agreement: float = MIN_ARGMAX_AGREEMENT,
+    accept_low_parity: bool = False,
+) -> dict:
     """Export one trained job of a run directory to ONNX (and optionally its test set as .npz).
 
-    Returns a summary with the parity between the torch model and onnxruntime on the test set.
+    The parity between the torch model and onnxruntime on the test set is measured first; the
+    model is written only when its argmax agreement reaches ``min_agreement`` (or
+    ``accept_low_parity``: written, and the shortfall recorded in its metadata). Returns a
+    summary with the parity.
     """
     import onnxruntime as ort
 
@@ -419,7 +462,6 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
     model, full, job = load_trained_model(run_dir, point, repeat)
     metadata = model_metadata(model, full, job, run_dir, repeat)
     onnx_model = export_onnx(model, metadata, model_name=f"xnorfault_{metadata['model']['name']}")
-    atomic_write(output, lambda handle: handle.write(onnx_model.SerializeToString()))
     x_all, y_all, reference = test_split(run_dir, full, model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -446,6 +488,15 @@ def export_run(run_dir, output, point: str | None = None, repeat: int = 0, tests
         "onnx_test_accuracy": float(np.mean(exported.argmax(1) == y_all)),
         "recorded_test_accuracy": job["epochs"][-1]["test_accuracy"],
     }
+    summary["parity"] = parity_verdict(
+        summary["argmax_agreement"], summary["test_images"], min_agreement, accept_low_parity
+    )
+    helper.set_model_props(
+        onnx_model,
+        {p.key: p.value for p in onnx_model.metadata_props}
+        | {PARITY_KEY: json.dumps(summary["parity"])},
+    )
+    atomic_write(output, lambda handle: handle.write(onnx_model.SerializeToString()))
     if testset is not None:
         write_testset(testset, x_all, y_all, full["data"]["classes"])
         summary["testset"] = str(testset)

@@ -34,6 +34,41 @@ def exported(tiny_model):
     return tiny_model(*TINY_LENET4)
 
 
+def test_an_export_below_the_parity_minimum_is_not_written(exported, run_cli, monkeypatch):
+    """Parity is measured before the model is written: with the reference logits reversed (so
+    the export disagrees with "the trained network" on most images) nothing is written and the
+    command says why in one line; --accept-low-parity writes it and records the shortfall."""
+    import xnorfault.exporters.onnx as onnx_exporter
+
+    props = metadata(onnx.load(str(exported / "model.onnx")))
+    kept = json.loads(props["xnorfault.parity"])
+    assert kept["min_agreement"] == 0.99 and not kept["accepted_below_minimum"]
+    assert kept["argmax_agreement"] >= 0.99 and kept["test_images"] == 150
+    real_split = onnx_exporter.test_split
+
+    def reversed_reference(*args):
+        images, labels, logits = real_split(*args)
+        return images, labels, -logits
+
+    monkeypatch.setattr(onnx_exporter, "test_split", reversed_reference)
+    target = exported / "low.onnx"
+    code, _, err = run_cli("export", str(exported / "run"), "-o", str(target))
+    assert code == 2 and "below --min-agreement 0.99: nothing was written" in err, err
+    assert err.count("\n") == 1 and not target.exists()
+    code, out, err = run_cli(
+        "export", str(exported / "run"), "-o", str(target), "--accept-low-parity", "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    recorded = json.loads(metadata(onnx.load(str(target)))["xnorfault.parity"])
+    assert recorded == summary["parity"] and recorded["accepted_below_minimum"]
+    assert recorded["argmax_agreement"] == summary["argmax_agreement"] < 0.99
+    code, _, err = run_cli(
+        "export", str(exported / "run"), "-o", str(exported / "x.onnx"), "--min-agreement", "1.5"
+    )
+    assert code == 2 and "--min-agreement 1.5" in err and not (exported / "x.onnx").exists()
+
+
 def test_export_is_standard_onnx_with_parity(exported):
     import torch
 

@@ -513,19 +513,24 @@ def export_onnx(
     point: str | None = None,
     repeat: int = 0,
     testset: str | Path | None = None,
+    min_agreement: float = 0.99,
+    accept_low_parity: bool = False,
 ) -> dict:
     """Export a trained network of a run directory to standard ONNX (``xnorfault export``),
-    checking parity with the trained network on its test split; ``testset`` also writes the
+    checking parity with the trained network on its test split first: below ``min_agreement``
+    (the share of test images given the trained network's class) nothing is written, unless
+    ``accept_low_parity`` (written, the shortfall in its metadata). ``testset`` also writes the
     preprocessed test split as ``.npz``. Returns the summary (``binary_sites``,
-    ``argmax_agreement``, ``onnx_test_accuracy``, …). Needs torch and brevitas.
+    ``argmax_agreement``, ``parity``, ``onnx_test_accuracy``, …). Needs torch and brevitas.
 
     >>> summary = export_onnx(run, workdir / "clean.onnx", point="ber=0")
     >>> summary["binary_sites"], summary["argmax_agreement"]
     (['act1', 'act2'], 1.0)
     """
-    from xnorfault.exporters.onnx import export_run
+    from xnorfault.exporters.onnx import check_min_agreement, export_run
     from xnorfault.io import check_output_file
 
+    check_min_agreement(min_agreement)
     output = Path(output)
     if output.suffix != ".onnx":
         raise XnorfaultError(f"--output {output} should end in .onnx for --format onnx")
@@ -535,7 +540,7 @@ def export_onnx(
         if testset.suffix != ".npz":
             raise XnorfaultError(f"--testset {testset} should end in .npz")
         check_output_file(testset, "--testset")
-    return export_run(Path(run), output, point, repeat, testset)
+    return export_run(Path(run), output, point, repeat, testset, min_agreement, accept_low_parity)
 
 
 def train(

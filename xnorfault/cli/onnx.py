@@ -37,6 +37,17 @@ def export_command(
     flip_seed: int = typer.Option(
         0, "--flip-seed", min=0, help="lce: seed of the in-model RandomUniform flip streams."
     ),
+    min_agreement: float = typer.Option(
+        0.99,
+        "--min-agreement",
+        help="onnx: the share of test images the export must give the trained network's class; "
+        "below it nothing is written.",
+    ),
+    accept_low_parity: bool = typer.Option(
+        False,
+        "--accept-low-parity",
+        help="onnx: write the export even below --min-agreement (recorded in its metadata).",
+    ),
     as_json: options.JsonOption = False,
 ):
     """Export a trained network to standard ONNX that stock onnxruntime runs, or to a Larq
@@ -60,7 +71,15 @@ def export_command(
     from xnorfault.api import export_onnx
 
     with console.status("exporting…") if not as_json else nullcontext():
-        summary = export_onnx(run, output, point=point, repeat=repeat, testset=testset)
+        summary = export_onnx(
+            run,
+            output,
+            point=point,
+            repeat=repeat,
+            testset=testset,
+            min_agreement=min_agreement,
+            accept_low_parity=accept_low_parity,
+        )
     if as_json:
         emit_json(summary)
         return
@@ -70,6 +89,11 @@ def export_command(
         f"max |Δ logit| {summary['max_abs_logit_difference']:.2e} ({summary['images_differing']} "
         f"image(s) beyond {summary['parity_tolerance']:g}), accuracy {summary['onnx_test_accuracy']:.4f}"
     )
+    if summary["parity"]["accepted_below_minimum"]:
+        console.print(
+            f"[yellow]below --min-agreement {summary['parity']['min_agreement']:g}: written as "
+            "asked (--accept-low-parity), recorded in the model's metadata (xnorfault.parity)"
+        )
     if testset is not None:
         console.print(f"wrote {summary['testset']}")
 
@@ -93,6 +117,11 @@ def _export_lce(run, output, point, repeat, testset, flip_seed, as_json) -> None
         f"{summary['argmax_agreement_with_onnx']:.4f}, max |Δ logit| {summary['max_abs_logit_difference_to_onnx']:.2e}, "
         f"accuracy LCE {summary['lce_test_accuracy']:.4f} / ONNX {summary['onnx_test_accuracy']:.4f}"
     )
+    if summary["parity"]["accepted_below_minimum"]:
+        console.print(
+            f"[yellow]below --min-agreement {summary['parity']['min_agreement']:g}: written as "
+            "asked (--accept-low-parity), recorded in the model's metadata (xnorfault.parity)"
+        )
     if testset is not None:
         console.print(f"wrote {summary['testset']}")
 

@@ -25,6 +25,7 @@ INJECTED_KEY = "xnorfault.injected"
 PREPROCESSING_KEY = "xnorfault.preprocessing"
 MODEL_KEY = "xnorfault.model"
 SOURCE_RUN_KEY = "xnorfault.source_run"
+PARITY_KEY = "xnorfault.parity"  # the export's agreement with the trained network
 OUTPUT_KEY = "xnorfault.output"  # the graph output holding the logits, where a model has several
 
 ModelFormat = Literal["onnx", "tflite"]
