@@ -77,3 +77,23 @@ def test_formatting():
     assert format_duration(1e-8) == "10 ns"
     assert format_duration(4.83e-9) == "4.83 ns"
     assert format_energy(1.74e-12) == "1.74 pJ"
+
+
+@pytest.mark.parametrize(
+    ("text", "fraction"),
+    [("1pt", 0.01), ("2.5 points", 0.025), ("1%", 0.01), ("0.01", 0.01), (0.05, 0.05)],
+)
+def test_a_drop_has_one_meaning_in_points_percent_or_fraction(text, fraction):
+    from xnorfault.units import parse_drop
+
+    assert parse_drop(text) == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize("text", ["1", "2", 1.0, "0", "-1pt", "100pt", "lots"])
+def test_a_drop_of_one_or_more_or_none_is_refused(text):
+    """``--max-drop 1`` was taken as all of the accuracy (100 points) while tables speak in
+    points: a bare number of 1 or more is refused with the three spellings."""
+    from xnorfault.units import parse_drop
+
+    with pytest.raises(XnorfaultError, match="write it as points, a percentage or a fraction"):
+        parse_drop(text)

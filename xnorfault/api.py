@@ -36,7 +36,7 @@ from xnorfault.errors import XnorfaultError
 from xnorfault.fault_options import fault_source as fault_source_of_options
 from xnorfault.fault_options import write_model_of
 from xnorfault.faults import FaultSource, fault_points
-from xnorfault.units import parse_shard
+from xnorfault.units import parse_drop, parse_shard
 
 FaultValue = str | float | Sequence[float] | None
 
@@ -344,7 +344,7 @@ def evaluate(
     target: str | None = None,
     seed: int = 0,
     limit: int | None = None,
-    max_drop: float | None = None,
+    max_drop: float | str | None = None,
     per_layer: bool = False,
     target_ci: float | None = None,
     max_repeats: int = 200,
@@ -411,7 +411,6 @@ def evaluate(
     )
     from xnorfault.evaluation.run import run_evaluation
     from xnorfault.progress import progress_bar
-    from xnorfault.units import parse_rate
 
     if merge is not None:
         if model is not None or data is not None:
@@ -434,7 +433,7 @@ def evaluate(
         batch_size=batch_size,
         limit=limit,
         per_layer=per_layer,
-        max_drop=None if max_drop is None else parse_rate(max_drop, "--max-drop"),
+        max_drop=None if max_drop is None else parse_drop(max_drop),
         target_ci=target_ci,
         max_repeats=max_repeats,
         runtime=RuntimeOptions(

@@ -149,6 +149,35 @@ def parse_rate(text: str | float, option: str) -> float:
     return parse_probability(text, option, exclusive=False)
 
 
+_POINT_SUFFIXES = ("points", "point", "pts", "pt")
+
+
+def parse_drop(text: str | float, option: str = "--max-drop") -> float:
+    """An accuracy drop as a fraction of the accuracy, from ``"1pt"`` (one percentage point),
+    ``"1%"`` or ``"0.01"``: one meaning everywhere, strictly between 0 and 1. A bare number of 1
+    or more (``--max-drop 1``: all of the accuracy, or one point?) is a one-line error.
+
+    >>> parse_drop("1pt"), parse_drop("0.5%"), parse_drop(0.02)
+    (0.01, 0.005, 0.02)
+    """
+    raw = str(text).strip().lower()
+    scale = 1.0
+    for suffix in ("%", *_POINT_SUFFIXES):
+        if raw.endswith(suffix):
+            raw, scale = raw[: -len(suffix)].strip(), 0.01
+            break
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # NaN too
+        raise XnorfaultError(
+            f"{option} {text!r}: a drop lies between 0 and 1 of the accuracy; write it as "
+            "points, a percentage or a fraction: 1pt, 1% or 0.01"
+        )
+    return value
+
+
 def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:
     """A whole number of at least ``minimum`` (batch sizes, epochs) from ``"256"``."""
     raw = str(text).strip()

@@ -70,10 +70,10 @@ def evaluate_command(
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Use only the first N test images."
     ),
-    max_drop: float | None = typer.Option(
+    max_drop: str | None = typer.Option(
         None,
         "--max-drop",
-        help="Report the lowest voltage (or highest BER) within this accuracy drop, e.g. 0.01.",
+        help="Report the lowest voltage (or highest BER) within this accuracy drop: 1pt, 1% or 0.01.",
     ),
     per_layer: bool = typer.Option(
         False, "--per-layer", help="Also flip one site at a time (layer sensitivity)."

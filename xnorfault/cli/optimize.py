@@ -16,8 +16,8 @@ from xnorfault.progress import progress_bar
 def optimize_command(
     model: Path = typer.Argument(..., help="ONNX model, clean or injected."),
     data: str = typer.Option(..., "--data", help="Test set: .npz of x, y (split in halves)."),
-    max_drop: float = typer.Option(
-        ..., "--max-drop", help="Accuracy budget: the largest drop allowed, e.g. 0.01."
+    max_drop: str = typer.Option(
+        ..., "--max-drop", help="Accuracy budget: the largest drop allowed, 1pt, 1% or 0.01."
     ),
     mram_device: options.MramDeviceOption = "paper",
     pulse: str = typer.Option(
@@ -79,7 +79,6 @@ def optimize_command(
     """
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
     from xnorfault.optimization import operating_points_toml, optimize
-    from xnorfault.units import parse_rate
 
     write = options.write_model(write_model_choice, initial_state)
     for path, option in ((tuned, "-o"), (points_path, "--operating-points"), (plot_path, "--plot")):
@@ -95,7 +94,7 @@ def optimize_command(
         result = optimize(
             model,
             data,
-            parse_rate(max_drop, "--max-drop"),
+            max_drop,
             mram_device=mram_device,
             pulses=pulse,
             voltages=voltage,

@@ -48,13 +48,13 @@ from xnorfault.optimization.verification import (
     settle,
     verify,
 )
-from xnorfault.units import format_duration, format_voltage
+from xnorfault.units import format_duration, format_voltage, parse_drop
 
 
 def optimize(
     model,
     data,
-    max_drop: float,
+    max_drop: float | str,
     *,
     mram_device="paper",
     pulses: str | list[float] = "10ns",
@@ -77,8 +77,8 @@ def optimize(
     address: str | None = None,
 ) -> OptimizationResult:
     """Per-site write voltages and pulses that spend the least activation-write energy per
-    inference while the accuracy drop on held-out images stays within ``max_drop`` with
-    ``confidence`` (the package says how). ``model``: an ONNX file (clean or injected);
+    inference while the accuracy drop on held-out images stays within ``max_drop`` (``"1pt"``,
+    ``"1%"`` or a fraction such as 0.01) with ``confidence`` (the package says how). ``model``: an ONNX file (clean or injected);
     ``data``: its test set (``.npz`` of ``x``, ``y``); ``mram_device``: a preset name, a device file
     or an :class:`~xnorfault.mram.MTJ`; ``pulses`` and ``voltages`` as ``--pulse`` and
     ``--voltage`` (or lists of seconds and volts). With ``chips`` (a device with
@@ -98,6 +98,7 @@ def optimize(
     >>> result.plot(workdir / "pareto.png").name
     'pareto.png'
     """
+    max_drop = parse_drop(max_drop)
     mtj = mram_device if isinstance(mram_device, MTJ) else load_device(mram_device)
     pulse_list = parse_pulse_range(pulses) if isinstance(pulses, str) else sorted(set(pulses))
     request = OptimizeRequest(
