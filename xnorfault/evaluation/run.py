@@ -4,8 +4,8 @@ Statistics. Each sweep point is evaluated ``repeats`` times on the same test ima
 batch with a fresh flip seed derived from the run's coordinates — campaign seed, point, chip,
 repeat, batch (:mod:`xnorfault.evaluation.jobs`), so that any split of the campaign over processes,
 shards or a Ray cluster gives the same numbers. The point reports the mean accuracy, the sample standard deviation and the 95 %
-confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t):
-the flip noise on these images. Beside it, ``test_set_ci95`` is the test set's own sampling
+confidence interval of the mean, :math:`\bar a \pm t_{0.975,\,n-1}\, s/\sqrt{n}` (Student's t,
+clipped to [0, 1]): the flip noise on these images. Beside it, ``test_set_ci95`` is the test set's own sampling
 error (Clopper–Pearson over the N images) and ``drop_ci95`` the interval of the drop against
 the error-free run that holds both (paired per image, :func:`xnorfault.statistics.paired_drop`);
 ``--max-drop`` decides on ``drop_ci95``. The error-free baseline is the same images with every
@@ -15,7 +15,8 @@ Write-voltage sweeps map each voltage through :class:`xnorfault.mram.MTJ` to the
 both polarities (+1 stored as P: :math:`p_{+\to-} = \mathrm{WER}_{AP\to P}`), and report write
 energy and endurance there. With chips (:mod:`xnorfault.mram.chips`) every voltage is evaluated
 on each of N chips whose cells differ, and the point reports the distribution across chips and
-the yield (:func:`chip_summary`). Imports numpy and scipy only (plus the backend's runtime).
+the yield (:func:`xnorfault.evaluation.results.chip_summary`). Imports numpy and scipy only (plus
+the backend's runtime).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-r"""Persistent weight faults on the graph side: a chip's wrong weights in the ONNX model.
+r"""Binary weights kept in MRAM over their life (``evaluate --age``): a chip's persistent weight
+faults, age by age.
 
 The physics (:mod:`xnorfault.mram.weights`) says which binary weights of a chip read wrong
 after the weight memory's life; here those weights are flipped (negated, :math:`\pm\alpha \to
-\mp\alpha`) in the model's initializers, and every inference of that chip runs with them — the
+\mp\alpha`, :func:`xnorfault.graph.weights.flipped`) in the model's initializers, and every inference of that chip runs with them — the
 same wrong weights in every batch and every repeat, unlike training's transient
 ``--weight-ber``. Activation faults run on top as before (scalar rates, or a chip's
 per-address rates on a device with variation).
