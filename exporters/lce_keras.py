@@ -40,7 +40,7 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xnorfault.graph.contract import INPUT_NAME, rate_input_names  # noqa: E402
-from xnorfault.runtimes.tflite import read_tflite  # noqa: E402
+from xnorfault.runtimes.lce_tflite import read_tflite  # noqa: E402
 
 BINARY_KERNELS = ("LceBconv2d",)
 FLOAT_FALLBACK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")

@@ -29,7 +29,7 @@ class Worker:
     def __init__(self, model_path: str, threads: int):
         from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-        from xnorfault.runtimes.tflite import read_tflite
+        from xnorfault.runtimes.lce_tflite import read_tflite
 
         flatbuffer = open(model_path, "rb").read()
         contents = read_tflite(flatbuffer)

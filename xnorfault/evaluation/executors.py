@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
@@ -200,6 +201,13 @@ class _RayWorker:
 
     def run(self, chunk: list) -> list[tuple]:
         return _run_chunk(self.runner, chunk)
+
+
+def threads_per_worker(threads: int | None, workers: int) -> int:
+    """The threads each of ``workers`` processes gets of ``threads`` (``None``: the machine's
+    cores), at least one."""
+    total = threads or os.cpu_count() or 1
+    return max(1, total // workers)
 
 
 __all__ = [

@@ -4,11 +4,11 @@ loads (one-line errors), the target profile's defaults filled in, and the sweep'
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation.executors import threads_per_worker
 from xnorfault.evaluation.jobs import JobRunner
 from xnorfault.evaluation.runner import TestSetRunner
 from xnorfault.evaluation.testset import load_test_set
@@ -113,10 +113,10 @@ class EvaluationRequest:
     def for_workers(self, workers: int) -> EvaluationRequest:
         """The request each of ``workers`` processes opens: the threads shared out among them,
         its jobs run in that process."""
-        total = self.runtime.threads or os.cpu_count() or 1
+        threads = threads_per_worker(self.runtime.threads, workers)
         return replace(
             self,
-            runtime=replace(self.runtime, threads=max(1, total // workers)),
+            runtime=replace(self.runtime, threads=threads),
             execution=replace(self.execution, workers=1, executor="local"),
         )
 

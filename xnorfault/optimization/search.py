@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation.executors import threads_per_worker
 from xnorfault.evaluation.jobs import job_seed
 from xnorfault.evaluation.runner import TestSetRunner
 from xnorfault.evaluation.testset import load_test_set
@@ -151,10 +151,10 @@ class OptimizeRequest:
     def for_workers(self, workers: int) -> OptimizeRequest:
         """The request each of ``workers`` processes opens: the threads shared out among them,
         its runs made in that process."""
-        total = self.runtime.threads or os.cpu_count() or 1
+        threads = threads_per_worker(self.runtime.threads, workers)
         return replace(
             self,
-            runtime=replace(self.runtime, threads=max(1, total // workers)),
+            runtime=replace(self.runtime, threads=threads),
             execution=ExecutionOptions(),
         )
 
