@@ -8,7 +8,7 @@ package docstring (:mod:`xnorfault.optimization`) states the method.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +107,6 @@ def optimize(
         max_drop=max_drop,
         search=SearchOptions(
             pulses=tuple(pulse_list),
-            voltages=None
-            if voltages is None or isinstance(voltages, str)
-            else tuple(sorted(set(voltages))),
             repeats=repeats,
             verify_repeats=verify_repeats,
             confidence=confidence,
@@ -126,21 +123,30 @@ def optimize(
     request.check()
     if chips:
         require_variation(mtj)
-    voltage_grid = (
-        parse_voltage_range(voltages, mtj, pulse_list)
-        if request.search.voltages is None
-        else np.asarray(request.search.voltages, dtype=float)
-    )
-    return run_optimization(request, voltage_grid, progress, model_path=str(model))
+    if voltages is not None:
+        grid = (
+            parse_voltage_range(voltages, mtj, pulse_list)
+            if isinstance(voltages, str)
+            else sorted(set(voltages))
+        )
+        grid = tuple(float(v) for v in grid)
+        request = replace(request, search=replace(request.search, voltages=grid))
+    return run_optimization(request, progress, model_path=str(model))
 
 
 def run_optimization(
-    request: OptimizeRequest, voltage_grid: np.ndarray, progress=None, model_path: str | None = None
+    request: OptimizeRequest, progress=None, model_path: str | None = None
 ) -> OptimizationResult:
-    """Optimise ``request`` over the write voltages ``voltage_grid`` (V): measure, allocate,
-    verify, report (the package docstring says how); ``progress``: a rich ``Progress``;
-    ``model_path``: the model as the result names it (default: the request's)."""
+    """Optimise ``request``: measure, allocate, verify, report (the package docstring says how)
+    over its write voltages (without any: from the larger critical voltage to the conventional
+    point's); ``progress``: a rich ``Progress``; ``model_path``: the model as the result names
+    it (default: the request's)."""
     search_options, memory, execution = request.search, request.memory, request.execution
+    voltage_grid = (
+        parse_voltage_range(None, memory.device, list(search_options.pulses))
+        if search_options.voltages is None
+        else np.asarray(search_options.voltages, dtype=float)
+    )
     max_drop = request.max_drop
     with (
         request.open_backend() as backend,
