@@ -11,7 +11,7 @@ study() {  # study NAME MODEL DATA BERS EPOCHS [extra train options...]
     local name=$1 model=$2 data=$3 bers=$4 epochs=$5
     shift 5
     $XNORFAULT train --model "$model" --data "$data" --ber "$bers" --epochs "$epochs" \
-        --repeats "$REPEATS" --seed 1 --device "$DEVICE" --out "$RUNS/$name" "$@"
+        --repeats "$REPEATS" --seed 1 --torch-device "$DEVICE" --out "$RUNS/$name" "$@"
     mkdir -p "$RESULTS"
     local discussion=()
     [ -f "$RESULTS/${name}_discussion.md" ] && discussion=(--discussion "$RESULTS/${name}_discussion.md")

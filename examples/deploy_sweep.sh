@@ -23,7 +23,7 @@ for point in ber=0 "$best"; do
             --mram-device paper
         $XNORFAULT evaluate "${model}_faulty.onnx" --data "$RESULTS/${name}_test.npz" \
             --voltage 0.40:0.85:0.05 --pulse "$pulse" --mram-device paper \
-            --repeats "${EVAL_REPEATS:-10}" --batch 1,256 --max-drop 0.01 \
+            --repeats "${EVAL_REPEATS:-10}" --latency-batches 1,256 --max-drop 0.01 \
             --plot "${model}_voltage_sweep.png" --json > "${model}_voltage_sweep.json"
         evaluations+=(--evaluation "${model}_voltage_sweep.json")
     done

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/common.sh"
 RUN="$RUNS/fashion_mnist_lenet4_optimize"
 $XNORFAULT train --model lenet4 --data fashion-mnist --ber 0,0.08 --epochs "${EPOCHS:-10}" \
-    --repeats 1 --seed 1 --device "$DEVICE" --out "$RUN"
+    --repeats 1 --seed 1 --torch-device "$DEVICE" --out "$RUN"
 mkdir -p "$RESULTS"
 for ber in 0 0.08; do
     $XNORFAULT export "$RUN" --point "ber=$ber" -o "$RUN/lenet4_ber$ber.onnx" --testset "$RUN/test.npz"

@@ -171,13 +171,13 @@ def _fits(actual: tuple, expected: tuple) -> bool:
 
 
 def choose_output(outputs: list[tuple[str, str]], requested: str | None, named: str | None) -> str:
-    """The output holding the logits: ``requested`` (``--output``), else the one the model's
+    """The output holding the logits: ``requested`` (``--output-name``), else the one the model's
     metadata names, else the only floating-point one. ``outputs`` are (name, ONNX type)."""
     names = [name for name, _ in outputs]
     if requested is not None:
         if requested not in names:
             raise XnorfaultError(
-                f"--output {requested}: the model's outputs are {', '.join(names)}"
+                f"--output-name {requested}: the model's outputs are {', '.join(names)}"
             )
         return requested
     if named is not None and named in names:
@@ -192,5 +192,5 @@ def choose_output(outputs: list[tuple[str, str]], requested: str | None, named: 
     if len(names) == 1:
         return names[0]
     raise XnorfaultError(
-        f"the model has outputs {', '.join(names)}: choose the logits with --output NAME"
+        f"the model has outputs {', '.join(names)}: choose the logits with --output-name NAME"
     )

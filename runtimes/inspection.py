@@ -25,7 +25,7 @@ def inspect_model(
 ) -> ModelReport:
     """What xnorfault and onnxruntime see in ``model`` (a path or a loaded model):
     :func:`~xnorfault.graph.inspection.inspect_graph`, then the model injected at zero rates
-    loaded in onnxruntime. ``output`` and ``layout`` are ``evaluate``'s ``--output`` and
+    loaded in onnxruntime. ``output`` and ``layout`` are ``evaluate``'s ``--output-name`` and
     ``--layout``. A model onnxruntime cannot load is reported (``onnxruntime_error``), not
     refused."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(Path(model))

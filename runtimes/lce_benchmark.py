@@ -130,7 +130,7 @@ class LceBenchmarkBackend(Backend):
         from the model's own generator, so ``next_seed`` is not used)."""
         if len(images) != 1:
             raise XnorfaultError(
-                "lce_benchmark_model times the .tflite at its batch size of 1: use --batch 1"
+                "lce_benchmark_model times the .tflite at its batch size of 1: use --latency-batches 1"
             )
         with tempfile.TemporaryDirectory(prefix="xnorfault-lce-bench-") as scratch:
             names, shapes, files = [], [], []

@@ -172,8 +172,8 @@ EVALUATE_CASES = [
         ["--voltage", "0.5", "--pulse", "10ns", "--mram-device", "{bad}/latin1.toml"],
         "not UTF-8",
     ),
-    (None, ["--batch", "nan"], "write a whole number"),
-    (None, ["--batch", "0"], "at least 1"),
+    (None, ["--latency-batches", "nan"], "write a whole number"),
+    (None, ["--latency-batches", "0"], "at least 1"),
 ]
 
 
@@ -320,8 +320,8 @@ def test_report_refuses(run_cli, workspace, args, message):
 
 MRAM_CASES = [
     (["wer", "--voltage", "0.5,1.3", "--pulse", "10ns"], "exceeds the breakdown voltage 1.200 V"),
-    (["table", "--device", "{bad}/latin1.toml"], "not UTF-8"),
-    (["table", "--device", "{bad}/only_delta.toml"], "lacks switching.tau_d"),
+    (["table", "--mram-device", "{bad}/latin1.toml"], "not UTF-8"),
+    (["table", "--mram-device", "{bad}/only_delta.toml"], "lacks switching.tau_d"),
     (["curve", "-o", "{bad}/a_file/fig.png"], "a_file"),
 ]
 

@@ -177,7 +177,7 @@ def test_ray_on_a_local_instance_equals_the_plain_run(trained, plain):
         (["--shard", "1/2"], "--out"),
         (["--workers", "2", "--target-ci", "0.01"], "--target-ci"),
         (["--address", "ray://x:1"], "--executor ray"),
-        (["--out", "OUT", "--batch", "1"], "latency"),
+        (["--out", "OUT", "--latency-batches", "1"], "latency"),
         (["--workers", "2", "--age", "1d"], "--age"),
     ],
 )

@@ -61,7 +61,7 @@ def test_curve_writes_figure_and_data(run_cli, tmp_path):
 
 
 def test_retention_and_devices(run_cli):
-    code, out, _ = run_cli("mram", "retention", "--time", "1y", "--device", "paper", "--json")
+    code, out, _ = run_cli("mram", "retention", "--age", "1y", "--mram-device", "paper", "--json")
     assert code == 0 and json.loads(out)["points"][0]["retention_error"] == pytest.approx(
         0.125, abs=0.01
     )
@@ -80,7 +80,7 @@ def test_retention_and_devices(run_cli):
         (["mram", "solve", "--wer", "1.5", "--pulse", "10ns"], "strictly between 0 and 1"),
         (["mram", "solve", "--wer", "0.01"], "exactly one of --pulse"),
         (["mram", "solve", "--wer", "1e-9", "--pulse", "1ns"], "breakdown voltage"),
-        (["mram", "table", "--device", "nowhere.toml"], "not found"),
+        (["mram", "table", "--mram-device", "nowhere.toml"], "not found"),
         (["mram", "table", "--direction", "up"], "unknown direction"),
         (["mram", "curve", "-o", "figure.xyz"], "cannot write a figure"),
         (["mram", "frobnicate"], "No such command"),

@@ -136,7 +136,7 @@ def test_bundle_evaluates_like_the_export(trained, run_cli):
         str(bundle / "test.npz"),
         "--target",
         "raspberry-pi-4",
-        "--device",
+        "--mram-device",
         str(bundle / "device.toml"),
         "--voltage",
         "0.5,0.8",

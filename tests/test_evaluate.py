@@ -180,7 +180,7 @@ def test_voltage_sweep_with_latency_max_drop_csv_and_plot(run_cli, trained, tmp_
         "10ns",
         "--repeats",
         "3",
-        "--batch",
+        "--latency-batches",
         "1,32",
         "--latency-iterations",
         "3",
@@ -467,7 +467,7 @@ def test_model_with_a_fixed_batch_of_one_is_fed_image_by_image(run_cli, trained,
             dims[0].dim_value = 1
     fixed = tmp_path / "batch1.onnx"
     onnx.save(model, str(fixed))
-    common = ["--data", str(trained / "test.npz"), "--limit", "45", "--repeats", "2"]
+    common = ["--data", str(trained / "test.npz"), "--limit-test", "45", "--repeats", "2"]
     dynamic = evaluate_json(run_cli, str(trained / "model.onnx"), *common, "--ber", "0")
     result = evaluate_json(run_cli, str(fixed), *common, "--ber", "0,0.3", "--batch-size", "16")
     assert result["backend"]["fixed_batch"] == 1

@@ -276,7 +276,7 @@ def test_mram_mode_matches_the_device_model(run_cli, exported, tmp_path):
         "0.5",
         "--pulse",
         "10ns",
-        "--device",
+        "--mram-device",
         "asymmetric",
         "--json",
     )

@@ -80,8 +80,5 @@ def test_every_command_declares_the_fault_options_alike():
     for name in ("train", "inject", "evaluate"):
         options = {o: p for p in commands[name].params for o in p.opts}
         declared[name] = [(o, options[o].help) for o in shared]
-        aliases = set(options["--mram-device"].opts)
-        assert aliases == (
-            {"--mram-device"} if name == "train" else {"--mram-device", "--device", "-d"}
-        )
+        assert set(options["--mram-device"].opts) == {"--mram-device"}
     assert declared["train"] == declared["inject"] == declared["evaluate"]

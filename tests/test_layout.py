@@ -118,3 +118,41 @@ def test_the_readme_layout_names_the_packages_that_exist():
     assert packages <= named, f"the README's layout lacks {sorted(packages - named)}"
     missing = sorted(p for p in named if not (ROOT / p).is_dir())
     assert missing == [], f"the README's layout names folders that do not exist: {missing}"
+
+
+def test_every_evaluation_option_reaches_the_api_and_the_command_line_by_one_name():
+    """An option is a field of the request (or one of its groups): the API's keyword and the
+    command's parameter are that field's option name, with nothing in between to forget."""
+    import inspect
+
+    import typer
+
+    import xnorfault
+    from xnorfault.cli import app
+    from xnorfault.evaluation.request import EvaluationRequest, request_options
+
+    options = request_options()
+    assert {"repeats", "chips", "latency_batches", "shard", "threads"} <= set(options)
+    api_keywords = set(inspect.signature(xnorfault.evaluate).parameters)
+    assert set(options) <= api_keywords
+    command = typer.main.get_command(app).commands["evaluate"]
+    command_parameters = {parameter.name for parameter in command.params}
+    assert set(options) <= command_parameters
+    # every option lands in the request: the defaults give the default request
+    request = EvaluationRequest.from_options(
+        "m.onnx",
+        "t.npz",
+        faults=EvaluationRequest.__dataclass_fields__["faults"].default_factory(),
+        weights=EvaluationRequest.__dataclass_fields__["weights"].default_factory(),
+        **{name: option.default for name, option in options.items()},
+    )
+    assert request == EvaluationRequest(model=Path("m.onnx"), data="t.npz")
+
+
+def test_an_unknown_evaluation_keyword_is_refused_by_name():
+    import pytest
+
+    import xnorfault
+
+    with pytest.raises(TypeError, match="repeat"):
+        xnorfault.evaluate("m.onnx", "t.npz", repeat=3)

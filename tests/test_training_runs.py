@@ -210,9 +210,9 @@ def test_plot_draws_the_run(run_cli, tmp_path):
         (["--gradient", "sideways"], "'sideways' is not one of 'straight_through'"),
         (["--model", "alexnet", "--input-size", "32"], "cannot take 32×32"),
         (
-            ["--device", "cuda:7"]
+            ["--torch-device", "cuda:7"]
             if not __import__("torch").cuda.is_available()
-            else ["--device", "tpu"],
+            else ["--torch-device", "tpu"],
             "device",
         ),
     ],

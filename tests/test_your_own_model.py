@@ -162,7 +162,7 @@ def test_cli_pipeline_on_a_qonnx_export(run_cli, tfc, tmp_path):
     summary = json.loads(out)
     assert summary["model"]["activation_bits_per_image"] == sum(TFC_SITE_BITS)
     code, out, err = run_cli(
-        "evaluate", str(faulty), "--data", str(test_set), "--repeats", "2", "--batch", "4",
+        "evaluate", str(faulty), "--data", str(test_set), "--repeats", "2", "--latency-batches", "4",
         "--latency-iterations", "2", "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -335,11 +335,11 @@ def test_several_outputs_need_a_choice(run_cli, tmp_path):
     test_set = tmp_path / "test.npz"
     np.savez(test_set, x=images, y=small_reference(images, model).argmax(axis=1))
     code, _, err = run_cli("evaluate", str(path), "--data", str(test_set))
-    assert code == 2 and "choose the logits with --output NAME" in err
-    code, _, err = run_cli("evaluate", str(path), "--data", str(test_set), "--output", "nope")
-    assert code == 2 and "--output nope: the model's outputs are logits, signs" in err
+    assert code == 2 and "choose the logits with --output-name NAME" in err
+    code, _, err = run_cli("evaluate", str(path), "--data", str(test_set), "--output-name", "nope")
+    assert code == 2 and "--output-name nope: the model's outputs are logits, signs" in err
     code, out, err = run_cli(
-        "evaluate", str(path), "--data", str(test_set), "--output", "logits", "--json"
+        "evaluate", str(path), "--data", str(test_set), "--output-name", "logits", "--json"
     )
     assert code == 0, err
     assert json.loads(out)["baseline_accuracy"] == 1.0

@@ -28,15 +28,18 @@ import copy
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from inspect import Parameter, Signature, signature
 from numbers import Real
 from pathlib import Path
 from typing import Any
 
 from xnorfault.errors import XnorfaultError
+from xnorfault.evaluation.request import request_options
 from xnorfault.fault_options import fault_source as fault_source_of_options
 from xnorfault.fault_options import write_model_of
 from xnorfault.faults import FaultSource, fault_points
-from xnorfault.units import parse_drop, parse_shard
+from xnorfault.mram.weights import WEIGHT_OPTIONS
+from xnorfault.units import parse_shard
 
 FaultValue = str | float | Sequence[float] | None
 
@@ -139,9 +142,10 @@ def _source(fault: FaultSource | None, given: dict, single: bool = False) -> Fau
     return fault if write is None else replace(fault, write=write)
 
 
-def inspect(model: str | Path, *, output: str | None = None, layout: str | None = None):
+def inspect(model: str | Path, *, output_name: str | None = None, layout: str | None = None):
     """What xnorfault sees in an ONNX model (``xnorfault inspect``): its inputs and outputs,
-    the image input it feeds and the output it reads, every binary activation site with its
+    the image input it feeds and the output it reads (``output_name``, where the model has
+    several; ``layout``, where its input shape does not tell), every binary activation site with its
     bits per image, binary weights, QONNX quantizers and what becomes of them, and whether
     onnxruntime runs the injected model. Returns an :class:`xnorfault.graph.inspection.ModelReport`
     (``.sites``, ``.summary()``, ``.to_dict()``).
@@ -154,7 +158,7 @@ def inspect(model: str | Path, *, output: str | None = None, layout: str | None 
     """
     from xnorfault.runtimes.inspection import inspect_model
 
-    return inspect_model(model, output, layout)
+    return inspect_model(model, output_name, layout)
 
 
 @dataclass
@@ -325,51 +329,10 @@ def evaluate(
     data: str | Path | None = None,
     *,
     fault: FaultSource | None = None,
-    ber: FaultValue = None,
-    p_flip_pos: float | str | None = None,
-    p_flip_neg: float | str | None = None,
-    voltage: FaultValue = None,
-    pulse: float | str | None = None,
-    mram_device: Any = "paper",
-    write_model: str | None = None,
-    initial_state: str | None = None,
-    repeats: int = 20,
-    batch_size: int | None = None,
-    latency_batches: Sequence[int] | None = None,
-    latency_iterations: int = 20,
-    threads: int | None = None,
-    backend: str = "auto",
-    lce_benchmark_binary: str | Path | None = None,
-    lce_model: str | Path | None = None,
-    target: str | None = None,
-    seed: int = 0,
-    limit: int | None = None,
-    max_drop: float | str | None = None,
-    per_layer: bool = False,
-    target_ci: float | None = None,
-    max_repeats: int = 200,
-    chips: int | None = None,
-    chip_seed: int = 0,
-    age: FaultValue = None,
-    temperature: float | str | None = None,
-    weight_voltage: float | str | None = None,
-    weight_pulse: float | str | None = None,
-    weight_erased: str | None = None,
-    read_voltage: float | str | None = None,
-    read_pulse: float | str | None = None,
-    read_direction: str | None = None,
-    reads_per_inference: int | None = None,
-    inferences: float | str | None = None,
-    workers: int = 1,
-    executor: str = "local",
-    address: str | None = None,
-    out: str | Path | None = None,
-    shard: str | tuple[int, int] | None = None,
     merge: str | Path | None = None,
-    output: str | None = None,
-    layout: str | None = None,
     log: Sequence[str] | None = None,
     progress: bool = False,
+    **options: Any,
 ) -> Evaluation:
     """Accuracy (mean, std, 95 % interval over repeats) of a model under bit flips, swept over
     BER or MRAM write voltage, against the error-free baseline (``xnorfault evaluate``).
@@ -403,65 +366,38 @@ def evaluate(
     """
     from xnorfault.evaluation.request import (
         EvaluationRequest,
-        ExecutionOptions,
         FaultOptions,
-        LatencyOptions,
-        RuntimeOptions,
         WeightMemoryOptions,
     )
     from xnorfault.evaluation.run import run_evaluation
     from xnorfault.progress import progress_bar
 
+    given = dict(_EVALUATE_SIGNATURE.bind(model, data, **_renamed(options)).arguments)
+    fault_keywords = {key: given.pop(key) for key in _EVALUATE_FAULT_KEYWORDS if key in given}
+    weight_keywords = {key: given.pop(key) for key in _WEIGHT_KEYWORDS if key in given}
+    given.pop("model", None), given.pop("data", None)
     if merge is not None:
         if model is not None or data is not None:
             raise XnorfaultError(
                 "--merge reads the model and test set its campaign folder recorded: give no model or --data"
             )
-        model, data, out = "(from the campaign folder)", "", merge
+        model, data, given["out"] = "(from the campaign folder)", "", merge
     elif model is None or data is None:
         raise XnorfaultError("give the model and --data (or --merge FOLDER)")
-    source = _source(fault, _fault_keywords(locals()))
-    weights = _weight_memory(source, mram_device, age, locals())
+    source = _source(fault, fault_keywords)
+    mram_device = fault_keywords.get("mram_device", "paper")
+    weights = _weight_memory(source, mram_device, weight_keywords)
     # None: the write model the injected model records (or iid)
-    write = write_model_of(write_model, initial_state)
-    request = EvaluationRequest(
-        model=Path(model),
-        data=str(data),
-        faults=FaultOptions(source=source, write=write, chips=chips, chip_seed=chip_seed),
-        repeats=repeats,
-        seed=seed,
-        batch_size=batch_size,
-        limit=limit,
-        per_layer=per_layer,
-        max_drop=None if max_drop is None else parse_drop(max_drop),
-        target_ci=target_ci,
-        max_repeats=max_repeats,
-        runtime=RuntimeOptions(
-            backend=backend,
-            threads=threads,
-            lce_benchmark_binary=None
-            if lce_benchmark_binary is None
-            else Path(lce_benchmark_binary),
-            lce_model=None if lce_model is None else Path(lce_model),
-            target=target,
-            output=output,
-            layout=layout,
-        ),
-        latency=LatencyOptions(
-            batches=None if latency_batches is None else tuple(latency_batches),
-            iterations=latency_iterations,
-        ),
+    write = write_model_of(fault_keywords.get("write_model"), fault_keywords.get("initial_state"))
+    request = EvaluationRequest.from_options(
+        Path(model),
+        str(data),
+        faults=FaultOptions(source=source, write=write),
         weights=WeightMemoryOptions()
         if weights is None
         else WeightMemoryOptions(memory=weights[0], ages=tuple(weights[1]), device=weights[2]),
-        execution=ExecutionOptions(
-            workers=int(workers),
-            executor=executor,
-            address=address,
-            out=None if out is None else Path(out),
-            shard=None if shard is None else parse_shard(shard),
-            merge=merge is not None,
-        ),
+        merge=merge is not None,
+        **given,
     )
     trackers = _evaluation_trackers(log)
     result = run_evaluation(request, progress_bar(disabled=not progress))
@@ -473,13 +409,69 @@ def evaluate(
     return Evaluation(result, None if source is None else source.device)
 
 
-def _weight_memory(source, mram_device, age, arguments: dict):
-    """``(memory, ages, device)`` of the weight-memory keywords, or ``None`` without ``age``;
-    the device is the fault source's, else ``mram_device``."""
+# keywords renamed with the command line's options (for one release)
+_RENAMED_KEYWORDS = {"limit": "limit_test", "output": "output_name"}
+
+
+def _renamed(options: dict) -> dict:
+    """``options`` with the old keywords of :data:`_RENAMED_KEYWORDS` in their new names, with a
+    :class:`DeprecationWarning` for each."""
+    import warnings
+
+    renamed = dict(options)
+    for old, new in _RENAMED_KEYWORDS.items():
+        if old in renamed and new not in renamed:
+            warnings.warn(f"evaluate({old}=...) is now {new}=...", DeprecationWarning, stacklevel=3)
+            renamed[new] = renamed.pop(old)
+    return renamed
+
+
+_EVALUATE_FAULT_KEYWORDS = (
+    "ber",
+    "p_flip_pos",
+    "p_flip_neg",
+    "voltage",
+    "pulse",
+    "mram_device",
+    "write_model",
+    "initial_state",
+)
+_WEIGHT_KEYWORDS = ("age", *WEIGHT_OPTIONS)
+
+
+def _evaluate_signature() -> Signature:
+    """:func:`evaluate`'s signature as a notebook shows it: the model and test set, the fault
+    keywords of :func:`fault_source`, the weight memory's, and every option of
+    :class:`~xnorfault.evaluation.request.EvaluationRequest` with its default, so that an
+    option added to the request is a keyword here without a line of this module."""
+    keyword = Parameter.KEYWORD_ONLY
+    own = signature(evaluate).parameters
+    faults = signature(fault_source).parameters
+    parameters = [own["model"], own["data"], own["fault"]]
+    parameters += [faults[name] for name in _EVALUATE_FAULT_KEYWORDS]
+    parameters += [
+        Parameter(name, keyword, default=None, annotation="FaultValue") for name in _WEIGHT_KEYWORDS
+    ]
+    parameters += [
+        Parameter(name, keyword, default=option.default, annotation=option.annotation)
+        for name, option in request_options().items()
+    ]
+    parameters += [own["merge"], own["log"], own["progress"]]
+    return Signature(parameters, return_annotation="Evaluation")
+
+
+_EVALUATE_SIGNATURE = evaluate.__signature__ = _evaluate_signature()
+
+
+def _weight_memory(source, mram_device, keywords: dict):
+    """``(memory, ages, device)`` of the weight-memory keywords (``age`` and
+    :data:`~xnorfault.mram.weights.WEIGHT_OPTIONS`), or ``None`` without ``age``; the device is
+    the fault source's, else ``mram_device``."""
     from xnorfault.mram import MTJ, load_device
     from xnorfault.mram.weights import WEIGHT_OPTIONS, weight_memory_options
 
-    options = {name: arguments[name] for name in WEIGHT_OPTIONS}
+    age = keywords.get("age")
+    options = {name: keywords.get(name) for name in WEIGHT_OPTIONS}
     if age is None and not any(v is not None for v in options.values()):
         return None
     if source is not None and source.device is not None:

@@ -165,7 +165,7 @@ def _readme(
         " its graph without flips, and the simulation's overhead beside it)",
         f"~/xnorfault-env/bin/xnorfault evaluate model.onnx --data test.npz --target {target_option}{extra} \\",
         "    --mram-device device.toml --voltage 0.40:0.80:0.05 --pulse 10ns --repeats 10 \\",
-        f"    --batch {batches} --max-drop 0.01 --json > voltage_sweep.json",
+        f"    --latency-batches {batches} --max-drop 0.01 --json > voltage_sweep.json",
     ]
     if described.get("operating_points"):
         lines += [
@@ -485,7 +485,7 @@ def deploy(
     """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the
     manifest. ``source``: a run of ``xnorfault train``, or an ONNX model brought from
     elsewhere together with its test set ``data`` (``.npz`` of ``x``, ``y``; ``layout`` and
-    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output``). ``write``: the write
+    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output-name``). ``write``: the write
     model the bundle's model carries (a :class:`~xnorfault.faults.WriteModel`; ``None``: the
     one a run was trained with, ``iid`` for an ONNX model). ``operating_points``: a TOML of
     per-site write voltages and pulses ('xnorfault optimize --operating-points'), shipped as

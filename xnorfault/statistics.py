@@ -6,8 +6,9 @@ p-values, tolerance decided on intervals, binomial intervals, and campaign sizin
   Welch–Satterthwaite degrees of freedom, the two-sided t-test p-value and the
   :math:`1-\alpha` interval :math:`\Delta \pm t_{1-\alpha/2,\nu}\,\mathrm{SE}` (scipy's
   ``ttest_ind(equal_var=False)``).
-- **Holm's step-down correction** of m p-values (Holm 1979): sorted :math:`p_{(1)} \le \dots \le
-  p_{(m)}`, adjusted :math:`\tilde p_{(i)} = \max_{j \le i} \min(1, (m-j+1)\,p_{(j)})`; it
+- **Holm's step-down correction** of m p-values (Holm 1979): sorted
+  :math:`p_{(1)} \le \dots \le p_{(m)}`, adjusted
+  :math:`\tilde p_{(i)} = \max_{j \le i} \min(1, (m-j+1)\,p_{(j)})`; it
   controls the family-wise error rate with no assumption on how the tests depend on each other.
 - **Within a margin** X: a difference is *within X* only when the lower end of its interval
   lies above −X (the interval, not the mean); otherwise the claim is *not shown*. A tolerance

@@ -273,7 +273,7 @@ def main() -> int:
             "0",
             "--repeats",
             "1",
-            "--batch",
+            "--latency-batches",
             "1",
             "--latency-iterations",
             "3",

@@ -13,6 +13,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
+from xnorfault.cli._deprecated import rewrite_deprecated
 from xnorfault.cli.deploy import deploy_command
 from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.inspect import inspect_command
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(command, argv: list[str] | None) -> int:
     """The command's exit status; bad input as one line on stderr and status 2."""
+    argv = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
     try:
         result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
     except XnorfaultError as error:

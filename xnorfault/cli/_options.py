@@ -3,8 +3,7 @@ one path from fault options to a :class:`~xnorfault.faults.FaultSource`.
 
 Every command that takes fault rates declares a parameter ``fault: FaultSource | None`` and is
 decorated with :func:`with_fault_options`, which puts ``--ber``, ``--p-flip-pos`` /
-``--p-flip-neg``, ``--voltage`` with ``--pulse`` and ``--mram-device`` (``--device``/``-d`` stay
-its aliases where ``--device`` names nothing else) on its command line in that parameter's
+``--p-flip-neg``, ``--voltage`` with ``--pulse`` and ``--mram-device`` on its command line in that parameter's
 place, and hands the command their :class:`FaultSource`. The checks that only one source is
 given and that ``--voltage`` has a ``--pulse`` live in :func:`xnorfault.fault_options.fault_source`.
 """
@@ -51,11 +50,7 @@ VoltageOption = Annotated[
 PulseOption = Annotated[
     str | None, typer.Option("--pulse", help="MRAM write pulse for --voltage, e.g. 10ns.")
 ]
-MramDeviceOption = Annotated[
-    str, typer.Option("--mram-device", "--device", "-d", help=MRAM_DEVICE_HELP)
-]
-# train's --device is the torch device it trains on
-MramDeviceNoAliasOption = Annotated[str, typer.Option("--mram-device", help=MRAM_DEVICE_HELP)]
+MramDeviceOption = Annotated[str, typer.Option("--mram-device", help=MRAM_DEVICE_HELP)]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout instead of a table.")
 ]
@@ -86,7 +81,7 @@ LayoutOption = Annotated[
 OutputNameOption = Annotated[
     str | None,
     typer.Option(
-        "--output",
+        "--output-name",
         help="The model output that holds the logits (default: the one its metadata names, "
         "or its only float output).",
     ),
@@ -220,8 +215,7 @@ def with_fault_options(
     the :class:`FaultSource` they describe (:func:`fault_source`; ``None`` when none is given
     and there is no ``default_ber``), and with ``--write-model``/``--initial-state`` as its
     ``write`` parameter when it has one. ``training``: also ``--voltage-schedule`` and
-    ``--schedule``, and ``--mram-device`` without the ``--device`` alias (train's ``--device``
-    is the torch device); ``single``: one value, not a sweep."""
+    ``--schedule``; ``single``: one value, not a sweep."""
 
     def parameter(name: str, annotation, default) -> inspect.Parameter:
         return inspect.Parameter(
@@ -234,9 +228,7 @@ def with_fault_options(
         parameter("p_flip_neg", PFlipNegOption, None),
         parameter("voltage", VoltageOption, None),
         parameter("pulse", PulseOption, None),
-        parameter(
-            "mram_device", MramDeviceNoAliasOption if training else MramDeviceOption, "paper"
-        ),
+        parameter("mram_device", MramDeviceOption, "paper"),
     ]
     if training:
         added += [
@@ -291,3 +283,15 @@ def with_fault_options(
         return with_source
 
     return decorate
+
+
+def passed_through(context: typer.Context, function, exclude: tuple[str, ...] = ()) -> dict:
+    """The options of the running command (``context``) that ``function`` takes by the same
+    name (bar ``exclude``), as the command line parsed them, choices as their values: a command
+    hands its options to the API this way, so that an option added to both needs no line here."""
+    takes = set(inspect.signature(function).parameters) - set(exclude)
+    return {
+        name: value.value if isinstance(value, StrEnum) else value
+        for name, value in context.params.items()
+        if name in takes
+    }

@@ -14,7 +14,9 @@ from xnorfault.cli._options import (
     LayoutOption,
     MramDeviceOption,
     WriteModelOption,
-    write_model,
+)
+from xnorfault.cli._options import (
+    write_model as write_model_of_choices,
 )
 
 
@@ -32,7 +34,7 @@ def deploy_command(
         None, "--point", help="Fault point of the run, e.g. ber=0.04 (needed when it has several)."
     ),
     repeat: int = typer.Option(0, "--repeat", min=0, help="Repeat of that point."),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     lce: bool = typer.Option(
         False, "--lce", help="Also export model.tflite for LCE's lce_benchmark_model."
     ),
@@ -55,7 +57,7 @@ def deploy_command(
         help="Per-site write voltages and pulses (from 'xnorfault optimize --operating-points'): "
         "the model's default rates, shipped as operating_points.toml.",
     ),
-    write_model_choice: WriteModelOption = None,
+    write_model: WriteModelOption = None,
     initial_state: InitialStateOption = None,
     as_json: JsonOption = False,
 ):
@@ -70,7 +72,7 @@ def deploy_command(
     from xnorfault.targets import load_target
 
     load_target(target)  # an unknown target is reported before any work
-    write = write_model(write_model_choice, initial_state)
+    write = write_model_of_choices(write_model, initial_state)
     with console.status("building the bundle…") if not as_json else nullcontext():
         manifest = deploy(
             run,
@@ -78,7 +80,7 @@ def deploy_command(
             target,
             point,
             repeat,
-            device,
+            mram_device,
             lce,
             wheel,
             force,

@@ -10,11 +10,29 @@ from rich.table import Table
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json
 from xnorfault.faults import FaultSource, WriteModel
-from xnorfault.units import parse_count, parse_list
+
+# evaluate's parameters the command fills itself: the rest reach the API by name
+_HANDLED_HERE = (
+    "model",
+    "data",
+    "fault",
+    "ber",
+    "p_flip_pos",
+    "p_flip_neg",
+    "voltage",
+    "pulse",
+    "mram_device",
+    "write_model",
+    "initial_state",
+    "merge",
+    "log",
+    "progress",
+)
 
 
 @options.with_fault_options()
 def evaluate_command(
+    context: typer.Context,
     model: Path | None = typer.Argument(
         None, help="ONNX model, injected or clean (then injected in memory)."
     ),
@@ -33,9 +51,9 @@ def evaluate_command(
         min=1,
         help="Batch size of the accuracy runs (default 256 or the target's).",
     ),
-    batch: str | None = typer.Option(
+    latency_batches: str | None = typer.Option(
         None,
-        "--batch",
+        "--latency-batches",
         help="Batch sizes to time, e.g. 1,256: the model's own latency (its graph without flips) and the simulation's overhead beside it (skipped without --batch).",
     ),
     latency_iterations: int = typer.Option(
@@ -67,8 +85,8 @@ def evaluate_command(
     seed: int = typer.Option(
         0, "--seed", help="Campaign seed: every batch run draws its own flips from it."
     ),
-    limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Use only the first N test images."
+    limit_test: int | None = typer.Option(
+        None, "--limit-test", min=1, help="Use only the first N test images."
     ),
     max_drop: str | None = typer.Option(
         None,
@@ -158,7 +176,7 @@ def evaluate_command(
         help="Assemble the result of a campaign folder from its finished jobs (no model, no --data).",
     ),
     mram_device_name: str = "paper",
-    output: options.OutputNameOption = None,
+    output_name: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
     write: WriteModel | None = None,
     log: list[str] = typer.Option(
@@ -190,50 +208,15 @@ def evaluate_command(
     evaluation = evaluate(
         model,
         data,
-        workers=workers,
-        executor=executor.value,
-        address=address,
-        out=out,
-        shard=shard,
-        merge=merge,
         fault=fault,
         write_model=None if write is None else write.model,
         # iid keeps no state: the state the options default to is not the user's to pass on
         initial_state=None if write is None or write.model == "iid" else write.initial_state,
-        repeats=repeats,
-        batch_size=batch_size,
-        latency_batches=None
-        if batch is None
-        else parse_list(batch, lambda text: parse_count(text, "--batch size")),
-        latency_iterations=latency_iterations,
-        threads=threads,
-        backend=backend.value,
-        lce_benchmark_binary=lce_benchmark_binary,
-        lce_model=lce_model,
-        target=target,
-        seed=seed,
-        limit=limit,
-        max_drop=max_drop,
-        per_layer=per_layer,
-        target_ci=target_ci,
-        max_repeats=max_repeats,
-        chips=chips,
-        chip_seed=chip_seed,
-        age=age,
-        temperature=temperature,
-        weight_voltage=weight_voltage,
-        weight_pulse=weight_pulse,
-        weight_erased=None if weight_erased is None else weight_erased.value,
-        read_voltage=read_voltage,
-        read_pulse=read_pulse,
-        read_direction=None if read_direction is None else read_direction.value,
-        reads_per_inference=reads_per_inference,
-        inferences=inferences,
         mram_device=mram_device_name,
-        output=output,
-        layout=None if layout is None else layout.value,
+        merge=merge,
         log=log,
         progress=not as_json,
+        **options.passed_through(context, evaluate, exclude=_HANDLED_HERE),
     )
     result = evaluation.to_dict()
     if not evaluation.complete:

@@ -14,7 +14,7 @@ from xnorfault.cli._common import console, emit_json
 
 def inspect_command(
     model: Path = typer.Argument(..., help="ONNX model: xnorfault's, QONNX, or any other."),
-    output: options.OutputNameOption = None,
+    output_name: options.OutputNameOption = None,
     layout: options.LayoutOption = None,
     as_json: options.JsonOption = False,
 ):
@@ -28,7 +28,9 @@ def inspect_command(
     from xnorfault.api import inspect
 
     with console.status("inspecting…") if not as_json else nullcontext():
-        report = inspect(model, output=output, layout=None if layout is None else layout.value)
+        report = inspect(
+            model, output_name=output_name, layout=None if layout is None else layout.value
+        )
     if as_json:
         emit_json(report.to_dict())
         return

@@ -53,16 +53,16 @@ def _check_direction(direction: str) -> str:
 
 @mram_app.command("table")
 def table_command(
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     direction: str = DIRECTION_OPTION,
     as_json: JsonOption = False,
 ):
     """The paper's Table I from the model: how far the write voltage or pulse can drop when the
     network tolerates WER 0.01 or 0.1 instead of 1e-6, with energy and endurance.
 
-    Example: xnorfault mram table --device paper
+    Example: xnorfault mram table --mram-device paper
     """
-    mtj = load_device(device)
+    mtj = load_device(mram_device)
     rows = table_one(mtj, _check_direction(direction))
     if as_json:
         emit_json(
@@ -101,7 +101,7 @@ def table_command(
 @mram_app.command("curve")
 def curve_command(
     output: Path = typer.Option(..., "--output", "-o", help="Figure file (.png, .pdf, .svg)."),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     wer: str = typer.Option("0.1,0.01,1e-6", "--wer", help="Comma-separated WER targets."),
     direction: str = DIRECTION_OPTION,
     points: int = typer.Option(36, "--points", min=4, max=400, help="Voltages per curve."),
@@ -118,7 +118,7 @@ def curve_command(
     from xnorfault.plots import plot_write_voltage_vs_pulse, write_voltage_curves
 
     check_figure_output(output)
-    mtj = load_device(device)
+    mtj = load_device(mram_device)
     targets = parse_list(wer, parse_probability)
     with console.status("solving the Fokker–Planck equation…") if not as_json else nullcontext():
         data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
@@ -137,7 +137,7 @@ def wer_command(
     pulse: str = typer.Option(
         ..., "--pulse", "-t", help='Pulse length(s): "10ns", "1.5e-8", list or range.'
     ),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     closed_form: bool = typer.Option(False, "--closed-form", help="Also show the closed-form WER."),
     read: bool = typer.Option(
         False,
@@ -158,7 +158,7 @@ def wer_command(
     xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json;
     xnorfault mram wer --read --voltage 0.05:0.15:0.025 --pulse 5ns --temperature 85C
     """
-    mtj = load_device(device)
+    mtj = load_device(mram_device)
     if temperature is not None:
         from xnorfault.units import parse_temperature
 
@@ -297,7 +297,7 @@ def solve_command(
     voltage: str | None = typer.Option(
         None, "--voltage", "-V", help="Fixed voltage: solve for the pulse."
     ),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     direction: str = DIRECTION_OPTION,
     as_json: JsonOption = False,
 ):
@@ -311,7 +311,7 @@ def solve_command(
         raise XnorfaultError(
             "give exactly one of --pulse (to solve for the voltage) or --voltage (to solve for the pulse)"
         )
-    mtj = load_device(device)
+    mtj = load_device(mram_device)
     direction = _check_direction(direction)
     targets = parse_list(wer, parse_probability)
     vc0 = mtj.critical_voltage(direction)
@@ -384,27 +384,27 @@ def _endurance_gains(mtj, voltages, pulses) -> list[float | None]:
 
 @mram_app.command("retention")
 def retention_command(
-    time: str = typer.Option(
-        "1s,1h,1d,1y,10y", "--time", "--age", help='Storage times, e.g. "1y" or "1h,1d,1y".'
+    age: str = typer.Option(
+        "1s,1h,1d,1y,10y", "--age", help='Storage times, e.g. "1y" or "1h,1d,1y".'
     ),
     temperature: str | None = typer.Option(
         None,
         "--temperature",
         help='Temperature(s), e.g. "85C" or "25C,85C" (default: the device\'s, 25 °C).',
     ),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     as_json: JsonOption = False,
 ):
     """Thermal retention of an idle cell: the paper's probability of a flip within a storage
     time, 1 − exp(−rT), and the probability that the cell holds the wrong value,
     (1 − exp(−2rT))/2, with r = exp(−Δ(T))/τ₀ and Δ(T) = Δ·T_ref/T.
 
-    Examples: xnorfault mram retention --time 1d,1y; xnorfault mram retention --age 1h,1d --temperature 25C,85C
+    Examples: xnorfault mram retention --age 1d,1y; xnorfault mram retention --age 1h,1d --temperature 25C,85C
     """
     from xnorfault.units import format_temperature, parse_temperature
 
-    mtj = load_device(device)
-    times = parse_list(time, parse_duration)
+    mtj = load_device(mram_device)
+    times = parse_list(age, parse_duration)
     kelvins = (
         [mtj.reference_temperature]
         if temperature is None
@@ -446,7 +446,7 @@ def retention_command(
 
 @mram_app.command("devices")
 def devices_command(as_json: JsonOption = False):
-    """Device presets shipped with xnorfault (use a name, or a TOML file, with --device).
+    """Device presets shipped with xnorfault (use a name, or a TOML file, with --mram-device).
 
     Example: xnorfault mram devices
     """
@@ -478,7 +478,7 @@ def fit_command(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the fitted device as a TOML file."
     ),
-    device: MramDeviceOption = "paper",
+    mram_device: MramDeviceOption = "paper",
     as_json: JsonOption = False,
 ):
     """Fit Δ, τ_D and both critical voltages of the exact switching model to a measured WER
@@ -500,7 +500,7 @@ def fit_command(
         if output.suffix != ".toml":
             raise XnorfaultError(f"--output {output} should end in .toml")
         check_output_file(output, "--output")
-    start = load_device(device)
+    start = load_device(mram_device)
     with console.status("fitting…") if not as_json else nullcontext():
         fit = fit_device(measured, start)
     fitted = replace(

@@ -31,7 +31,7 @@ def optimize_command(
         help="Write voltages: LOW:HIGH (10 mV steps), LOW:HIGH:STEP or a list (default: from the "
         "critical voltage to the conventional point's).",
     ),
-    write_model_choice: options.WriteModelOption = None,
+    write_model: options.WriteModelOption = None,
     initial_state: options.InitialStateOption = None,
     confidence: float = typer.Option(
         0.95, "--confidence", help="Confidence of the held-out bound on the drop."
@@ -42,7 +42,9 @@ def optimize_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of every run's flips."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Runtime threads."),
-    limit: int | None = typer.Option(None, "--limit", min=4, help="Use the first N test images."),
+    limit_test: int | None = typer.Option(
+        None, "--limit-test", min=4, help="Use the first N test images."
+    ),
     output_name: str | None = typer.Option(
         None, "--output-name", help="The model output that holds the logits (when it has several)."
     ),
@@ -57,10 +59,10 @@ def optimize_command(
     workers: options.WorkersOption = 1,
     executor: options.ExecutorOption = options.ExecutorChoice.local,
     address: options.AddressOption = None,
-    tuned: Path | None = typer.Option(
+    output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the model injected with every site's chosen rates."
     ),
-    points_path: Path | None = typer.Option(
+    operating_points: Path | None = typer.Option(
         None,
         "--operating-points",
         help="Write the per-site operating points as TOML (for 'xnorfault deploy').",
@@ -80,11 +82,15 @@ def optimize_command(
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
     from xnorfault.optimization import operating_points_toml, optimize
 
-    write = options.write_model(write_model_choice, initial_state)
-    for path, option in ((tuned, "-o"), (points_path, "--operating-points"), (plot_path, "--plot")):
+    write = options.write_model(write_model, initial_state)
+    for path, option in (
+        (output, "-o"),
+        (operating_points, "--operating-points"),
+        (plot_path, "--plot"),
+    ):
         if path is not None and path.resolve() == model.resolve():
             raise XnorfaultError(f"{option} {path} is the model optimised: give another file name")
-    for path, option in ((tuned, "-o"), (points_path, "--operating-points")):
+    for path, option in ((output, "-o"), (operating_points, "--operating-points")):
         if path is not None:
             check_output_file(path, option)
     if plot_path is not None:
@@ -104,7 +110,7 @@ def optimize_command(
             verify_repeats=verify_repeats,
             seed=seed,
             threads=threads,
-            limit=limit,
+            limit=limit_test,
             output=output_name,
             layout=None if layout is None else layout.value,
             progress=progress,
@@ -114,10 +120,10 @@ def optimize_command(
             executor=executor.value,
             address=address,
         )
-    if tuned is not None:
-        result.save_model(model, tuned)
-    if points_path is not None:
-        atomic_write_text(points_path, operating_points_toml(result))
+    if output is not None:
+        result.save_model(model, output)
+    if operating_points is not None:
+        atomic_write_text(operating_points, operating_points_toml(result))
     if plot_path is not None:
         result.plot(plot_path)
     if as_json:

@@ -107,7 +107,7 @@ def train_command(
         0, "--subset-seed", help="imagefolder: seed of the class subset."
     ),
     device: str = typer.Option(
-        "auto", "--device", help="Where to train: auto (CUDA when present), cpu or cuda[:N]."
+        "auto", "--torch-device", help="Where to train: auto (CUDA when present), cpu or cuda[:N]."
     ),
     shard: str | None = typer.Option(
         None,

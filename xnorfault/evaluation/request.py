@@ -4,8 +4,10 @@ loads (one-line errors), the target profile's defaults filled in, and the sweep'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation.executors import threads_per_worker
@@ -19,6 +21,31 @@ from xnorfault.mram.device_file import device_from_dict
 from xnorfault.runtimes import open_backend
 from xnorfault.runtimes.base import weight_faults_unsupported
 from xnorfault.targets import load_target
+from xnorfault.units import parse_count, parse_drop, parse_list, parse_shard
+
+
+def _option(
+    default: Any,
+    name: str | None = None,
+    convert: Callable | None = None,
+    accepts: str | None = None,
+):
+    """A field the user sets: ``name`` is its keyword in :func:`xnorfault.evaluate` and its
+    parameter in ``xnorfault evaluate`` (default: the field's own name); ``convert`` turns a
+    value given (text, a number, an enum member, a list) into the field's, ``None`` staying
+    ``None``; ``accepts`` is the type the API takes where it is wider than the field's.
+    Adding an option is adding such a field (and its ``--flag`` on the command line)."""
+    return field(default=default, metadata={"option": name, "convert": convert, "accepts": accepts})
+
+
+def _text(value: Any) -> str:
+    return str(value.value if hasattr(value, "value") else value)
+
+
+def _batch_sizes(value: str | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(value, str):
+        return tuple(parse_list(value, lambda text: parse_count(text, "--latency-batches size")))
+    return tuple(int(size) for size in value)
 
 
 @dataclass(frozen=True)
@@ -29,8 +56,8 @@ class FaultOptions:
 
     source: FaultSource | None = None
     write: WriteModel | None = None
-    chips: int | None = None
-    chip_seed: int = 0
+    chips: int | None = _option(None)
+    chip_seed: int = _option(0, convert=int)
 
 
 @dataclass(frozen=True)
@@ -39,21 +66,23 @@ class RuntimeOptions:
     target profile (its threads, batch size and latency batches fill what is not given), and for
     a model brought from elsewhere the logits' graph output and the image input's layout."""
 
-    backend: str = "auto"
-    threads: int | None = None
-    lce_benchmark_binary: Path | None = None
-    lce_model: Path | None = None
-    target: str | None = None
-    output: str | None = None
-    layout: str | None = None
+    backend: str = _option("auto", convert=_text)
+    threads: int | None = _option(None)
+    lce_benchmark_binary: Path | None = _option(None, convert=Path, accepts="str | Path | None")
+    lce_model: Path | None = _option(None, convert=Path, accepts="str | Path | None")
+    target: str | None = _option(None, convert=str)
+    output: str | None = _option(None, "output_name")
+    layout: str | None = _option(None, convert=_text)
 
 
 @dataclass(frozen=True)
 class LatencyOptions:
     """The batch sizes timed (``None``: the target's, else none) and the runs per batch size."""
 
-    batches: tuple[int, ...] | None = None
-    iterations: int = 20
+    batches: tuple[int, ...] | None = _option(
+        None, "latency_batches", _batch_sizes, "Sequence[int] | str | None"
+    )
+    iterations: int = _option(20, "latency_iterations")
 
 
 @dataclass(frozen=True)
@@ -72,11 +101,13 @@ class ExecutionOptions:
     or Ray actors (``address``: a cluster), and a campaign folder ``out`` for shards (``shard``:
     (I, N)) and ``merge``."""
 
-    workers: int = 1
-    executor: str = "local"
-    address: str | None = None
-    out: Path | None = None
-    shard: tuple[int, int] | None = None
+    workers: int = _option(1, convert=int)
+    executor: str = _option("local", convert=_text)
+    address: str | None = _option(None)
+    out: Path | None = _option(None, convert=Path, accepts="str | Path | None")
+    shard: tuple[int, int] | None = _option(
+        None, convert=parse_shard, accepts="str | tuple[int, int] | None"
+    )
     merge: bool = False
 
 
@@ -93,18 +124,56 @@ class EvaluationRequest:
     model: Path
     data: str
     faults: FaultOptions = field(default_factory=FaultOptions)
-    repeats: int = 20
-    seed: int = 0
-    batch_size: int | None = None  # default: the target's, else 256
-    limit: int | None = None
-    per_layer: bool = False
-    max_drop: float | None = None
-    target_ci: float | None = None  # repeats added until each interval's half-width is ≤ this
-    max_repeats: int = 200
+    repeats: int = _option(20)
+    seed: int = _option(0)
+    batch_size: int | None = _option(None)  # default: the target's, else 256
+    limit: int | None = _option(None, "limit_test")
+    per_layer: bool = _option(False)
+    max_drop: float | None = _option(None, convert=parse_drop, accepts="float | str | None")
+    # repeats added until each interval's half-width is ≤ this
+    target_ci: float | None = _option(None)
+    max_repeats: int = _option(200)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     latency: LatencyOptions = field(default_factory=LatencyOptions)
     weights: WeightMemoryOptions = field(default_factory=WeightMemoryOptions)
     execution: ExecutionOptions = field(default_factory=ExecutionOptions)
+
+    @classmethod
+    def from_options(
+        cls,
+        model: Path,
+        data: str,
+        *,
+        faults: FaultOptions,
+        weights: WeightMemoryOptions,
+        merge: bool = False,
+        **options: Any,
+    ) -> EvaluationRequest:
+        """The request of the options given by name (those of :func:`request_options`), each
+        converted by its field and put in its group; the fault source, write model and weight
+        memory come built (they gather several options, shared with other commands)."""
+        known = request_options()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise XnorfaultError(
+                f"unknown evaluation option {unknown[0]!r}: known are {', '.join(known)}"
+            )
+        groups: dict[str | None, dict] = {group: {} for group, _ in _GROUPS}
+        for name, value in options.items():
+            option = known[name]
+            if value is not None and option.convert is not None:
+                value = option.convert(value)
+            groups[option.group][option.field] = value
+        return cls(
+            model=Path(model),
+            data=str(data),
+            faults=replace(faults, **groups["faults"]),
+            runtime=RuntimeOptions(**groups["runtime"]),
+            latency=LatencyOptions(**groups["latency"]),
+            weights=weights,
+            execution=ExecutionOptions(merge=merge, **groups["execution"]),
+            **groups[None],
+        )
 
     def open_runner(self):
         """A worker's :class:`~xnorfault.evaluation.jobs.JobRunner` (:func:`open_job_runner`)."""
@@ -265,7 +334,7 @@ def check_campaign_request(request: EvaluationRequest) -> None:
         raise XnorfaultError("--age runs in one process: leave out --workers, --executor and --out")
     if request.execution.out is not None and request.latency.batches:
         raise XnorfaultError(
-            "latency is timed in one process on one machine: leave --batch out of a campaign "
+            "latency is timed in one process on one machine: leave --latency-batches out of a campaign "
             "folder (time it with a separate evaluate)"
         )
     if request.runtime.backend not in ("auto", "onnxruntime") or request.model.suffix == ".tflite":
@@ -389,3 +458,43 @@ __all__ = [
     "resolved",
     "sweep_points",
 ]
+
+
+class RequestOption(NamedTuple):
+    """One option of :class:`EvaluationRequest`: where it goes (``group``: the request's
+    attribute holding its option group, ``None``: the request itself; ``field``), its default
+    and type (as written in the dataclass) and its conversion."""
+
+    group: str | None
+    field: str
+    default: Any
+    annotation: str
+    convert: Callable | None
+
+
+_GROUPS: tuple[tuple[str | None, type], ...] = (
+    (None, EvaluationRequest),
+    ("faults", FaultOptions),
+    ("runtime", RuntimeOptions),
+    ("latency", LatencyOptions),
+    ("execution", ExecutionOptions),
+)
+
+
+def request_options() -> dict[str, RequestOption]:
+    """The options of an evaluation by their name in the API and the command line, read from
+    the fields of the request and its groups marked as options."""
+    options = {}
+    for group, cls in _GROUPS:
+        for item in fields(cls):
+            if "option" not in item.metadata:
+                continue
+            name = item.metadata["option"] or item.name
+            options[name] = RequestOption(
+                group,
+                item.name,
+                item.default,
+                item.metadata["accepts"] or str(item.type),
+                item.metadata["convert"],
+            )
+    return options

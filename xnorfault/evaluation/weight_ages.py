@@ -2,10 +2,10 @@ r"""Binary weights kept in MRAM over their life (``evaluate --age``): a chip's p
 faults, age by age.
 
 The physics (:mod:`xnorfault.mram.weights`) says which binary weights of a chip read wrong
-after the weight memory's life; here those weights are flipped (negated, :math:`\pm\alpha \to
-\mp\alpha`, :func:`xnorfault.graph.weights.flipped`) in the model's initializers, and every inference of that chip runs with them — the
-same wrong weights in every batch and every repeat, unlike training's transient
-``--weight-ber``. Activation faults run on top as before (scalar rates, or a chip's
+after the weight memory's life; here those weights are flipped (negated,
+:math:`\pm\alpha \to \mp\alpha`, :func:`xnorfault.graph.weights.flipped`) in the model's
+initializers, and every inference of that chip runs with them — the same wrong weights in
+every batch and every repeat, unlike training's transient ``--weight-ber``. Activation faults run on top as before (scalar rates, or a chip's
 per-address rates on a device with variation).
 
 :func:`evaluate_weight_ages` evaluates ``count`` chips at each age: per chip and age the

@@ -10,8 +10,9 @@ negates each element of ``x`` independently, with probability ``p_pos`` where it
 
 - **Exact Bernoulli flips by geometric skipping.** The gaps between flipped elements of a
   Bernoulli(p) process are geometric: :math:`G_j = \lfloor \ln U_j / \ln(1-p) \rfloor`, flipped
-  positions :math:`\sum_{i\le j}(G_i + 1) - 1`. Only :math:`K = \lceil Np + 10\sqrt{Np} +
-  16\rceil` gaps are drawn for N elements, so the cost follows the number of flips, not N, and
+  positions :math:`\sum_{i\le j}(G_i + 1) - 1`. Only
+  :math:`K = \lceil Np + 10\sqrt{Np} + 16\rceil` gaps are drawn for N elements, so the cost
+  follows the number of flips, not N, and
   a ``ScatterElements`` (reduction ``mul``) applies the −1 factors.
 - **Unequal polarity rates** thin candidates drawn at :math:`p = \max(p_{+\to-}, p_{-\to+})`:
   one of sign s is kept with probability :math:`p_s/p`. The usual equal-rate case skips the

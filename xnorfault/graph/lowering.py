@@ -11,10 +11,11 @@ QONNX (Pappalardo et al., "QONNX: Representing arbitrary-precision quantized neu
   :math:`q_{min} = -2^{b-1} + \mathrm{narrow}` (signed) or 0, and :math:`q_{max} = 2^{b-1} - 1`
   (signed) or :math:`2^b - 1 - \mathrm{narrow}`; for :math:`b = 1` signed, QONNX defines
   :math:`q = \pm 1` by the sign of :math:`x/s + z` (a bipolar quantizer);
-- ``Trunc`` v1 ``(x, s, z, b_in, b_out)``: :math:`(\mathrm{r}(\mathrm{round}(x/s + z) / 2^{b_{in}
-  - b_{out}}) - z)\, s`; v2 ``(x, s, z, b_in, s_out, b_out; signed, narrow)``: with :math:`t =
-  2^{\mathrm{round}(\log_2(s_{out}/s))}`, :math:`(\mathrm{r}(\mathrm{clip}(\mathrm{round}(x/s + z)
-  / t)) - z/t)\, s_{out}`, r the node's rounding mode;
+- ``Trunc`` v1 ``(x, s, z, b_in, b_out)``:
+  :math:`(\mathrm{r}(\mathrm{round}(x/s + z) / 2^{b_{in} - b_{out}}) - z)\, s`; v2 ``(x, s, z,
+  b_in, s_out, b_out; signed, narrow)``: with :math:`t = 2^{\mathrm{round}(\log_2(s_{out}/s))}`,
+  :math:`(\mathrm{r}(\mathrm{clip}(\mathrm{round}(x/s + z) / t)) - z/t)\, s_{out}`, r the node's
+  rounding mode;
 - ``MultiThreshold(x, T; out_scale, out_bias, data_layout)`` =
   :math:`\alpha \sum_k [x_c \ge T_{c,k}] + \beta` per channel c.
 

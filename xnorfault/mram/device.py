@@ -255,8 +255,9 @@ class MTJ:
         self, count: int, rng: np.random.Generator, limit: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Δ and critical-voltage factors of ``count`` cells drawn from the device's variation,
-        the two draws correlated by :math:`\\rho`: :math:`z_V = \\rho z_\\Delta +
-        \\sqrt{1-\\rho^2}\\,z'`; with ``limit`` each draw is clipped to
+        the two draws correlated by :math:`\\rho`:
+        :math:`z_V = \\rho z_\\Delta + \\sqrt{1-\\rho^2}\\,z'`; with ``limit`` each draw is
+        clipped to
         :math:`[-\\text{limit}, \\text{limit}]`."""
         z_delta = rng.standard_normal(count)
         rho = self.variation_correlation

@@ -9,8 +9,9 @@ to, the age, the temperature, the read point and the reads since the write.
 :func:`weight_error` composes the per-event probabilities exactly.
 
 Writing. +1 is stored as P and −1 as AP (paper, eqs. 2–3). Writing a +1 must switch the cell
-AP→P unless it already holds +1, and then fails with :math:`w_+ = \mathrm{WER}_{AP\to P}(V_w,
-\tau_w)`; a −1 fails with :math:`w_- = \mathrm{WER}_{P\to AP}`. The probability that a weight
+AP→P unless it already holds +1, and then fails with
+:math:`w_+ = \mathrm{WER}_{AP\to P}(V_w, \tau_w)`; a −1 fails with
+:math:`w_- = \mathrm{WER}_{P\to AP}`. The probability that a weight
 of value :math:`s` is wrong after the write is
 
 .. math:: P_0(s) = \pi_s\,w_s,\qquad \pi_s = \begin{cases}1 & \text{erased ``none``: every
@@ -23,8 +24,8 @@ times (reads per inference × inferences), one read after each idle interval :ma
 Idle, a cell flips thermally at rate :math:`r = e^{-\Delta(T_K)}/\tau_0` each way
 (Néel–Arrhenius, :math:`\Delta(T_K) = \Delta\,T_{ref}/T_K`), so over an interval it changes
 state with :math:`\rho = \tfrac12(1 - e^{-2rT/N})`. A read current in one write direction
-switches a cell in the state it destabilises with :math:`q =
-P_{sw}(V_r/V_{c0}, \tau_r/\tau_D)` (:meth:`~xnorfault.mram.MTJ.read_disturb`) and never
+switches a cell in the state it destabilises with :math:`q = P_{sw}(V_r/V_{c0}, \tau_r/\tau_D)`
+(:meth:`~xnorfault.mram.MTJ.read_disturb`) and never
 switches the other state — so reads disturb the weights of one value and restore those of the
 other. Per interval and read, a right weight turns wrong with :math:`a` and a wrong one right
 with :math:`b`,

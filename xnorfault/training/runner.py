@@ -109,7 +109,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise XnorfaultError(
-            "--device cuda asked for, but no CUDA device is available: use --device cpu or auto"
+            "--torch-device cuda asked for, but no CUDA device is available: use --torch-device cpu or auto"
         )
     try:
         return torch.device(name)
