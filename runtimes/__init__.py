@@ -42,7 +42,9 @@ def open_backend(
                 f"cannot tell the backend of {path.name}: give --backend ({', '.join(BACKENDS)})"
             )
     if backend == "lce" and (output is not None or layout is not None):
-        raise XnorfaultError("--output-name and --layout apply to ONNX models, not to LCE .tflite ones")
+        raise XnorfaultError(
+            "--output-name and --layout apply to ONNX models, not to LCE .tflite ones"
+        )
     if backend == "lce" and write is not None and write.model != "iid":
         raise XnorfaultError(
             f"--write-model {write.model} runs on ONNX models: the LCE export flips every write (iid)"
