@@ -56,6 +56,7 @@ MODULES = [
     "xnorfault.report",
     "xnorfault.tracking",
     "xnorfault.units",
+    "xnorfault.schemas",
     "xnorfault.runtimes",
     "xnorfault.targets",
 ]

@@ -138,7 +138,7 @@ class LceBackend(Backend):
         )
         info = self._request(command="describe")
         self.info = json.loads(str(info["describe"]))
-        self.sites: list[str] = self.info["sites"]
+        self.sites: list[str] = self.info["site_names"]
         self.injected_rates: dict[str, FlipRates] = {}  # rates are inputs without defaults
         self.input_shape = tuple(self.info["input_shape"])
 
@@ -192,7 +192,7 @@ class LceBackend(Backend):
             "threads": self.threads,
             "execution_provider": self.info["kernels"],
             "model": str(self.path),
-            "sites": self.sites,
+            "site_names": self.sites,
             "flip_stream": "TFLite RandomUniform seeded at export; the run seed is not used",
         }
 

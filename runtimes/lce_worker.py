@@ -56,7 +56,7 @@ class Worker:
             "LCE optimized (ARM)" if machine in ("aarch64", "arm64") else "LCE reference (x86)"
         )
         return {
-            "sites": self.sites,
+            "site_names": self.sites,
             "input_shape": self.input_shape,
             "runtime_version": f"larq-compute-engine {getattr(larq_compute_engine, '__version__', '0.16')}",
             "kernels": kernels,

@@ -239,7 +239,7 @@ class OnnxRuntimeBackend(Backend):
             "execution_provider": self.session.get_providers()[0],
             "graph_optimization": "all",
             "model": self.path,
-            "sites": self.sites,
+            "site_names": self.sites,
             "fixed_batch": self.fixed_batch,
             "input": self.data_input.describe(),
             "output": self.output_name,

@@ -13,9 +13,24 @@ def run_cli(capsys):
         with pytest.raises(SystemExit) as exited:
             main(list(args))
         captured = capsys.readouterr()
+        if exited.value.code == 0 and "--json" in args:
+            check_json_output(captured.out)
         return exited.value.code, captured.out, captured.err
 
     return run
+
+
+def check_json_output(text: str) -> None:
+    """Every ``--json`` output the suite sees is one JSON document with its header that its
+    committed schema accepts (xnorfault/schemas): a field added, renamed or of another type
+    fails here until the schema says so."""
+    import json
+
+    from xnorfault.schemas import validate
+
+    document = json.loads(text)
+    assert set(document) >= {"schema", "xnorfault_version"}, sorted(document)
+    validate(document)
 
 
 @pytest.fixture(scope="session")

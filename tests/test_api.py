@@ -108,7 +108,7 @@ def test_api_inject_writes_what_the_command_line_writes(run_cli, trained, tmp_pa
     assert code == 0, err
     cli = json.loads(out)
     ours = injection.to_dict()
-    assert ours["sites"] == cli["sites"] and ours["rates"] == cli["rates"]
+    assert ours["site_names"] == cli["site_names"] and ours["rates"] == cli["rates"]
     assert ours["seed_input"] == cli["seed_input"] and ours["model"] == {
         **cli["model"],
         "model": ours["model"]["model"],

@@ -15,7 +15,7 @@ def test_version(run_cli):
 def test_table_json_reproduces_table_one(run_cli):
     code, out, err = run_cli("mram", "table", "--json")
     assert code == 0, err
-    rows = json.loads(out)["rows"]
+    rows = json.loads(out)["points"]
     assert [round(r["wer"], 8) for r in rows] == [1e-6, 0.01, 0.1, 0.01, 0.1]
     assert rows[0]["v_over_vc0"] == pytest.approx(2.78, abs=0.03)
     assert rows[2]["voltage_change"] == pytest.approx(-0.46, abs=0.025)
@@ -42,9 +42,9 @@ def test_wer_sweep_json(run_cli):
 def test_solve_round_trip(run_cli):
     code, out, _ = run_cli("mram", "solve", "--wer", "0.01", "--pulse", "10ns", "--json")
     assert code == 0
-    voltage = json.loads(out)["solutions"][0]["voltage"]
+    voltage = json.loads(out)["points"][0]["voltage"]
     code, out, _ = run_cli("mram", "solve", "--wer", "0.01", "--voltage", f"{voltage}", "--json")
-    assert json.loads(out)["solutions"][0]["pulse"] == pytest.approx(1e-8, rel=1e-5)
+    assert json.loads(out)["points"][0]["pulse"] == pytest.approx(1e-8, rel=1e-5)
 
 
 def test_curve_writes_figure_and_data(run_cli, tmp_path):
@@ -55,8 +55,8 @@ def test_curve_writes_figure_and_data(run_cli, tmp_path):
     assert code == 0, err
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(out)
-    assert [c["wer"] for c in data["curves"]] == [0.1, 1e-6]
-    curve = data["curves"][1]
+    assert [c["wer"] for c in data["points"]] == [0.1, 1e-6]
+    curve = data["points"][1]
     assert all(b < a for a, b in zip(curve["pulse"], curve["pulse"][1:], strict=False))
 
 

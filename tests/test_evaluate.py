@@ -43,7 +43,7 @@ def test_baseline_equals_the_training_record(run_cli, trained):
     assert result["baseline_accuracy"] == pytest.approx(recorded, abs=1e-12)
     assert result["points"][0]["accuracy_mean"] == pytest.approx(recorded, abs=1e-12)
     assert result["points"][0]["accuracy_std"] == 0.0
-    assert result["backend"]["backend"] == "onnxruntime" and result["backend"]["sites"] == [
+    assert result["backend"]["backend"] == "onnxruntime" and result["backend"]["site_names"] == [
         "act1",
         "act2",
     ]
@@ -58,7 +58,7 @@ def test_every_point_names_each_sites_rates_whatever_their_values(run_cli, train
             run_cli, str(trained / "faulty.onnx"), "--data", str(trained / "test.npz"), *args
         )
         for point in result["points"]:
-            assert set(point["per_site_rates"]) == set(result["sites"]) == {"act1", "act2"}
+            assert set(point["per_site_rates"]) == set(result["site_names"]) == {"act1", "act2"}
             for rates in point["per_site_rates"].values():
                 assert rates["pos_to_neg"] == point["p_flip_pos_to_neg"]
                 assert rates["neg_to_pos"] == point["p_flip_neg_to_pos"]

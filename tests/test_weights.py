@@ -389,7 +389,7 @@ def test_mram_retention_and_read_disturb_commands(run_cli):
     assert len(points) == 4
     for point in points:
         hot = MTJ().at_temperature(point["temperature"])
-        assert point["wrong_value"] == pytest.approx(float(hot.retention_flip(point["time"])))
+        assert point["wrong_value"] == pytest.approx(float(hot.retention_flip(point["age"])))
     assert points[2]["wrong_value"] > points[0]["wrong_value"]  # 85 °C beats 25 °C at 1 d
     code, out, err = run_cli(
         "mram", "wer", "--read", "--voltage", "0.05,0.1", "--pulse", "5ns", "--json"

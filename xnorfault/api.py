@@ -180,7 +180,7 @@ class Injection:
         return {
             "output": str(self.output),
             "files": [str(path) for path in self.files],
-            "sites": self.sites,
+            "site_names": self.sites,
             "rates": self.rates,
             "source": self.source,
             "seed_input": self.seed_input,
@@ -250,7 +250,10 @@ class Evaluation(Mapping):
     with :meth:`to_dataframe` and :meth:`plot`."""
 
     def __init__(self, result: dict, device=None):
-        self._result = result
+        from xnorfault.schemas import document
+
+        # the --json document: its header, every field present (null where it does not apply)
+        self._result = document("evaluate", result)
         self._device = device
 
     def __getitem__(self, key: str):
@@ -275,7 +278,7 @@ class Evaluation(Mapping):
     def complete(self) -> bool:
         """False for a shard of a campaign folder whose other jobs are not all there yet
         (then only :attr:`campaign` is set)."""
-        return "campaign_incomplete" not in self._result
+        return self._result.get("campaign_incomplete") is None
 
     @property
     def campaign(self) -> dict | None:
@@ -287,7 +290,7 @@ class Evaluation(Mapping):
     def points(self) -> list[dict]:
         """One dict per sweep point: rates, ``accuracy_mean``, ``ci95``, ``accuracy_drop``,
         and (where measured) ``test_set_ci95``, ``drop_ci95``, MRAM figures, chips, latency."""
-        return self._result.get("points", [])
+        return self._result.get("points") or []
 
     @property
     def baseline_accuracy(self) -> float | None:

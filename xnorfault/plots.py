@@ -33,7 +33,8 @@ def write_voltage_curves(
 
     Solved as pulse-for-WER on a grid of voltages from just above :math:`V_{c0}` to the
     breakdown voltage, keeping pulses up to ``max_pulse_tau`` characteristic times.
-    Returns ``{"curves": [{"wer", "voltage", "pulse"}...], "table": [rows of Table I]}``.
+    Returns ``{"points": [{"wer", "voltage", "pulse"}...], "table": [rows of Table I]}``: a
+    point per WER target, its curve as the voltages and pulses along it.
     """
     vc0 = device.critical_voltage(direction)
     voltages = vc0 * np.geomspace(1.08, device.vbd / vc0, points)
@@ -45,7 +46,7 @@ def write_voltage_curves(
             {"wer": wer, "voltage": voltages[keep].tolist(), "pulse": pulses[keep].tolist()}
         )
     table = [row.to_dict() for row in table_one(device, direction)]
-    return {"device": device.name, "direction": direction, "curves": curves, "table": table}
+    return {"device": device.name, "direction": direction, "points": curves, "table": table}
 
 
 def plot_write_voltage_vs_pulse(
@@ -58,7 +59,7 @@ def plot_write_voltage_vs_pulse(
     tau_ns = device.tau_d * 1e9
     figure, axes = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for color, curve in zip(colors, data["curves"], strict=False):
+    for color, curve in zip(colors, data["points"], strict=False):
         pulse_ns = np.asarray(curve["pulse"]) * 1e9
         axes.plot(pulse_ns, curve["voltage"], color=color, label=f"WER {curve['wer']:g}")
         if closed_form:
@@ -82,7 +83,7 @@ def plot_write_voltage_vs_pulse(
     axes.text(
         0.2 * tau_ns, device.vbd, " breakdown $V_{bd}$", va="bottom", color="grey", fontsize=8
     )
-    axes.set_xlim(0, max(max(c["pulse"], default=0) for c in data["curves"]) * 1e9 * 1.02)
+    axes.set_xlim(0, max(max(c["pulse"], default=0) for c in data["points"]) * 1e9 * 1.02)
     axes.set_ylim(vc0, device.vbd * 1.08)
     axes.set_xlabel("pulse length (ns)")
     axes.set_ylabel("write voltage (V)")
@@ -156,7 +157,7 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
     directions and the write energy relative to the highest swept voltage on secondary axes;
     for BER sweeps, accuracy vs BER. With chips, every chip's accuracy is a dot. A
     weight-memory evaluation (``--age``) draws accuracy vs age (:func:`plot_accuracy_vs_age`)."""
-    if "weight_memory" in result:
+    if result.get("weight_memory") is not None:
         return plot_accuracy_vs_age([("chips' mean", result)], path)
     plt = _pyplot()
     points = result["points"]
@@ -167,7 +168,7 @@ def plot_evaluation(result: dict, path: str | Path, device: MTJ | None = None) -
     mean = np.array([p["accuracy_mean"] for p in order]) * 100
     low = np.array([p["ci95"][0] for p in order]) * 100
     high = np.array([p["ci95"][1] for p in order]) * 100
-    chips = all("chips" in p for p in order)
+    chips = all(p.get("chips") is not None for p in order)
     axes.plot(
         x,
         mean,

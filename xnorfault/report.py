@@ -342,7 +342,7 @@ def _across_models_section(point: str, group: list[dict]) -> list[str]:
         mean_change = float(np.mean(changes))
         flips = float(np.mean([_half(p["ci95"]) for p in points]))
         models = _half(summarise(changes)["ci95"])
-        paired = [_half(p["drop_ci95"]) for p in points if "drop_ci95" in p]
+        paired = [_half(p["drop_ci95"]) for p in points if p.get("drop_ci95") is not None]
         images = float(np.mean(paired)) if len(paired) == len(points) else None
         combined = float(np.hypot(models, images or 0.0))
         low, high = mean_change - combined, mean_change + combined
@@ -385,9 +385,9 @@ def _change_text(drop_interval) -> str:
 
 
 def _evaluation_section(result: dict) -> list[str]:
-    name = Path(result.get("backend", {}).get("model") or "model").name
+    name = Path((result.get("backend") or {}).get("model") or "model").name
     lines = [f"## Inference under MRAM write errors: {name}", ""]
-    info = result.get("backend", {})
+    info = result.get("backend") or {}
     lines.append(
         f"{result['test_images']} test images, {result['points'][0]['repeats']} repeats per point, "
         f"{info.get('backend', '?')} {info.get('runtime_version', '')} ({info.get('threads', '?')} threads); "
@@ -395,7 +395,7 @@ def _evaluation_section(result: dict) -> list[str]:
     )
     lines.append("")
     voltage = any(p.get("voltage") is not None for p in result["points"])
-    paired = all("drop_ci95" in p for p in result["points"])
+    paired = all(p.get("drop_ci95") is not None for p in result["points"])
     if voltage:
         lines += [
             "| write voltage | WER P→AP | WER AP→P | accuracy | 95 % interval (flips) | test set 95 % | change vs error-free (points) | 95 % interval of the change (images and flips) | energy/bit | endurance vs WER 1e-6 (E-model) |",
@@ -425,7 +425,7 @@ def _evaluation_section(result: dict) -> list[str]:
             else "its 95 % interval (flip noise on these test images only)"
         )
         text = f"Lowest write voltage shown within {drop['max_drop'] * 100:g} point(s) of the error-free accuracy by {basis}: **{drop['voltage']:.3f} V**"
-        if "energy_saving" in drop:
+        if drop.get("energy_saving") is not None:
             text += (
                 f", {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
                 f"(WER {drop['reference_wer']:g} in both directions, {drop['reference_voltage']:.3f} V); {endurance_phrase(drop)}."

@@ -14,6 +14,7 @@ from typer.exceptions import Abort, TyperException
 
 from xnorfault import __version__
 from xnorfault.cli._deprecated import rewrite_deprecated
+from xnorfault.cli._help import polish_help
 from xnorfault.cli.deploy import deploy_command
 from xnorfault.cli.evaluate import evaluate_command
 from xnorfault.cli.inspect import inspect_command
@@ -70,6 +71,7 @@ def _root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI, turning bad input into one line on stderr and exit code 2."""
     command = typer.main.get_command(app)
+    polish_help(command)
     # warnings reach the user as one line while the command runs; the process's own display
     # is restored after it (main runs inside other programs too: tests, notebooks)
     with warnings.catch_warnings():

@@ -65,8 +65,12 @@ def deploy_command(
     the preprocessed test set, the MRAM device, the target profile, a wheel of xnorfault, pinned
     aarch64 requirements and a README with the commands to run there.
 
-    Examples: xnorfault deploy runs/fm --point ber=0.04 --target raspberry-pi-4 -o bundle/;
+    Examples:
+
+    ```
+    xnorfault deploy runs/fm --point ber=0.04 --target raspberry-pi-4 -o bundle/
     xnorfault deploy cnv_qonnx.onnx --data test.npz --target raspberry-pi-4 -o bundle/
+    ```
     """
     from xnorfault.deploy import deploy
     from xnorfault.targets import load_target
@@ -91,7 +95,7 @@ def deploy_command(
             operating_points,
         )
     if as_json:
-        emit_json(manifest)
+        emit_json(manifest, "deploy")
         return
     console.print(
         f"wrote {manifest['output']}/ for {manifest['target']['description']}: "

@@ -194,8 +194,12 @@ def evaluate_command(
     """Accuracy (mean, std, 95 % interval over repeats) and latency of a model under bit flips,
     swept over BER or MRAM write voltage, against the error-free baseline.
 
-    Examples: xnorfault evaluate faulty.onnx --data test.npz --ber 0,0.01,0.05 --repeats 20;
+    Examples:
+
+    ```
+    xnorfault evaluate faulty.onnx --data test.npz --ber 0,0.01,0.05 --repeats 20
     xnorfault evaluate model.onnx --data test.npz --voltage 0.45:0.85:0.05 --pulse 10ns --max-drop 0.01 --plot acc.png
+    ```
     """
     from xnorfault.api import evaluate
     from xnorfault.evaluation.results import points_csv
@@ -221,7 +225,7 @@ def evaluate_command(
     result = evaluation.to_dict()
     if not evaluation.complete:
         if as_json:
-            emit_json(result)
+            emit_json(result, "evaluate")
         else:
             print_campaign_state(result["campaign"])
         return
@@ -230,9 +234,9 @@ def evaluate_command(
     if plot_path is not None:
         evaluation.plot(plot_path)
     if as_json:
-        emit_json(result)
+        emit_json(result, "evaluate")
         return
-    if "weight_memory" in result:
+    if result.get("weight_memory") is not None:
         print_weight_result(result)
         return
     print_result(result, result["latency_batches"])
@@ -262,7 +266,7 @@ def print_weight_result(result: dict) -> None:
         f"{points[0]['binary_weights']:,} binary weights in MRAM"
     )
     columns = ["age", "P(+1 wrong)", "P(−1 wrong)", "wrong weights", "chips' mean", "95 % interval"]
-    columns += ["5th pct", "worst", "change"]
+    columns += ["5th pct", "worst", "drop"]
     has_yield = any(p.get("yield") is not None for p in points)
     if has_yield:
         columns.append("yield (95 % CI)")
@@ -278,7 +282,7 @@ def print_weight_result(result: dict) -> None:
             f"[{p['ci95'][0]:.4f}, {p['ci95'][1]:.4f}]",
             f"{p['chip_accuracy']['p5']:.4f}",
             f"{p['chip_accuracy']['worst']:.4f}",
-            f"{-p['accuracy_drop']:+.4f}",
+            f"{p['accuracy_drop']:+.4f}",
         ]
         if has_yield:
             low, high = p["yield_ci95"]
@@ -316,15 +320,16 @@ def print_result(result: dict, latency_batches) -> None:
         f"error-free accuracy {result['baseline_accuracy']:.4f} ({info['backend']} {info['runtime_version']}, {info['threads']} threads)"
     )
     columns = ["point", "p(+1→−1)", "p(−1→+1)", "accuracy", "± std", "95 % interval"]
-    columns.append("change (− loss)")
-    paired = any("drop_ci95" in p for p in result["points"])
+    # the drop as in the JSON: error-free accuracy − accuracy (positive: a loss)
+    columns.append("drop")
+    paired = any(p.get("drop_ci95") is not None for p in result["points"])
     if paired:
-        columns.append("change 95 % (images + flips)")
-    sized = any("target_ci" in p for p in result["points"])
+        columns.append("drop 95 % (images + flips)")
+    sized = any(p.get("target_ci") is not None for p in result["points"])
     if sized:
         columns.append("runs")
     has_voltage = any(p.get("voltage") is not None for p in result["points"])
-    has_chips = any("chips" in p for p in result["points"])
+    has_chips = any(p.get("chips") is not None for p in result["points"])
     has_yield = any(p.get("yield") is not None for p in result["points"])
     if has_chips:  # the population's mean rates, and the spread across chips
         columns[1:6] = ["mean p(+1→−1)", "mean p(−1→+1)", "chips' mean", "95 % interval"]
@@ -334,7 +339,7 @@ def print_result(result: dict, latency_batches) -> None:
     if has_voltage:
         columns += ["energy/bit", "endurance vs 1e-6 (E-model)"]
     simulated = any(
-        "simulation_overhead" in p.get("latency", {}).get(str(b), {})
+        ((p.get("latency") or {}).get(str(b)) or {}).get("simulation_overhead") is not None
         for p in result["points"]
         for b in latency_batches
     )
@@ -365,12 +370,12 @@ def print_result(result: dict, latency_batches) -> None:
                 f"{p['accuracy_std']:.4f}",
                 interval,
             ]
-        cells.append(f"{-p['accuracy_drop']:+.4f}")
+        cells.append(f"{p['accuracy_drop']:+.4f}")
         if paired:
-            low, high = p.get("drop_ci95", (None, None))
-            cells.append("" if low is None else f"[{-high:+.4f}, {-low:+.4f}]")
+            low, high = p.get("drop_ci95") or (None, None)
+            cells.append("" if low is None else f"[{low:+.4f}, {high:+.4f}]")
         if sized:
-            met = p.get("target_ci", {}).get("met", True)
+            met = (p.get("target_ci") or {}).get("met", True)
             cells.append(f"{p['repeats']}" + ("" if met else " (max)"))
         if has_yield:
             low, high = p["yield_ci95"]
@@ -380,7 +385,7 @@ def print_result(result: dict, latency_batches) -> None:
 
             cells += [
                 format_energy(p["write_energy"]),
-                endurance_text(p.get("endurance_gain"), p.get("outlasts_service_life", False)),
+                endurance_text(p.get("endurance_gain"), bool(p.get("outlasts_service_life"))),
             ]
         for b in latency_batches:
             timed = p["latency"][str(b)]
@@ -395,9 +400,9 @@ def print_result(result: dict, latency_batches) -> None:
             "latency: the model's own (its graph without flips, as the memory runs it); "
             "simulation: the simulated run's time over the model's, measured side by side"
         )
-    if "model" in result:
+    if result.get("model") is not None:
         console.print(f"model: {result['model']['summary']}")
-    if "chip_draw" in result:
+    if result.get("chip_draw") is not None:
         draw = result["chip_draw"]
         spread = draw["variation"]
         console.print(
@@ -421,7 +426,7 @@ def print_result(result: dict, latency_batches) -> None:
         )
     if "accuracy_from" in info:
         console.print(f"accuracy: {info['accuracy_from']}; latency (mean): {info['latency_from']}")
-    machine = result.get("machine", {})
+    machine = result.get("machine") or {}
     target = result.get("target")
     ran_on = f"ran on {machine.get('architecture', '?')} {machine.get('cpu', '')}, {machine.get('cores', '?')} cores"
     console.print(ran_on + (f" with the {target['name']} profile" if target else ""))
@@ -435,7 +440,7 @@ def print_result(result: dict, latency_batches) -> None:
             if drop.get("yield") is not None:
                 low, high = drop["yield_ci95"]
                 line += f" (interval over chips; yield {drop['yield']:.2f}, 95 % CI [{low:.2f}, {high:.2f}])"
-            if "energy_saving" in drop:
+            if drop.get("energy_saving") is not None:
                 line += (
                     f" — {drop['energy_saving'] * 100:.0f} % less write energy than the conventional point "
                     f"(WER {drop['reference_wer']:g} in both directions, {drop['reference_voltage']:.3f} V); {endurance_phrase(drop)}"
@@ -449,13 +454,14 @@ def print_result(result: dict, latency_batches) -> None:
             console.print(
                 f"no swept point is shown within {drop['max_drop']:g} of the baseline by its 95 % interval"
             )
-    if "per_layer" in (result["points"][0] if result["points"] else {}):
+    if result["points"] and result["points"][0].get("per_layer") is not None:
         layers = Table(title="per-site sensitivity: accuracy with flips in one site only")
         layers.add_column("point", justify="right")
-        for site in result["sites"]:
+        for site in result["site_names"]:
             layers.add_column(site, justify="right")
         for p in result["points"]:
             layers.add_row(
-                p["label"], *[f"{p['per_layer'][s]['accuracy_mean']:.4f}" for s in result["sites"]]
+                p["label"],
+                *[f"{p['per_layer'][s]['accuracy_mean']:.4f}" for s in result["site_names"]],
             )
         console.print(layers)

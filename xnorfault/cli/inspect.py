@@ -23,7 +23,12 @@ def inspect_command(
     weights, QONNX quantizers and what becomes of them, and anything onnxruntime cannot run.
     The first command to run on a model from elsewhere.
 
-    Examples: xnorfault inspect model.onnx; xnorfault inspect cnv_qonnx.onnx --json
+    Examples:
+
+    ```
+    xnorfault inspect model.onnx
+    xnorfault inspect cnv_qonnx.onnx --json
+    ```
     """
     from xnorfault.api import inspect
 
@@ -32,7 +37,7 @@ def inspect_command(
             model, output_name=output_name, layout=None if layout is None else layout.value
         )
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(report.to_dict(), "inspect")
         return
     print_report(report)
 

@@ -60,13 +60,22 @@ def table_command(
     """The paper's Table I from the model: how far the write voltage or pulse can drop when the
     network tolerates WER 0.01 or 0.1 instead of 1e-6, with energy and endurance.
 
-    Example: xnorfault mram table --mram-device paper
+    Example:
+
+    ```
+    xnorfault mram table --mram-device paper
+    ```
     """
     mtj = load_device(mram_device)
     rows = table_one(mtj, _check_direction(direction))
     if as_json:
         emit_json(
-            {"device": mtj.to_dict(), "direction": direction, "rows": [r.to_dict() for r in rows]}
+            {
+                "device": mtj.to_dict(),
+                "direction": direction,
+                "points": [r.to_dict() for r in rows],
+            },
+            "mram.table",
         )
         return
     table = Table(
@@ -112,7 +121,11 @@ def curve_command(
 ):
     """The paper's Fig. 5: write voltage vs pulse length for WER targets, with Table I marked.
 
-    Example: xnorfault mram curve -o fig5.png --closed-form
+    Example:
+
+    ```
+    xnorfault mram curve -o fig5.png --closed-form
+    ```
     """
     from xnorfault.io import check_figure_output
     from xnorfault.plots import plot_write_voltage_vs_pulse, write_voltage_curves
@@ -124,7 +137,7 @@ def curve_command(
         data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
         path = plot_write_voltage_vs_pulse(data, mtj, output, closed_form=closed_form)
     if as_json:
-        emit_json(data | {"figure": str(path)})
+        emit_json(data | {"figure": str(path)}, "mram.curve")
     else:
         console.print(f"wrote {path}")
 
@@ -154,9 +167,13 @@ def wer_command(
     probabilities of a stored binary value, write energy and endurance; with --read the
     read-disturb probability of a read there instead.
 
-    Examples: xnorfault mram wer --voltage 0.55 --pulse 10ns;
-    xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json;
+    Examples:
+
+    ```
+    xnorfault mram wer --voltage 0.55 --pulse 10ns
+    xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json
     xnorfault mram wer --read --voltage 0.05:0.15:0.025 --pulse 5ns --temperature 85C
+    ```
     """
     mtj = load_device(mram_device)
     if temperature is not None:
@@ -200,14 +217,16 @@ def wer_command(
             "endurance_gain": gains[i],
             "outlasts_service_life": bool(outlasts[i]),
         }
-        if approx is not None:
-            point["wer_closed_form_p_to_ap"] = float(approx[i])
-        if population is not None:
-            point["population_wer_p_to_ap"] = float(population["p_to_ap"][i])
-            point["population_wer_ap_to_p"] = float(population["ap_to_p"][i])
+        # asked-for and device-dependent columns are null where not computed: every point has
+        # the same fields
+        point["wer_closed_form_p_to_ap"] = None if approx is None else float(approx[i])
+        for direction in ("p_to_ap", "ap_to_p"):
+            point[f"population_wer_{direction}"] = (
+                None if population is None else float(population[direction][i])
+            )
         points.append(point)
     if as_json:
-        emit_json({"device": mtj.to_dict(), "points": points})
+        emit_json({"device": mtj.to_dict(), "kind": "write", "points": points}, "mram.wer")
         return
     table = Table(title=f"Write error rate — device '{mtj.name}'")
     columns = ["voltage", "pulse", "WER P→AP (writing −1)", "WER AP→P (writing +1)"]
@@ -260,7 +279,13 @@ def _read_disturb_table(mtj, voltage: str, pulse: str, as_json: bool) -> None:
             points.append(point)
     if as_json:
         emit_json(
-            {"device": mtj.to_dict(), "temperature": mtj.reference_temperature, "points": points}
+            {
+                "device": mtj.to_dict(),
+                "kind": "read_disturb",
+                "temperature": mtj.reference_temperature,
+                "points": points,
+            },
+            "mram.wer",
         )
         return
     table = Table(
@@ -304,8 +329,12 @@ def solve_command(
     """The write voltage (given --pulse) or the pulse length (given --voltage) that reaches a
     target WER, with the write energy and endurance there.
 
-    Examples: xnorfault mram solve --wer 1e-6 --pulse 10ns;
+    Examples:
+
+    ```
+    xnorfault mram solve --wer 1e-6 --pulse 10ns
     xnorfault mram solve --wer 0.01 --voltage 0.67V
+    ```
     """
     if (pulse is None) == (voltage is None):
         raise XnorfaultError(
@@ -341,7 +370,7 @@ def solve_command(
             }
         )
     if as_json:
-        emit_json({"device": mtj.to_dict(), "solutions": results})
+        emit_json({"device": mtj.to_dict(), "points": results}, "mram.solve")
         return
     table = Table(title=f"Operating points — device '{mtj.name}', {direction}")
     for header in (
@@ -399,7 +428,12 @@ def retention_command(
     time, 1 − exp(−rT), and the probability that the cell holds the wrong value,
     (1 − exp(−2rT))/2, with r = exp(−Δ(T))/τ₀ and Δ(T) = Δ·T_ref/T.
 
-    Examples: xnorfault mram retention --age 1d,1y; xnorfault mram retention --age 1h,1d --temperature 25C,85C
+    Examples:
+
+    ```
+    xnorfault mram retention --age 1d,1y
+    xnorfault mram retention --age 1h,1d --temperature 25C,85C
+    ```
     """
     from xnorfault.units import format_temperature, parse_temperature
 
@@ -416,7 +450,7 @@ def retention_command(
         for t in times:
             points.append(
                 {
-                    "time": t,
+                    "age": t,
                     "temperature": kelvin,
                     "delta": hot.delta,
                     "rate_per_s": hot.retention_rate(),
@@ -425,7 +459,7 @@ def retention_command(
                 }
             )
     if as_json:
-        emit_json({"device": mtj.to_dict(), "points": points})
+        emit_json({"device": mtj.to_dict(), "points": points}, "mram.retention")
         return
     table = Table(
         title=f"Retention — device '{mtj.name}' (Δ={mtj.delta:g} at "
@@ -437,7 +471,7 @@ def retention_command(
         table.add_row(
             format_temperature(point["temperature"]),
             f"{point['delta']:.4g}",
-            format_age(point["time"]),
+            format_age(point["age"]),
             sci(point["retention_error"]),
             sci(point["wrong_value"]),
         )
@@ -448,11 +482,15 @@ def retention_command(
 def devices_command(as_json: JsonOption = False):
     """Device presets shipped with xnorfault (use a name, or a TOML file, with --mram-device).
 
-    Example: xnorfault mram devices
+    Example:
+
+    ```
+    xnorfault mram devices
+    ```
     """
     devices = [load_device(name) for name in available_devices()]
     if as_json:
-        emit_json({"devices": [d.to_dict() for d in devices]})
+        emit_json({"devices": [d.to_dict() for d in devices]}, "mram.devices")
         return
     table = Table(title="Device presets")
     for header in ("name", "Δ", "τ_D", "V_c0 P→AP", "V_c0 AP→P", "V_bd", "description"):
@@ -486,7 +524,11 @@ def fit_command(
     come from --mram-device. The fitted file, or the table itself under [measured], serves every
     command that takes --mram-device.
 
-    Example: xnorfault mram fit wer.csv -o chip.toml
+    Example:
+
+    ```
+    xnorfault mram fit wer.csv -o chip.toml
+    ```
     """
     from dataclasses import replace
 
@@ -518,7 +560,7 @@ def fit_command(
         atomic_write_text(output, device_toml(fitted))
         summary["output"] = str(output)
     if as_json:
-        emit_json(summary)
+        emit_json(summary, "mram.fit")
         return
     console.print(
         f"{table.name}: {fit.rows} rows, fit Δ = {fit.delta:.4g}, τ_D = {format_duration(fit.tau_d)}, "

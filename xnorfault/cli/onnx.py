@@ -55,8 +55,12 @@ def export_command(
     (LCE: against the ONNX export at p = 0, after auditing that every binary layer became an
     LCE binary kernel).
 
-    Examples: xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz;
+    Examples:
+
+    ```
+    xnorfault export runs/fm --point ber=0.04 -o model.onnx --testset test.npz
     xnorfault export runs/fm --point ber=0.04 --format lce -o model.tflite
+    ```
     """
     if format == "lce":
         if output.suffix != ".tflite":
@@ -81,7 +85,7 @@ def export_command(
             accept_low_parity=accept_low_parity,
         )
     if as_json:
-        emit_json(summary)
+        emit_json({"format": "onnx", **summary}, "export")
         return
     console.print(f"wrote {summary['output']} (binary sites: {', '.join(summary['binary_sites'])})")
     console.print(
@@ -106,7 +110,7 @@ def _export_lce(run, output, point, repeat, testset, flip_seed, as_json) -> None
     with console.status("exporting to Larq Compute Engine…") if not as_json else nullcontext():
         summary = export_lce_run(run, output, point, repeat, testset, flip_seed)
     if as_json:
-        emit_json(summary)
+        emit_json({"format": "lce", **summary}, "export")
         return
     console.print(
         f"wrote {summary['output']}: {summary['binary_kernels']} LCE binary kernels for "
@@ -142,8 +146,12 @@ def inject_command(
     graph inputs (p_flip_pos.SITE, p_flip_neg.SITE) defaulting to the values given here, and
     flip_seed makes the draw reproducible.
 
-    Examples: xnorfault inject model.onnx -o faulty.onnx --ber 0.01;
+    Examples:
+
+    ```
+    xnorfault inject model.onnx -o faulty.onnx --ber 0.01
     xnorfault inject model.onnx -o faulty.onnx --voltage 0.5 --pulse 10ns --mram-device paper
+    ```
     """
     from xnorfault.api import inject
 
@@ -154,7 +162,7 @@ def inject_command(
         layers=None if layers is None else [s.strip() for s in layers.split(",") if s.strip()],
     )
     if as_json:
-        emit_json(injection.to_dict())
+        emit_json(injection.to_dict(), "inject")
         return
     report = injection.report
     bits = {site.name: site.elements_per_image for site in report.sites}

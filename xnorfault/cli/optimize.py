@@ -76,8 +76,12 @@ def optimize_command(
     write voltage and pulse per binary site, searched on half of the test set and verified on
     the other half (the upper confidence bound of the drop within --max-drop).
 
-    Examples: xnorfault optimize model.onnx --data test.npz --max-drop 0.01;
+    Examples:
+
+    ```
+    xnorfault optimize model.onnx --data test.npz --max-drop 0.01
     xnorfault optimize model.onnx --data test.npz --max-drop 0.01 --pulse 2ns:20ns -o tuned.onnx --plot pareto.png
+    ```
     """
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
     from xnorfault.optimization import operating_points_toml, optimize
@@ -127,7 +131,7 @@ def optimize_command(
     if plot_path is not None:
         result.plot(plot_path)
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict(), "optimize")
         return
     print_result(result.to_dict())
 

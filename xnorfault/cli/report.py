@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from xnorfault.cli._common import console
+from xnorfault.cli._common import console, emit_json, run_points
+from xnorfault.cli._options import JsonOption
 from xnorfault.errors import XnorfaultError
 
 
@@ -25,11 +26,16 @@ def report_command(
     discussion: Path | None = typer.Option(
         None, "--discussion", help="Markdown file appended as the report's discussion."
     ),
+    as_json: JsonOption = False,
 ):
     """A generated Markdown report of a training run (figure, tables, comparison with the
     paper) and, optionally, of evaluations under MRAM write errors.
 
-    Example: xnorfault report runs/fm --evaluation eval_ber0.json --evaluation eval_ber4.json -o REPORT.md --csv curves.csv
+    Example:
+
+    ```
+    xnorfault report runs/fm --evaluation eval_ber0.json --evaluation eval_ber4.json -o REPORT.md --csv curves.csv
+    ```
     """
     from xnorfault.io import atomic_write_text, check_output_file
     from xnorfault.plots import plot_accuracy_vs_epoch
@@ -69,4 +75,17 @@ def report_command(
     atomic_write_text(output, text)
     if csv_path is not None:
         atomic_write_text(csv_path, curves_csv(record))
+    if as_json:
+        emit_json(
+            {
+                "run": str(run),
+                "report": str(output),
+                "figure": str(figure),
+                "csv": None if csv_path is None else str(csv_path),
+                "evaluations": [str(path) for path in evaluation],
+                "points": run_points(record),
+            },
+            "report",
+        )
+        return
     console.print(f"wrote {output} and {figure}" + (f" and {csv_path}" if csv_path else ""))

@@ -128,8 +128,12 @@ def train_command(
     """Train binarized networks with random bit errors in their binary activations, and record
     error-free test accuracy after every epoch (the paper's experiments).
 
-    Examples: xnorfault train --model lenet4 --data fashion-mnist --ber 0.04 --epochs 10 --repeats 10 --out runs/fm;
+    Examples:
+
+    ```
+    xnorfault train --model lenet4 --data fashion-mnist --ber 0.04 --epochs 10 --repeats 10 --out runs/fm
     xnorfault train --data digits --ber 0,0.04,0.16 --out runs/sweep --json
+    ```
     """
     from xnorfault.api import train
 
@@ -168,7 +172,7 @@ def train_command(
         return
     summary = summarise(record)
     if as_json:
-        emit_json(summary)
+        emit_json(summary, "train")
         return
     dataset_name = record.get("data", {}).get("name", data)
     table = Table(title=f"{model} on {dataset_name}: error-free test accuracy after epoch {epochs}")
@@ -202,26 +206,18 @@ def summarise(record: dict) -> dict:
                         "seed": job["seed"],
                         "status": job["status"],
                         "test_accuracy": [e["test_accuracy"] for e in job["epochs"]],
-                        **(
-                            {
-                                "test_accuracy_faulty": [
-                                    e["test_accuracy_faulty"] for e in job["epochs"]
-                                ]
-                            }
-                            if job["epochs"] and "test_accuracy_faulty" in job["epochs"][0]
-                            else {}
-                        ),
+                        # under --test-ber; null without it
+                        "test_accuracy_faulty": [e["test_accuracy_faulty"] for e in job["epochs"]]
+                        if job["epochs"] and "test_accuracy_faulty" in job["epochs"][0]
+                        else None,
                     }
                     for job in point["repeats"]
                 ],
             }
         )
-    if len(points) == 1:
-        final = points[0]["final_test_accuracy_mean"]
-    else:
-        final = {p["point"]: p["final_test_accuracy_mean"] for p in points}
     return {
-        "final_test_accuracy": final,
+        # by point label, for one point as for a sweep
+        "final_test_accuracy": {p["point"]: p["final_test_accuracy_mean"] for p in points},
         "model": record["config"]["model"],
         "data": record["config"]["data"],
         "points": points,

@@ -86,7 +86,7 @@ def assemble(
         everywhere = {site: point.spec.activation_rates(site) for site in sites}
         result["per_site_rates"] = {site: r.to_dict() for site, r in everywhere.items()}
         results.append(result)
-    return {"baseline_accuracy": baseline, "points": results, "sites": sites}
+    return {"baseline_accuracy": baseline, "points": results, "site_names": sites}
 
 
 def uncertainty_sources(clean: np.ndarray, runs: list[np.ndarray], accuracy: float) -> dict:
@@ -157,7 +157,7 @@ def _shown_within(point: dict, baseline: float, max_drop: float) -> bool:
     """Whether a point's drop is shown below ``max_drop`` by its interval, not its mean: the
     paired interval of the drop (images and flips, ``drop_ci95``) where the point has one, else
     (chips) the interval of the accuracy over chips."""
-    if "drop_ci95" in point:
+    if point.get("drop_ci95") is not None:
         return point["drop_ci95"][1] < max_drop
     return point["ci95"][0] > baseline - max_drop
 
@@ -287,11 +287,11 @@ def point_rows(result: dict) -> tuple[list[str], list[dict]]:
         {
             f"latency_b{b}_{k}"
             for p in result["points"]
-            for b in p.get("latency", {})
+            for b in p.get("latency") or {}
             for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_per_s")
         }
     )
-    weights = "weight_memory" in result
+    weights = result.get("weight_memory") is not None
     extra = WEIGHT_CSV_COLUMNS if weights else []
     rows = []
     for point in result["points"]:
@@ -300,10 +300,10 @@ def point_rows(result: dict) -> tuple[list[str], list[dict]]:
         if weights:
             row["p_wrong_pos"] = point["weight_error"]["pos"]
             row["p_wrong_neg"] = point["weight_error"]["neg"]
-        if "chip_accuracy" in point:
+        if point.get("chip_accuracy") is not None:
             row["chip_p5"] = point["chip_accuracy"]["p5"]
             row["chip_worst"] = point["chip_accuracy"]["worst"]
-        for b, values in point.get("latency", {}).items():
+        for b, values in (point.get("latency") or {}).items():
             for key, value in values.items():
                 row[f"latency_b{b}_{key}"] = value
         columns = CSV_COLUMNS + extra + latency_keys

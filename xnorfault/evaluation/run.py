@@ -239,9 +239,7 @@ def _model_facts(path: Path, runner) -> dict:
     report = inspect_graph(path)
     report.data_input = runner.data_input.describe()
     report.logits_output = runner.output_name
-    facts = report.to_dict()
-    facts["summary"] = report.summary()
-    return facts
+    return report.to_dict()
 
 
 __all__ = ["evaluate", "open_context", "open_job_runner", "run_evaluation", "sized_outcomes"]

@@ -184,7 +184,7 @@ def run_weight_evaluation(request, test_runner, points, progress) -> dict:
     result = {
         "baseline_accuracy": baseline,
         "points": results,
-        "sites": sites,
+        "site_names": sites,
         "test_images": int(len(test_runner.labels)),
         "weight_memory": memory.to_dict(device),
         "weight_memory_summary": memory.describe(device),

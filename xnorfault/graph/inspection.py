@@ -62,6 +62,7 @@ class ModelReport:
         data = asdict(self)
         data["activation_bits_per_image"] = self.activation_bits_per_image
         data["runs_on_onnxruntime"] = self.onnxruntime_error is None
+        data["summary"] = self.summary()
         return data
 
     def summary(self) -> str:

@@ -57,10 +57,12 @@ class OptimizationResult:
             "model": self.model_path,
             "chips": self.chips,
         }
-        if self.conventional:
-            data["energy_vs_conventional"] = (
-                self.energy_per_inference / self.conventional["energy_per_inference"]
-            )
+        # null where the device has no conventional point in range
+        data["energy_vs_conventional"] = (
+            self.energy_per_inference / self.conventional["energy_per_inference"]
+            if self.conventional
+            else None
+        )
         data["energy_vs_shared"] = self.energy_per_inference / self.shared["energy_per_inference"]
         return data
 
