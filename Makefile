@@ -34,7 +34,8 @@ $(LCE_STAMP): pyproject.toml
 # The main job on the embedded digits data: the MRAM operating points of the paper; binarized
 # LeNet-4 trained with bit errors in its activations at BER 0 and 0.04; both exported to ONNX
 # and evaluated under a write-voltage sweep of the paper's MRAM (10 ns pulses); the BER-0.04
-# model also under the write model "previous" (a write fails only where it must switch).
+# model also under the write model "previous" (a write fails only where it must switch); the
+# three sweeps overlaid in one figure (voltage_sweeps.png).
 DEMO := runs/demo
 SWEEP := --voltage 0.40:0.80:0.05 --pulse 10ns --mram-device paper --repeats 5 --max-drop 0.01
 
@@ -50,6 +51,10 @@ demo: setup
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.onnx --data $(DEMO)/test.npz $(SWEEP) --plot $(DEMO)/voltage_sweep_ber0.png --csv $(DEMO)/voltage_sweep_ber0.csv
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --plot $(DEMO)/voltage_sweep_ber0.04.png --csv $(DEMO)/voltage_sweep_ber0.04.csv
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --write-model previous --plot $(DEMO)/voltage_sweep_ber0.04_previous.png --csv $(DEMO)/voltage_sweep_ber0.04_previous.csv
+	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.onnx --data $(DEMO)/test.npz $(SWEEP) --json > $(DEMO)/voltage_sweep_ber0.json
+	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --json > $(DEMO)/voltage_sweep_ber0.04.json
+	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz $(SWEEP) --write-model previous --json > $(DEMO)/voltage_sweep_ber0.04_previous.json
+	$(BIN)/xnorfault plot $(DEMO)/voltage_sweep_ber0.json $(DEMO)/voltage_sweep_ber0.04.json $(DEMO)/voltage_sweep_ber0.04_previous.json -o $(DEMO)/voltage_sweeps.png --label "trained at BER 0, iid writes" --label "trained at BER 0.04, iid writes" --label "trained at BER 0.04, write model previous"
 	$(BIN)/xnorfault evaluate $(DEMO)/lenet4_ber0.04_faulty.onnx --data $(DEMO)/test.npz --voltage 0.40:0.60:0.05 --pulse 10ns --mram-device paper-varied --chips 20 --repeats 2 --max-drop 0.01 --csv $(DEMO)/chips_ber0.04.csv
 	$(BIN)/xnorfault optimize $(DEMO)/lenet4_ber0.04.onnx --data $(DEMO)/test.npz --max-drop 0.05 --plot $(DEMO)/optimize_ber0.04.png --operating-points $(DEMO)/operating_points_ber0.04.toml
 	@echo "figures, models and tables written to $(DEMO)/"

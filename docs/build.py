@@ -24,6 +24,7 @@ from pathlib import Path
 MODULES = [
     "xnorfault",
     "xnorfault.api",
+    "xnorfault.inputs",
     "xnorfault.faults",
     "xnorfault.mram",
     "xnorfault.mram.device",

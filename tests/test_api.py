@@ -89,7 +89,12 @@ def test_api_evaluate_equals_the_command_line(run_cli, trained, tmp_path):
     assert np.allclose(frame["accuracy_mean"], [float(r["accuracy_mean"]) for r in rows])
     assert np.allclose(frame["ci95_low"], [float(r["ci95_low"]) for r in rows])
     figure = evaluation.plot(tmp_path / "sweep.png")
-    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    # the figure itself, for a notebook to show: accuracy over WER and energy
+    assert [axes.get_ylabel() for axes in figure.axes][:2] == [
+        "test accuracy (%)",
+        "write error rate",
+    ]
     assert "3 points" in repr(evaluation) and dict(evaluation)["points"] == evaluation.points
 
 
@@ -122,20 +127,65 @@ def test_api_errors_are_one_line_xnorfault_errors(trained, tmp_path):
     folder, _, _ = trained
     with pytest.raises(XnorfaultError, match="give one source of fault rates"):
         xnorfault.fault_source(ber=0.01, voltage=0.5, pulse="10ns")
-    with pytest.raises(XnorfaultError, match="needs --pulse"):
+    # the API's errors name its parameters, the command line's its flags
+    with pytest.raises(XnorfaultError, match="^voltage needs pulse") as raised:
         xnorfault.fault_source(voltage=0.5)
+    assert "--" not in str(raised.value)
     with pytest.raises(XnorfaultError, match="takes a number, a list of numbers"):
         xnorfault.fault_source(ber={"a": 1})
     source = xnorfault.fault_source(ber=0.01)
     with pytest.raises(XnorfaultError, match="either as fault= or as keywords"):
         xnorfault.evaluate(folder / "model.onnx", folder / "test.npz", fault=source, ber=0.02)
-    with pytest.raises(XnorfaultError, match="give one of --ber"):
+    with pytest.raises(XnorfaultError, match="give one of ber"):
         xnorfault.inject(folder / "model.onnx", tmp_path / "x.onnx")
     with pytest.raises(XnorfaultError, match="takes one value here"):
         xnorfault.inject(folder / "model.onnx", tmp_path / "x.onnx", ber=[0.01, 0.02])
     with pytest.raises(XnorfaultError, match="unknown gradient"):
         xnorfault.train(tmp_path / "r", gradient="sideways")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "r").exists()
+
+
+def test_the_command_line_keeps_its_flags_in_the_same_errors(run_cli, trained):
+    folder, _, _ = trained
+    code, _, err = run_cli(
+        "evaluate",
+        str(folder / "model.onnx"),
+        "--data",
+        str(folder / "test.npz"),
+        "--voltage",
+        "0.5",
+    )
+    assert code == 2 and "--voltage needs --pulse" in err
+
+
+def test_models_and_test_sets_in_memory_evaluate_as_their_files(trained):
+    import onnx
+
+    folder, _, _ = trained
+    arrays = np.load(folder / "test.npz")
+    from_files = xnorfault.evaluate(folder / "model.onnx", folder / "test.npz", ber=0.1, repeats=2)
+    in_memory = xnorfault.evaluate(
+        onnx.load(folder / "model.onnx"), (arrays["x"], arrays["y"]), ber=0.1, repeats=2
+    )
+    assert in_memory.points[0]["accuracy_mean"] == from_files.points[0]["accuracy_mean"]
+    assert in_memory["backend"]["model"] == "(in memory)" and in_memory["data"] == "(arrays)"
+    assert xnorfault.inspect(onnx.load(folder / "model.onnx")).model == "(in memory)"
+    with pytest.raises(XnorfaultError, match="records its model and test set by path"):
+        xnorfault.evaluate(onnx.load(folder / "model.onnx"), folder / "test.npz", ber=0.1, out="c")
+    with pytest.raises(XnorfaultError, match="a pair"):
+        xnorfault.evaluate(folder / "model.onnx", (arrays["x"],), ber=0.1)
+
+
+def test_a_voltage_sweep_carries_its_energy_per_inference_in_joules(trained):
+    folder, _, _ = trained
+    sweep = xnorfault.evaluate(
+        folder / "model.onnx", folder / "test.npz", voltage=[0.5, 0.6], pulse="10ns", repeats=1
+    )
+    bits = sweep["model"]["activation_bits_per_image"]
+    for point in sweep.points:
+        assert point["energy_per_inference"] == pytest.approx(point["write_energy"] * bits)
+    low, high = sorted(sweep.points, key=lambda point: point["voltage"])
+    assert low["energy_per_inference"] < high["energy_per_inference"]  # E = V²τ/R per bit
 
 
 def test_a_device_object_and_a_write_model_reach_the_source():

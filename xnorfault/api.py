@@ -38,6 +38,7 @@ from xnorfault.evaluation.request import request_options
 from xnorfault.fault_options import fault_source as fault_source_of_options
 from xnorfault.fault_options import write_model_of
 from xnorfault.faults import FaultSource, fault_points
+from xnorfault.inputs import on_disk, speaks_of_parameters
 from xnorfault.mram.weights import WEIGHT_OPTIONS
 from xnorfault.units import parse_shard
 
@@ -61,6 +62,7 @@ def _as_text(value: FaultValue, name: str, unit: str = "") -> str | None:
     )
 
 
+@speaks_of_parameters
 def fault_source(
     *,
     ber: FaultValue = None,
@@ -142,7 +144,8 @@ def _source(fault: FaultSource | None, given: dict, single: bool = False) -> Fau
     return fault if write is None else replace(fault, write=write)
 
 
-def inspect(model: str | Path, *, output_name: str | None = None, layout: str | None = None):
+@speaks_of_parameters
+def inspect(model, *, output_name: str | None = None, layout: str | None = None):
     """What xnorfault sees in an ONNX model (``xnorfault inspect``): its inputs and outputs,
     the image input it feeds and the output it reads (``output_name``, where the model has
     several; ``layout``, where its input shape does not tell), every binary activation site with its
@@ -158,7 +161,11 @@ def inspect(model: str | Path, *, output_name: str | None = None, layout: str | 
     """
     from xnorfault.runtimes.inspection import inspect_model
 
-    return inspect_model(model, output_name, layout)
+    with on_disk(model) as (path, _):
+        report = inspect_model(path, output_name, layout)
+    if path != model:
+        report.model = "(in memory)"
+    return report
 
 
 @dataclass
@@ -189,8 +196,9 @@ class Injection:
         }
 
 
+@speaks_of_parameters
 def inject(
-    model: str | Path,
+    model,
     output: str | Path,
     *,
     fault: FaultSource | None = None,
@@ -227,7 +235,8 @@ def inject(
         )
     (point,) = fault_points(source)
     output = check_output_file(output, "--output")
-    clean = load_model(model)
+    with on_disk(model) as (path, _):
+        clean = load_model(path)
     report = inspect_graph(clean)
     injected = inject_flips(clean, point.spec, sites=None if layers is None else list(layers))
     written = save_model(injected, output)
@@ -315,21 +324,32 @@ class Evaluation(Mapping):
         columns, rows = point_rows(self._result)
         return pandas.DataFrame(rows, columns=columns)
 
-    def plot(self, path: str | Path) -> Path:
-        """Draw accuracy against write voltage (or BER) with the intervals, the error-free line
-        and the accuracy budget, as ``evaluate --plot`` does; returns the figure's path."""
+    def plot(self, path: str | Path | None = None, kind: str = "sweep"):
+        """The figure ``evaluate --plot`` draws, as a matplotlib Figure (a notebook shows it),
+        saved to ``path`` when given: ``kind="sweep"``, accuracy against write voltage (over the
+        WER and the write energy in joules) or BER, with the intervals, the error-free line
+        and the budget; ``"per_layer"``, the per-site sensitivity (``per_layer=True``);
+        ``"yield"``, the chip yield against voltage (``chips`` and ``max_drop``)."""
         from xnorfault.io import check_figure_output
-        from xnorfault.plots import plot_evaluation
+        from xnorfault.plots import plot_evaluation, plot_per_layer, plot_yield
 
-        path = Path(path)
-        check_figure_output(path, "plot")
-        plot_evaluation(self._result, path, self._device)
-        return path
+        drawers = {"sweep": plot_evaluation, "per_layer": plot_per_layer, "yield": plot_yield}
+        if kind not in drawers:
+            raise XnorfaultError(f"unknown kind {kind!r}: use {', '.join(map(repr, drawers))}")
+        if kind == "per_layer" and not any(p.get("per_layer") for p in self.points):
+            raise XnorfaultError("kind='per_layer' needs an evaluation with per_layer=True")
+        if kind == "yield" and not any(p.get("yield") is not None for p in self.points):
+            raise XnorfaultError("kind='yield' needs an evaluation with chips and max_drop")
+        if path is not None:
+            path = check_figure_output(Path(path), "path")
+        if kind == "sweep":
+            return plot_evaluation(self._result, path, self._device)
+        return drawers[kind](self._result, path)
 
 
 def evaluate(
-    model: str | Path | None = None,
-    data: str | Path | None = None,
+    model=None,
+    data=None,
     *,
     fault: FaultSource | None = None,
     merge: str | Path | None = None,
@@ -364,8 +384,9 @@ def evaluate(
     True
     >>> sweep.to_dataframe()[["ber", "accuracy_mean"]].shape
     (2, 2)
-    >>> sweep.plot(workdir / "sweep.png").name
-    'sweep.png'
+    >>> figure = sweep.plot(workdir / "sweep.png")  # a matplotlib Figure, saved as well
+    >>> (workdir / "sweep.png").is_file(), figure.axes[0].get_xlabel()
+    (True, 'bit-error rate of the binary activations')
     """
     from xnorfault.evaluation.request import (
         EvaluationRequest,
@@ -392,18 +413,26 @@ def evaluate(
     weights = _weight_memory(source, mram_device, weight_keywords)
     # None: the write model the injected model records (or iid)
     write = write_model_of(fault_keywords.get("write_model"), fault_keywords.get("initial_state"))
-    request = EvaluationRequest.from_options(
-        Path(model),
-        str(data),
-        faults=FaultOptions(source=source, write=write),
-        weights=WeightMemoryOptions()
-        if weights is None
-        else WeightMemoryOptions(memory=weights[0], ages=tuple(weights[1]), device=weights[2]),
-        merge=merge is not None,
-        **given,
-    )
     trackers = _evaluation_trackers(log)
-    result = run_evaluation(request, progress_bar(disabled=not progress))
+    kept = merge is not None or given.get("out") is not None or bool(trackers)
+    with on_disk(model, data, kept=kept) as (model_path, data_path):
+        request = EvaluationRequest.from_options(
+            Path(model_path),
+            str(data_path),
+            faults=FaultOptions(source=source, write=write),
+            weights=WeightMemoryOptions()
+            if weights is None
+            else WeightMemoryOptions(memory=weights[0], ages=tuple(weights[1]), device=weights[2]),
+            merge=merge is not None,
+            **given,
+        )
+        result = run_evaluation(request, progress_bar(disabled=not progress))
+    if model_path != model and result.get("backend"):
+        result["backend"]["model"] = "(in memory)"
+        if result.get("model"):
+            result["model"]["model"] = "(in memory)"
+    if data_path != data:
+        result["data"] = "(arrays)"
     if "mlflow" in trackers and "campaign_incomplete" not in result:
         from xnorfault.tracking import log_evaluation_to_mlflow
 
@@ -464,6 +493,7 @@ def _evaluate_signature() -> Signature:
 
 
 _EVALUATE_SIGNATURE = evaluate.__signature__ = _evaluate_signature()
+evaluate = speaks_of_parameters(evaluate)
 
 
 def _weight_memory(source, mram_device, keywords: dict):
@@ -500,6 +530,7 @@ def _evaluation_trackers(log) -> tuple[str, ...]:
     return trackers
 
 
+@speaks_of_parameters
 def export_onnx(
     run: str | Path,
     output: str | Path,
@@ -537,6 +568,7 @@ def export_onnx(
     return export_run(Path(run), output, point, repeat, testset, min_agreement, accept_low_parity)
 
 
+@speaks_of_parameters
 def train(
     out: str | Path,
     *,

@@ -24,7 +24,7 @@ from xnorfault.cli.optimize import optimize_command
 from xnorfault.cli.plot import plot_command
 from xnorfault.cli.report import report_command
 from xnorfault.cli.train import train_command
-from xnorfault.errors import XnorfaultError
+from xnorfault.errors import IN_COMMAND_LINE, XnorfaultError
 
 app = typer.Typer(
     name="xnorfault",
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(command, argv: list[str] | None) -> int:
     """The command's exit status; bad input as one line on stderr and status 2."""
     argv = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
+    in_command_line = IN_COMMAND_LINE.set(True)
     try:
         result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
     except XnorfaultError as error:
@@ -104,6 +105,8 @@ def _run(command, argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        IN_COMMAND_LINE.reset(in_command_line)
     return result if isinstance(result, int) else 0
 
 

@@ -187,7 +187,10 @@ def evaluate_command(
     ),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the points as CSV."),
     plot_path: Path | None = typer.Option(
-        None, "--plot", help="Draw accuracy vs voltage (or BER)."
+        None,
+        "--plot",
+        help="Draw accuracy vs voltage (or BER) into this file; with --per-layer also "
+        "FILE_per_layer, with --chips and --max-drop also FILE_yield.",
     ),
     as_json: options.JsonOption = False,
 ):
@@ -205,8 +208,11 @@ def evaluate_command(
     from xnorfault.evaluation.results import points_csv
     from xnorfault.io import atomic_write_text, check_figure_output, check_output_file
 
-    if plot_path is not None:
-        check_figure_output(plot_path, "--plot")
+    figures = _figures(
+        plot_path, per_layer, chips is not None and max_drop is not None and age is None
+    )
+    for path in figures.values():
+        check_figure_output(path, "--plot")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
     evaluation = evaluate(
@@ -231,8 +237,8 @@ def evaluate_command(
         return
     if csv_path is not None:
         atomic_write_text(csv_path, points_csv(result))
-    if plot_path is not None:
-        evaluation.plot(plot_path)
+    for kind, path in figures.items():
+        evaluation.plot(path, kind)
     if as_json:
         emit_json(result, "evaluate")
         return
@@ -240,6 +246,19 @@ def evaluate_command(
         print_weight_result(result)
         return
     print_result(result, result["latency_batches"])
+
+
+def _figures(plot_path: Path | None, per_layer: bool, chip_yield: bool) -> dict[str, Path]:
+    """The figures ``--plot FILE`` draws: the sweep in FILE, and beside it the per-site
+    sensitivity (``FILE_per_layer``, with --per-layer) and the chip yield (``FILE_yield``,
+    with --chips and --max-drop)."""
+    if plot_path is None:
+        return {}
+    figures = {"sweep": plot_path}
+    for kind, wanted in (("per_layer", per_layer), ("yield", chip_yield)):
+        if wanted:
+            figures[kind] = plot_path.with_name(f"{plot_path.stem}_{kind}{plot_path.suffix}")
+    return figures
 
 
 def print_campaign_state(campaign: dict) -> None:

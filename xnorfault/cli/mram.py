@@ -135,11 +135,11 @@ def curve_command(
     targets = parse_list(wer, parse_probability)
     with console.status("solving the Fokker–Planck equation…") if not as_json else nullcontext():
         data = write_voltage_curves(mtj, targets, _check_direction(direction), points=points)
-        path = plot_write_voltage_vs_pulse(data, mtj, output, closed_form=closed_form)
+        plot_write_voltage_vs_pulse(data, mtj, output, closed_form=closed_form)
     if as_json:
-        emit_json(data | {"figure": str(path)}, "mram.curve")
+        emit_json(data | {"figure": str(output)}, "mram.curve")
     else:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {output}")
 
 
 @mram_app.command("wer")
@@ -161,6 +161,9 @@ def wer_command(
     temperature: str | None = typer.Option(
         None, "--temperature", help='Temperature, e.g. "85C" (Δ scaled; default the device\'s).'
     ),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Draw WER vs voltage, a curve per pulse and direction, into this file."
+    ),
     as_json: JsonOption = False,
 ):
     """Write error rate at one or more operating points, per write direction, with the flip
@@ -172,9 +175,16 @@ def wer_command(
     ```
     xnorfault mram wer --voltage 0.55 --pulse 10ns
     xnorfault mram wer --voltage 0.45:0.85:0.05 --pulse 10ns --json
+    xnorfault mram wer --voltage 0.35:0.9:0.01 --pulse 5ns,10ns,20ns --plot wer.png
     xnorfault mram wer --read --voltage 0.05:0.15:0.025 --pulse 5ns --temperature 85C
     ```
     """
+    if plot_path is not None:
+        from xnorfault.io import check_figure_output
+
+        if read:
+            raise XnorfaultError("--plot draws write error rates: leave it out with --read")
+        check_figure_output(plot_path, "--plot")
     mtj = load_device(mram_device)
     if temperature is not None:
         from xnorfault.units import parse_temperature
@@ -225,6 +235,10 @@ def wer_command(
                 None if population is None else float(population[direction][i])
             )
         points.append(point)
+    if plot_path is not None:
+        from xnorfault.plots import plot_wer
+
+        plot_wer(points, mtj, plot_path)
     if as_json:
         emit_json({"device": mtj.to_dict(), "kind": "write", "points": points}, "mram.wer")
         return

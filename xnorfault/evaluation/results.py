@@ -268,6 +268,7 @@ CSV_COLUMNS = [
     "repeats",
     "accuracy_drop",
     "write_energy",
+    "energy_per_inference",
     "endurance_cycles",
     "chip_p5",
     "chip_worst",

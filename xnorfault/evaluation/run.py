@@ -195,6 +195,7 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             result["chip_draw"] = chips.describe()
         if runner.data_input is not None:
             result["model"] = _model_facts(request.model, runner)
+        _add_energy_per_inference(result)
     result["latency_batches"] = list(request.latency.batches)
     result["seed"] = request.seed
     result["batch_size"] = request.batch_size
@@ -222,6 +223,18 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
             else highest_ber_within(result, request.max_drop)
         )
     return result
+
+
+def _add_energy_per_inference(result: dict) -> None:
+    r"""Each MRAM point's activation-write energy per inference (J), as ``optimize`` counts it:
+    :math:`E_{inf} = N_{bits}\,E_{bit}`, every activation bit of an image written once at the
+    point's voltage and pulse, each write costing ``write_energy`` (:math:`V^2\tau/R`, the mean
+    of both directions: the current flows whether the cell switches or not). ``None`` where
+    the model's bits per image are unknown (a symbolic dimension)."""
+    bits = (result.get("model") or {}).get("activation_bits_per_image")
+    for point in result.get("points", []):
+        if point.get("write_energy") is not None:
+            point["energy_per_inference"] = None if bits is None else point["write_energy"] * bits
 
 
 def _source_run(metadata) -> dict | None:

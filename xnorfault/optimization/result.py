@@ -74,11 +74,12 @@ class OptimizationResult:
         """Per site: voltage and pulse (what :func:`write_operating_points` writes)."""
         return {s["site"]: {"voltage": s["voltage"], "pulse": s["pulse"]} for s in self.sites}
 
-    def plot(self, path) -> Path:
-        """Draw energy per inference against the predicted drop (per-site and shared fronts,
-        the answer, the conventional point), as ``optimize --plot`` does; returns the path."""
-        path = Path(path)
-        check_figure_output(path, "plot")
+    def plot(self, path=None):
+        """Energy per inference (J) against the predicted drop (per-site and shared fronts, the
+        answer, the conventional point), as ``optimize --plot`` draws it: the matplotlib figure,
+        saved to ``path`` when given."""
+        if path is not None:
+            path = check_figure_output(Path(path), "plot")
         return plot_pareto(self.to_dict(), path)
 
     def save_model(self, source, path) -> Path:

@@ -95,8 +95,9 @@ def optimize(
     True
     >>> result.verification["drop_upper"] <= 0.05
     True
-    >>> result.plot(workdir / "pareto.png").name
-    'pareto.png'
+    >>> figure = result.plot(workdir / "pareto.png")  # a matplotlib Figure, saved as well
+    >>> figure.axes[0].get_xlabel()
+    'activation-write energy per inference'
     """
     max_drop = parse_drop(max_drop)
     mtj = mram_device if isinstance(mram_device, MTJ) else load_device(mram_device)
