@@ -14,6 +14,9 @@ from helpers import cli_ok
 from xnorfault.errors import XnorfaultError
 from xnorfault.faults import FlipRates
 
+# every test here starts the LCE environment's worker process (tensorflow, ~5 s each)
+pytestmark = pytest.mark.slow
+
 TINY = ["--data", "digits", "--limit-train", "256", "--limit-test", "200", "--batch-size", "64"]
 
 

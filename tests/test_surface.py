@@ -101,3 +101,27 @@ def test_the_api_takes_the_old_keyword_of_a_renamed_option_with_a_warning(tmp_pa
     with pytest.warns(DeprecationWarning, match="limit_test"):
         with pytest.raises(xnorfault.XnorfaultError):
             xnorfault.evaluate(tmp_path / "missing.onnx", tmp_path / "t.npz", limit=4, ber=0.1)
+
+
+def test_the_evaluate_table_fits_80_columns_and_wide_shows_every_column(
+    run_cli, tiny_model, monkeypatch
+):
+    from helpers import TINY_LENET4
+
+    from xnorfault.cli._common import console
+
+    folder = tiny_model(*TINY_LENET4)
+    monkeypatch.setattr(console, "width", 80)
+    arguments = [
+        *("evaluate", str(folder / "model.onnx"), "--data", str(folder / "test.npz")),
+        *("--voltage", "0.45,0.5", "--pulse", "10ns", "--repeats", "2", "--latency-batches", "1"),
+    ]
+    code, out, err = run_cli(*arguments)
+    assert code == 0, err
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table)
+    assert "…" not in "\n".join(table)  # no cell cut
+    assert "energy/bit" in out and "p50 b1 (ms)" in out and "p(+1→−1)" not in out
+    monkeypatch.setattr(console, "width", 200)
+    code, out, err = run_cli(*arguments, "--wide")
+    assert code == 0 and "p(+1→−1)" in out and "endurance" in out

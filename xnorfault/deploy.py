@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -466,31 +467,66 @@ def _stage_onnx_model(
     }
 
 
-def deploy(
-    source,
-    output,
-    target_name: str,
-    point: str | None = None,
-    repeat: int = 0,
-    device: str = "paper",
-    lce: bool = False,
-    wheel: Path | None = None,
-    force: bool = False,
-    data: Path | None = None,
-    layout: str | None = None,
-    output_name: str | None = None,
-    write=None,
-    operating_points: Path | None = None,
-) -> dict:
-    """Write a deployment bundle for ``target_name`` to the folder ``output``; returns the
-    manifest. ``source``: a run of ``xnorfault train``, or an ONNX model brought from
-    elsewhere together with its test set ``data`` (``.npz`` of ``x``, ``y``; ``layout`` and
-    ``output_name`` as ``evaluate``'s ``--layout`` and ``--output-name``). ``write``: the write
-    model the bundle's model carries (a :class:`~xnorfault.faults.WriteModel`; ``None``: the
-    one a run was trained with, ``iid`` for an ONNX model). ``operating_points``: a TOML of
-    per-site write voltages and pulses ('xnorfault optimize --operating-points'), shipped as
-    ``operating_points.toml``; the model then carries each site's rates on the device as its
-    defaults."""
+@dataclass(frozen=True)
+class DeploySource:
+    """What the bundle ships: a run of ``xnorfault train`` (its ``point`` and ``repeat``), or
+    an ONNX model brought from elsewhere with its test set ``data`` (``.npz`` of ``x``, ``y``;
+    ``layout`` and ``output_name`` as ``evaluate``'s ``--layout`` and ``--output-name``)."""
+
+    path: Path
+    point: str | None = None
+    repeat: int = 0
+    data: Path | None = None
+    layout: str | None = None
+    output_name: str | None = None
+
+
+@dataclass(frozen=True)
+class DeployMemory:
+    """The MRAM the bundle's model runs on: the device (a preset or a TOML file), the write
+    model its model carries (a :class:`~xnorfault.faults.WriteModel`; ``None``: the one a run
+    was trained with, ``iid`` for an ONNX model), and per-site operating points (a TOML from
+    'xnorfault optimize --operating-points', shipped as ``operating_points.toml``; the model
+    then carries each site's rates on the device as its defaults)."""
+
+    device: str = "paper"
+    write: object = None
+    operating_points: Path | None = None
+
+
+@dataclass(frozen=True)
+class DeployBundle:
+    """The bundle folder ``output`` for ``target`` (a profile name or TOML), with the LCE model
+    too (``lce``), a given xnorfault wheel, and ``force`` to replace an earlier bundle."""
+
+    output: Path
+    target: str
+    lce: bool = False
+    wheel: Path | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What ``xnorfault deploy`` asks: the source, the memory and the bundle."""
+
+    source: DeploySource
+    bundle: DeployBundle
+    memory: DeployMemory = field(default_factory=DeployMemory)
+
+
+def deploy(request: DeployRequest) -> dict:
+    """Write the deployment bundle ``request`` asks for; returns the manifest."""
+    source, point, repeat = request.source.path, request.source.point, request.source.repeat
+    data, layout, output_name = (
+        request.source.data,
+        request.source.layout,
+        request.source.output_name,
+    )
+    device, write = request.memory.device, request.memory.write
+    operating_points = request.memory.operating_points
+    output, target_name = request.bundle.output, request.bundle.target
+    lce, wheel, force = request.bundle.lce, request.bundle.wheel, request.bundle.force
     from xnorfault import __version__
     from xnorfault.io import atomic_write_text, current_umask, ensure_folder
     from xnorfault.mram import available_devices, load_device

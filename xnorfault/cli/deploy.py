@@ -72,27 +72,35 @@ def deploy_command(
     xnorfault deploy cnv_qonnx.onnx --data test.npz --target raspberry-pi-4 -o bundle/
     ```
     """
-    from xnorfault.deploy import deploy
+    from xnorfault.deploy import (
+        DeployBundle,
+        DeployMemory,
+        DeployRequest,
+        DeploySource,
+        deploy,
+    )
     from xnorfault.targets import load_target
 
     load_target(target)  # an unknown target is reported before any work
     write = write_model_of_choices(write_model, initial_state)
     with console.status("building the bundle…") if not as_json else nullcontext():
         manifest = deploy(
-            run,
-            output,
-            target,
-            point,
-            repeat,
-            mram_device,
-            lce,
-            wheel,
-            force,
-            data,
-            None if layout is None else layout.value,
-            output_name,
-            write,
-            operating_points,
+            DeployRequest(
+                source=DeploySource(
+                    path=run,
+                    point=point,
+                    repeat=repeat,
+                    data=data,
+                    layout=None if layout is None else layout.value,
+                    output_name=output_name,
+                ),
+                bundle=DeployBundle(
+                    output=output, target=target, lce=lce, wheel=wheel, force=force
+                ),
+                memory=DeployMemory(
+                    device=mram_device, write=write, operating_points=operating_points
+                ),
+            )
         )
     if as_json:
         emit_json(manifest, "deploy")

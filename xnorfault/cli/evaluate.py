@@ -192,6 +192,9 @@ def evaluate_command(
         help="Draw accuracy vs voltage (or BER) into this file; with --per-layer also "
         "FILE_per_layer, with --chips and --max-drop also FILE_yield.",
     ),
+    wide: bool = typer.Option(
+        False, "--wide", help="Show every column of the table (default: those that fit 80)."
+    ),
     as_json: options.JsonOption = False,
 ):
     """Accuracy (mean, std, 95 % interval over repeats) and latency of a model under bit flips,
@@ -245,7 +248,7 @@ def evaluate_command(
     if result.get("weight_memory") is not None:
         print_weight_result(result)
         return
-    print_result(result, result["latency_batches"])
+    print_result(result, result["latency_batches"], wide)
 
 
 def _figures(plot_path: Path | None, per_layer: bool, chip_yield: bool) -> dict[str, Path]:
@@ -330,10 +333,55 @@ def print_weight_result(result: dict) -> None:
             )
 
 
-def print_result(result: dict, latency_batches) -> None:
+def _narrow_table(result: dict, latency_batches) -> Table:
+    """The points in the columns that fit 80 characters (an SSH session to a Pi): the point,
+    the accuracy with its 95 % half-width, the drop's 95 % interval (images and flips, else
+    the accuracy's over chips), the yield, the energy per bit, the model's p50 latency;
+    ``--wide`` shows every column."""
+    from xnorfault.units import format_energy
+
+    points = result["points"]
+    chips = any(p.get("chips") is not None for p in points)
+    has_yield = any(p.get("yield") is not None for p in points)
+    voltage = any(p.get("voltage") is not None for p in points)
+    table = Table(
+        title=f"error-free accuracy {result['baseline_accuracy']:.4f} on "
+        f"{result['test_images']} images (--wide: every column)"
+    )
+    columns = ["point", "chips' mean ± 95 %" if chips else "accuracy ± 95 %", "drop 95 %"]
+    columns += ["yield"] * has_yield + ["energy/bit"] * voltage
+    columns += [f"p50 b{b} (ms)" for b in latency_batches]
+    for header in columns:
+        table.add_column(header, justify="right")
+    for p in points:
+        low, high = p["ci95"]
+        interval = p.get("drop_ci95") or [
+            result["baseline_accuracy"] - high,
+            result["baseline_accuracy"] - low,
+        ]
+        cells = [
+            p["label"],
+            f"{p['accuracy_mean']:.3f} ± {(high - low) / 2:.3f}",
+            f"[{interval[0]:+.3f}, {interval[1]:+.3f}]",
+        ]
+        if has_yield:
+            cells.append("" if p.get("yield") is None else f"{p['yield']:.2f}")
+        if voltage:
+            cells.append(format_energy(p["write_energy"]))
+        cells += [f"{p['latency'][str(b)]['p50_ms']:.3f}" for b in latency_batches]
+        table.add_row(*cells)
+    return table
+
+
+def print_result(result: dict, latency_batches, wide: bool = False) -> None:
     from xnorfault.units import endurance_phrase, endurance_text
 
     info = result["backend"]
+    if not wide:
+        console.print(
+            f"{Path(info['model'] or 'model').name} ({info['backend']} "
+            f"{info['runtime_version']}, {info['threads']} threads)"
+        )
     table = Table(
         title=f"{Path(info['model'] or 'model').name} on {result['test_images']} test images — "
         f"error-free accuracy {result['baseline_accuracy']:.4f} ({info['backend']} {info['runtime_version']}, {info['threads']} threads)"
@@ -413,8 +461,8 @@ def print_result(result: dict, latency_batches) -> None:
                 overhead = timed.get("simulation_overhead")
                 cells.append("" if overhead is None else f"{overhead:.2f}×")
         table.add_row(*cells)
-    console.print(table)
-    if simulated:
+    console.print(table if wide else _narrow_table(result, latency_batches))
+    if simulated and wide:
         console.print(
             "latency: the model's own (its graph without flips, as the memory runs it); "
             "simulation: the simulated run's time over the model's, measured side by side"
@@ -443,7 +491,7 @@ def print_result(result: dict, latency_batches) -> None:
             if write["model"] == "previous"
             else f"write model: reset to {write['initial_state']} before every write"
         )
-    if "accuracy_from" in info:
+    if info.get("accuracy_from") is not None:
         console.print(f"accuracy: {info['accuracy_from']}; latency (mean): {info['latency_from']}")
     machine = result.get("machine") or {}
     target = result.get("target")
