@@ -70,9 +70,16 @@ def parse_duration(text: str | float) -> float:
     if match is not None and not match.group(2):
         if float(match.group(1)) == 0:
             return 0.0
+        value, bare = float(match.group(1)), text.strip()
+        # a value below a millisecond was most likely written in seconds (1.5e-8)
+        example = (
+            f"{bare}s if it is in seconds ({value * 1e9:g}ns)"
+            if value < 1e-3
+            else f"{bare}ns or {bare}us"
+        )
         raise XnorfaultError(
-            f"duration {text!r} has no unit: write it with one, e.g. {text.strip()}ns or "
-            f"{text.strip()}us (units: ps, ns, us, ms, s, min, h, d, y)"
+            f"duration {text!r} has no unit: write it with one, e.g. {example} "
+            "(units: ps, ns, us, ms, s, min, h, d, y)"
         )
     return _parse(text, _DURATION_SCALE | LONG_DURATION_SCALE, "duration", '"10ns" or "1.5e-8s"')
 
