@@ -235,6 +235,16 @@ def inject(
         )
     (point,) = fault_points(source)
     output = check_output_file(output, "--output")
+    if isinstance(model, str | Path):
+        from xnorfault.graph.rewrite import model_files
+        from xnorfault.io import refuse_inputs_as_outputs
+
+        # -o may be the model itself (replaced whole, data included); not its data file
+        inputs = {k: v for k, v in model_files(model).items() if k != Path(model)}
+        refuse_inputs_as_outputs(
+            {"--output": output, "--output's data file": output.with_name(f"{output.name}.data")},
+            inputs,
+        )
     with on_disk(model) as (path, _):
         clean = load_model(path)
     report = inspect_graph(clean)
@@ -557,6 +567,9 @@ def export_onnx(
 
     check_min_agreement(min_agreement)
     output = Path(output)
+    from xnorfault.io import refuse_inputs_as_outputs, run_files
+
+    refuse_inputs_as_outputs({"--output": output, "--testset": testset}, run_files(run))
     if output.suffix != ".onnx":
         raise XnorfaultError(f"--output {output} should end in .onnx for --format onnx")
     check_output_file(output, "--output")

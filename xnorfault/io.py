@@ -299,3 +299,36 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def refuse_inputs_as_outputs(outputs: dict, inputs: dict) -> None:
+    """Before any work: no output (``{option: path}``, ``None`` skipped) is one of the
+    command's inputs (``{path: what it is}``, ``None`` skipped) or a file an input depends on —
+    compared after resolving symlinks, and as the same file where both exist (a hard link).
+    Raises one line naming both."""
+    known = [(Path(path), what) for path, what in inputs.items() if path is not None]
+    for option, output in outputs.items():
+        if output is None:
+            continue
+        output = Path(output)
+        for path, what in known:
+            same = output.resolve() == path.resolve()
+            if not same and output.exists() and path.exists():
+                try:
+                    same = os.path.samefile(output, path)
+                except OSError:
+                    same = False
+            if same:
+                raise XnorfaultError(
+                    f"{option} {output} is {what}, which this command reads: write it elsewhere"
+                )
+
+
+def run_files(run: str | Path) -> dict:
+    """The files of a training run that its readers depend on (config, record, job records and
+    checkpoints), for :func:`refuse_inputs_as_outputs`."""
+    run = Path(run)
+    if not run.is_dir():
+        return {}
+    files = [run / "config.json", run / "record.json", *sorted((run / "jobs").glob("*/*"))]
+    return {path: f"a file of the run {run}" for path in files if path.is_file()}

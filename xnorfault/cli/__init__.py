@@ -6,7 +6,9 @@ machine-readable output on stdout.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 
 import typer
@@ -79,9 +81,36 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_run(command, argv))
 
 
+INTERRUPTED = (
+    "interrupted: what was finished is kept (every file is written whole); "
+    "rerun the same command to resume"
+)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is, so that it unwinds as an interrupt does."""
+
+
+class Interrupted(BaseException):
+    """SIGINT (Ctrl-C), raised in place of KeyboardInterrupt, which typer would turn into a
+    silent exit 130 of its own."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted
+
+
 def _run(command, argv: list[str] | None) -> int:
     """The command's exit status; bad input as one line on stderr and status 2."""
     argv = rewrite_deprecated(sys.argv[1:] if argv is None else list(argv))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    interrupts = main_thread and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous_interrupt = signal.signal(signal.SIGINT, _interrupt) if interrupts else None
     in_command_line = IN_COMMAND_LINE.set(True)
     try:
         result = command.main(args=argv, prog_name="xnorfault", standalone_mode=False)
@@ -102,11 +131,18 @@ def _run(command, argv: list[str] | None) -> int:
             )
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted):
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print(INTERRUPTED.replace("interrupted", "terminated", 1), file=sys.stderr)
+        sys.exit(143)
     finally:
         IN_COMMAND_LINE.reset(in_command_line)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if interrupts:
+            signal.signal(signal.SIGINT, previous_interrupt)
     return result if isinstance(result, int) else 0
 
 

@@ -214,6 +214,7 @@ def evaluate_command(
     figures = _figures(
         plot_path, per_layer, chips is not None and max_drop is not None and age is None
     )
+    _refuse_overwriting_inputs(model, data, lce_model, mram_device_name, figures, csv_path)
     for path in figures.values():
         check_figure_output(path, "--plot")
     if csv_path is not None:
@@ -249,6 +250,22 @@ def evaluate_command(
         print_weight_result(result)
         return
     print_result(result, result["latency_batches"], wide)
+
+
+def _refuse_overwriting_inputs(model, data, lce_model, device, figures, csv_path) -> None:
+    """No figure or CSV is the model, its external data, the test set, the LCE model or the
+    device file this evaluation reads."""
+    from xnorfault.graph.rewrite import model_files
+    from xnorfault.io import refuse_inputs_as_outputs
+
+    inputs = {} if model is None else model_files(model)
+    if data is not None and Path(data).is_file():
+        inputs[Path(data)] = "the test set"
+    inputs[lce_model] = "the LCE model"
+    if Path(device).suffix.lower() == ".toml":
+        inputs[Path(device)] = "the device file"
+    outputs = {"--csv": csv_path, **{f"--plot ({kind})": path for kind, path in figures.items()}}
+    refuse_inputs_as_outputs(outputs, inputs)
 
 
 def _figures(plot_path: Path | None, per_layer: bool, chip_yield: bool) -> dict[str, Path]:

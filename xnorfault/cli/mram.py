@@ -555,6 +555,12 @@ def fit_command(
     if output is not None:
         if output.suffix != ".toml":
             raise XnorfaultError(f"--output {output} should end in .toml")
+        from xnorfault.io import refuse_inputs_as_outputs
+
+        refuse_inputs_as_outputs(
+            {"--output": output},
+            {table: "the WER table", Path(mram_device): "the starting device file"},
+        )
         check_output_file(output, "--output")
     start = load_device(mram_device)
     with console.status("fitting…") if not as_json else nullcontext():

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json
-from xnorfault.errors import XnorfaultError
 from xnorfault.progress import progress_bar
 
 
@@ -87,13 +86,15 @@ def optimize_command(
     from xnorfault.optimization import operating_points_toml, optimize
 
     write = options.write_model(write_model, initial_state)
-    for path, option in (
-        (output, "-o"),
-        (operating_points, "--operating-points"),
-        (plot_path, "--plot"),
-    ):
-        if path is not None and path.resolve() == model.resolve():
-            raise XnorfaultError(f"{option} {path} is the model optimised: give another file name")
+    from xnorfault.graph.rewrite import model_files
+    from xnorfault.io import refuse_inputs_as_outputs
+
+    inputs = {**model_files(model), Path(data): "the test set"}
+    if Path(mram_device).suffix.lower() == ".toml":
+        inputs[Path(mram_device)] = "the device file"
+    refuse_inputs_as_outputs(
+        {"-o": output, "--operating-points": operating_points, "--plot": plot_path}, inputs
+    )
     for path, option in ((output, "-o"), (operating_points, "--operating-points")):
         if path is not None:
             check_output_file(path, option)

@@ -44,6 +44,15 @@ def report_command(
 
     if output.suffix.lower() != ".md":
         raise XnorfaultError(f"--output {output} should end in .md")
+    from xnorfault.io import refuse_inputs_as_outputs, run_files
+
+    figure = output.with_name(output.stem + "_accuracy_vs_epoch.png")
+    inputs = {
+        **run_files(run),
+        **{path: "an evaluation read" for path in evaluation},
+        discussion: "the discussion read",
+    }
+    refuse_inputs_as_outputs({"--output": output, "--csv": csv_path, "figure": figure}, inputs)
     check_output_file(output, "--output")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")

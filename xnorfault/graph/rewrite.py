@@ -81,7 +81,7 @@ def load_model(path: str | Path) -> onnx.ModelProto:
                     f"{path} keeps its weights in {name}, which is missing: copy it beside the model"
                 )
         try:
-            onnx.external_data_helper.load_external_data_for_model(model, str(folder))
+            _load_external_data(model, folder)
         except Exception as error:  # truncated data files raise plain OSErrors and others
             raise XnorfaultError(
                 f"the external data of {path} could not be read ({type(error).__name__}): "
@@ -90,23 +90,83 @@ def load_model(path: str | Path) -> onnx.ModelProto:
     return model
 
 
+def all_tensors(model: onnx.ModelProto):
+    """Every tensor a model holds, wherever it is: the initializers and sparse initializers
+    (values and indices) of the main graph, of every subgraph (``If``/``Loop``/``Scan`` bodies,
+    nested to any depth) and of every function's nodes, and every tensor-valued node attribute
+    there. External data may be named by any of them, so each is checked and loaded."""
+
+    def graph_tensors(graph: onnx.GraphProto):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        yield from node_tensors(graph.node)
+
+    def node_tensors(nodes):
+        for node in nodes:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                for sparse in (
+                    *([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []),
+                    *attribute.sparse_tensors,
+                ):
+                    yield sparse.values
+                    yield sparse.indices
+                if attribute.HasField("g"):
+                    yield from graph_tensors(attribute.g)
+                for graph in attribute.graphs:
+                    yield from graph_tensors(graph)
+
+    yield from graph_tensors(model.graph)
+    for function in model.functions:
+        yield from node_tensors(function.node)
+
+
 def external_data_files(model: onnx.ModelProto) -> list[str]:
-    """The external data files a model (loaded without them) names, in order of first use."""
+    """The external data files a model (loaded without them) names, in order of first use,
+    from every tensor of :func:`all_tensors`."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-    tensors = list(model.graph.initializer) + [
-        attribute.t
-        for node in model.graph.node
-        for attribute in node.attribute
-        if attribute.t.name or attribute.t.dims
-    ]
     names = []
-    for tensor in tensors:
+    for tensor in all_tensors(model):
         if uses_external_data(tensor):
             location = ExternalDataInfo(tensor).location
             if location and location not in names:
                 names.append(location)
     return names
+
+
+def model_files(path: str | Path) -> dict:
+    """A model file and the external data files it names beside it (``{path: what}``), for
+    :func:`xnorfault.io.refuse_inputs_as_outputs`; a file that is not a readable model names
+    itself only (its own checks come later)."""
+    path = Path(path)
+    files = {path: f"the model {path.name}"}
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return files
+    try:
+        names = external_data_files(onnx.load(str(path), load_external_data=False))
+    except Exception:  # not a model: load_model says so in its own words
+        return files
+    for name in names:
+        files[path.parent / name] = f"the external data of {path.name}"
+    return files
+
+
+def _load_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    """Read every external tensor's bytes from ``folder`` into the model (locations checked by
+    the caller), so that no tensor is left for a runtime to resolve against its own working
+    directory."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    for tensor in all_tensors(model):
+        if uses_external_data(tensor):
+            load_external_data_for_tensor(tensor, str(folder))
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
 
 
 def save_model(model: onnx.ModelProto, path: str | Path, limit: int = PROTOBUF_LIMIT) -> list[Path]:
