@@ -342,3 +342,20 @@ def test_an_interrupted_command_says_so_in_one_line_and_how_to_resume(
     assert process.returncode == status, err
     assert lines[-1].startswith(word) and "rerun the same command to resume" in lines[-1]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["mram", "table", "--mram-device", "{fifo}"],
+        ["plot", "{fifo}.json", "{fifo}.json", "-o", "{out}/o.png"],
+    ],
+)
+def test_a_fifo_named_as_a_file_is_refused_at_once(run_cli, tmp_path, arguments):
+    fifo = tmp_path / "device.toml"
+    os.mkfifo(fifo)
+    json_fifo = tmp_path / "device.toml.json"
+    os.mkfifo(json_fifo)
+    given = [a.format(fifo=fifo, out=tmp_path) for a in arguments]
+    code, _, err = run_cli(*given)  # a read would block here for ever
+    assert code == 2 and "not a regular file" in err and err.count("\n") == 1

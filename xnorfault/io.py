@@ -332,3 +332,17 @@ def run_files(run: str | Path) -> dict:
         return {}
     files = [run / "config.json", run / "record.json", *sorted((run / "jobs").glob("*/*"))]
     return {path: f"a file of the run {run}" for path in files if path.is_file()}
+
+
+def check_regular_file(path: str | Path, what: str) -> None:
+    """Before reading: ``path``, where it exists, is a regular file — a FIFO, a device or a
+    socket would block the read or never end it."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the read says so in its own words
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise XnorfaultError(f"{what} {path} is {kind}: give a file")

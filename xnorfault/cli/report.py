@@ -58,6 +58,9 @@ def report_command(
         check_output_file(csv_path, "--csv")
     discussion_text = ""
     if discussion is not None:
+        from xnorfault.io import check_regular_file
+
+        check_regular_file(discussion, "--discussion")
         try:
             discussion_text = discussion.read_text(encoding="utf-8").strip()
         except UnicodeDecodeError:

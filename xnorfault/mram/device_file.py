@@ -70,7 +70,10 @@ def load_device(name_or_path: str | Path | None = None) -> MTJ:
 
 def read_device_file(path: str | Path) -> MTJ:
     """Read a device description (see ``xnorfault/devices/paper.toml`` for the format)."""
+    from xnorfault.io import check_regular_file
+
     path = Path(path)
+    check_regular_file(path, "device file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

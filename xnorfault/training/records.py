@@ -26,7 +26,10 @@ def read_json(path: Path) -> dict | None:
 def read_json_object(path: str | Path, what: str, mend: str) -> dict:
     """The JSON object in ``path``; a missing, unreadable or malformed file is a one-line
     error that names it, says ``what`` it should be and how to ``mend`` it."""
+    from xnorfault.io import check_regular_file
+
     path = Path(path)
+    check_regular_file(path, what)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
