@@ -359,3 +359,31 @@ def test_a_fifo_named_as_a_file_is_refused_at_once(run_cli, tmp_path, arguments)
     given = [a.format(fifo=fifo, out=tmp_path) for a in arguments]
     code, _, err = run_cli(*given)  # a read would block here for ever
     assert code == 2 and "not a regular file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--repeats", "1000000000"),
+        ("--chips", "1000000000"),
+        ("--batch-size", "1000000000"),
+        ("--latency-batches", "1000000000"),
+        ("--threads", "100000"),
+        ("--workers", "100000"),
+    ],
+)
+def test_an_absurd_count_is_one_line_before_anything_is_allocated(run_cli, tiny, option, value):
+    arguments = ["evaluate", str(tiny / "model.onnx"), "--data", str(tiny / "test.npz")]
+    arguments += ["--voltage", "0.5", "--pulse", "10ns", option, value]
+    if option == "--chips":
+        arguments += ["--mram-device", "paper-varied"]
+    code, _, err = run_cli(*arguments)
+    assert code == 2 and err.count("\n") == 1 and "is outside 1 to" in err, err
+    assert option.split()[0] in err
+
+
+def test_the_api_refuses_an_absurd_count_by_its_parameter_name(tiny):
+    import xnorfault
+
+    with pytest.raises(XnorfaultError, match="^repeats 1000000000 is outside"):
+        xnorfault.evaluate(tiny / "model.onnx", tiny / "test.npz", ber=0.1, repeats=10**9)

@@ -309,6 +309,49 @@ def resolved(request: EvaluationRequest):
     )
 
 
+# The most of each count a request may ask: beyond, the arrays it allocates (repeats × images,
+# chips × cells, a batch's activations) or the threads it starts exhaust the machine before
+# any result; each is far above what a sweep needs.
+LIMITS = {
+    "--repeats": 100_000,
+    "--max-repeats": 100_000,
+    "--chips": 100_000,
+    "--batch-size": 1 << 20,
+    "--latency-batches size": 1 << 16,
+    "--latency-iterations": 1_000_000,
+    "--threads": 1024,
+    "--workers": 1024,
+}
+
+
+def check_sizes(request: EvaluationRequest) -> None:
+    """Every count of the request at least 1 and at most its :data:`LIMITS`, before anything
+    is allocated (a ``--repeats`` of 10⁹ was a MemoryError, ``--threads 100000`` a crash)."""
+    counts = {
+        "--repeats": [request.repeats],
+        "--max-repeats": [request.max_repeats],
+        "--chips": [request.faults.chips],
+        "--batch-size": [request.batch_size],
+        "--latency-batches size": list(request.latency.batches or ()),
+        "--latency-iterations": [request.latency.iterations],
+        "--threads": [request.runtime.threads],
+        "--workers": [request.execution.workers],
+    }
+    for option, values in counts.items():
+        for value in values:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise XnorfaultError(f"{option} takes a whole number, not {value!r}")
+            if not 1 <= value <= LIMITS[option]:
+                raise XnorfaultError(
+                    f"{option} {value} is outside 1 to {LIMITS[option]:,}: give a count in that "
+                    "range (--target-ci sizes repeats to an interval)"
+                    if option in ("--repeats", "--max-repeats")
+                    else f"{option} {value} is outside 1 to {LIMITS[option]:,}: give a count in that range"
+                )
+
+
 def check_campaign_request(request: EvaluationRequest) -> None:
     """Workers, Ray and campaign folders run planned jobs: one-line errors for what they
     cannot plan (``--target-ci`` sizes as it goes), time (latency: one process) or hold."""
@@ -453,6 +496,7 @@ __all__ = [
     "EvaluationRequest",
     "check_campaign_request",
     "check_chip_request",
+    "check_sizes",
     "check_weight_request",
     "needs_rate_maps",
     "resolved",

@@ -34,6 +34,7 @@ from xnorfault.evaluation.request import (
     EvaluationRequest,
     check_campaign_request,
     check_chip_request,
+    check_sizes,
     check_weight_request,
     open_context,
     open_job_runner,
@@ -142,6 +143,7 @@ def run_evaluation(request: EvaluationRequest, progress=None) -> dict:
     should stand alone)."""
     if request.execution.merge:
         request = campaign_request(request.execution.out, request)
+    check_sizes(request)
     check_chip_request(request)
     check_campaign_request(request)
     if request.weights.memory is not None:
