@@ -2,7 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
+
+from xnorfault.mram import MTJ
+from xnorfault.mram.measured import MeasuredWER
 
 # The tiny LeNet-4 most modules test on (``tiny_model(*TINY_LENET4)``, trained once a session):
 # 300 training and 150 test digits, BER 0.04, one epoch.
@@ -46,3 +50,28 @@ def train_and_export(folder, *train_args: str) -> None:
         "--testset",
         str(folder / "test.npz"),
     )
+
+
+# A junction whose WER table the measured-device tests fit and read back.
+TRUTH = MTJ(delta=45, tau_d=3e-9, vc0=0.32, vc0_ap_to_p=0.28)
+
+
+def model_table(device=TRUTH, voltages=np.arange(0.5, 0.86, 0.07), pulses=(5e-9, 10e-9, 20e-9)):
+    grid_v, grid_t = (a.ravel() for a in np.meshgrid(voltages, pulses, indexing="ij"))
+    return MeasuredWER(
+        tuple(grid_v),
+        tuple(grid_t),
+        tuple(device.wer(grid_v, grid_t, "p_to_ap")),
+        tuple(device.wer(grid_v, grid_t, "ap_to_p")),
+    )
+
+
+def write_csv(path, table: MeasuredWER) -> None:
+    lines = ["voltage,pulse,wer_p_to_ap,wer_ap_to_p"]
+    lines += [
+        f"{float(v)!r},{float(t) * 1e9!r}ns,{float(a)!r},{float(b)!r}"
+        for v, t, a, b in zip(
+            table.voltages, table.pulses, table.wer_p_to_ap, table.wer_ap_to_p, strict=True
+        )
+    ]
+    path.write_text("\n".join(lines) + "\n")

@@ -5,6 +5,7 @@ model's folder or from the working directory, and an output never overwrites an 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -178,110 +179,52 @@ def _with_external_data(tiny):
     return path
 
 
-def _cases(tiny):
-    model, data, run = str(tiny / "model.onnx"), str(tiny / "test.npz"), tiny / "run"
-    job = sorted((run / "jobs").glob("*/*.json"))[0]
-    external = _with_external_data(tiny)
+def _paths(tiny) -> SimpleNamespace:
+    """The files the cases name: the tiny model and test set, the run and one of its job
+    records, the model saved with external data, and a symlink to the run's record."""
+    run = tiny / "run"
     link = tiny / "link.onnx"
     if not link.is_symlink():
         link.symlink_to(run / "record.json")
-    return {
-        "evaluate --csv the model": [
-            "evaluate",
-            model,
-            "--data",
-            data,
-            "--ber",
-            "0.1",
-            "--csv",
-            model,
-        ],
-        "evaluate --csv the test set": [
-            "evaluate",
-            model,
-            "--data",
-            data,
-            "--ber",
-            "0.1",
-            "--csv",
-            data,
-        ],
-        "evaluate --plot the test set": [
-            "evaluate",
-            model,
-            "--data",
-            data,
-            "--ber",
-            "0.1",
-            "--plot",
-            data,
-        ],
-        "evaluate --csv the external data": [
-            "evaluate",
-            str(external),
-            "--data",
-            data,
-            "--ber",
-            "0.1",
-            "--csv",
-            str(tiny / "external.onnx.data"),
-        ],
-        "optimize -o the test set": [
-            "optimize",
-            model,
-            "--data",
-            data,
-            "--max-drop",
-            "2pt",
-            "-o",
-            data,
-        ],
-        "optimize --operating-points the model": [
-            "optimize",
-            model,
-            "--data",
-            data,
-            "--max-drop",
-            "2pt",
-            "--operating-points",
-            model,
-        ],
-        "inject -o the external data": [
-            "inject",
-            str(external),
-            "-o",
-            str(tiny / "external.onnx.data"),
-            "--ber",
-            "0.1",
-        ],
-        "report --csv a job record": [
-            "report",
-            str(run),
-            "-o",
-            str(tiny / "R.md"),
-            "--csv",
-            str(job),
-        ],
-        "export -o a symlink to the run's record": ["export", str(run), "-o", str(link)],
-    }
+    model, data = str(tiny / "model.onnx"), str(tiny / "test.npz")
+    return SimpleNamespace(
+        model=model,
+        data=data,
+        run=str(run),
+        job=str(sorted((run / "jobs").glob("*/*.json"))[0]),
+        external=str(_with_external_data(tiny)),
+        external_data=str(tiny / "external.onnx.data"),
+        report=str(tiny / "R.md"),
+        link=str(link),
+        sweep=["evaluate", model, "--data", data, "--ber", "0.1"],
+        search=["optimize", model, "--data", data, "--max-drop", "2pt"],
+    )
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "evaluate --csv the model",
-        "evaluate --csv the test set",
-        "evaluate --plot the test set",
-        "evaluate --csv the external data",
-        "optimize -o the test set",
-        "optimize --operating-points the model",
-        "inject -o the external data",
-        "report --csv a job record",
-        "export -o a symlink to the run's record",
+# each case: a command whose output is one of its inputs
+CASES = {
+    "evaluate --csv the model": lambda f: [*f.sweep, "--csv", f.model],
+    "evaluate --csv the test set": lambda f: [*f.sweep, "--csv", f.data],
+    "evaluate --plot the test set": lambda f: [*f.sweep, "--plot", f.data],
+    "evaluate --csv the external data": lambda f: [
+        *("evaluate", f.external, "--data", f.data, "--ber", "0.1", "--csv", f.external_data)
     ],
-)
+    "optimize -o the test set": lambda f: [*f.search, "-o", f.data],
+    "optimize --operating-points the model": lambda f: [
+        *f.search,
+        *("--operating-points", f.model),
+    ],
+    "inject -o the external data": lambda f: [
+        *("inject", f.external, "-o", f.external_data, "--ber", "0.1")
+    ],
+    "report --csv a job record": lambda f: ["report", f.run, "-o", f.report, "--csv", f.job],
+    "export -o a symlink to the run's record": lambda f: ["export", f.run, "-o", f.link],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(run_cli, tiny, case):
-    arguments = _cases(tiny)[case]
+    arguments = CASES[case](_paths(tiny))
     before = _snapshot(tiny)
     code, out, err = run_cli(*arguments)
     assert code == 2, (case, out, err)
@@ -290,15 +233,9 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(run_cli, tiny,
 
 
 def test_mram_fit_does_not_write_over_its_starting_device(run_cli, tmp_path):
-    from xnorfault.mram import load_device
+    from helpers import model_table, write_csv
 
-    device = load_device("paper")
-    rows = ["voltage,pulse,wer_p_to_ap,wer_ap_to_p"]
-    for voltage in (0.45, 0.5, 0.55, 0.6):
-        for pulse in (5e-9, 10e-9):
-            rate = float(device.wer(voltage, pulse))
-            rows.append(f"{voltage},{pulse}s,{rate:.6g},{rate:.6g}")
-    (tmp_path / "wer.csv").write_text("\n".join(rows) + "\n")
+    write_csv(tmp_path / "wer.csv", model_table())
     start = tmp_path / "start.toml"
     from xnorfault.mram.device_file import preset_toml
 

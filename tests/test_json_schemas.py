@@ -171,15 +171,8 @@ def test_the_mram_commands_print_documents_their_schemas_accept(run_cli, args):
 
 
 def test_the_mram_curve_and_fit_print_documents_their_schemas_accept(run_cli, tmp_path):
-    from xnorfault.mram import load_device
+    from helpers import model_table, write_csv
 
     _run(run_cli, "mram", "curve", "-o", str(tmp_path / "c.png"), "--points", "5", "--wer", "0.01")
-    device = load_device("paper")
-    rows = ["voltage,pulse,wer_p_to_ap,wer_ap_to_p"]
-    for voltage in (0.45, 0.5, 0.55, 0.6, 0.7):
-        for pulse in (5e-9, 10e-9, 20e-9):
-            forward = float(device.wer(voltage, pulse))
-            backward = float(device.wer(voltage, pulse, "ap_to_p"))
-            rows.append(f"{voltage},{pulse}s,{forward:.6g},{backward:.6g}")
-    (tmp_path / "wer.csv").write_text("\n".join(rows) + "\n")
+    write_csv(tmp_path / "wer.csv", model_table())
     _run(run_cli, "mram", "fit", str(tmp_path / "wer.csv"), "-o", str(tmp_path / "fitted.toml"))

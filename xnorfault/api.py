@@ -35,8 +35,8 @@ from typing import Any
 
 from xnorfault.errors import XnorfaultError
 from xnorfault.evaluation.request import request_options
+from xnorfault.fault_options import SWEEP_FAULT_OPTIONS, write_model_of
 from xnorfault.fault_options import fault_source as fault_source_of_options
-from xnorfault.fault_options import write_model_of
 from xnorfault.faults import FaultSource, fault_points
 from xnorfault.inputs import on_disk, speaks_of_parameters
 from xnorfault.mram.weights import WEIGHT_OPTIONS
@@ -407,7 +407,7 @@ def evaluate(
     from xnorfault.progress import progress_bar
 
     given = dict(_EVALUATE_SIGNATURE.bind(model, data, **_renamed(options)).arguments)
-    fault_keywords = {key: given.pop(key) for key in _EVALUATE_FAULT_KEYWORDS if key in given}
+    fault_keywords = {key: given.pop(key) for key in SWEEP_FAULT_OPTIONS if key in given}
     weight_keywords = {key: given.pop(key) for key in _WEIGHT_KEYWORDS if key in given}
     given.pop("model", None), given.pop("data", None)
     if merge is not None:
@@ -468,16 +468,6 @@ def _renamed(options: dict) -> dict:
     return renamed
 
 
-_EVALUATE_FAULT_KEYWORDS = (
-    "ber",
-    "p_flip_pos",
-    "p_flip_neg",
-    "voltage",
-    "pulse",
-    "mram_device",
-    "write_model",
-    "initial_state",
-)
 _WEIGHT_KEYWORDS = ("age", *WEIGHT_OPTIONS)
 
 
@@ -490,7 +480,7 @@ def _evaluate_signature() -> Signature:
     own = signature(evaluate).parameters
     faults = signature(fault_source).parameters
     parameters = [own["model"], own["data"], own["fault"]]
-    parameters += [faults[name] for name in _EVALUATE_FAULT_KEYWORDS]
+    parameters += [faults[name] for name in SWEEP_FAULT_OPTIONS]
     parameters += [
         Parameter(name, keyword, default=None, annotation="FaultValue") for name in _WEIGHT_KEYWORDS
     ]

@@ -68,6 +68,20 @@ def fault_source(
     return FaultSource(bers=bers, ramp=ramp, write=write)
 
 
+# The fault options of a command that sweeps fault rates at inference (evaluate): the rate
+# sources, the device and the write model; training adds a voltage schedule and a BER ramp.
+SWEEP_FAULT_OPTIONS = (
+    "ber",
+    "p_flip_pos",
+    "p_flip_neg",
+    "voltage",
+    "pulse",
+    "mram_device",
+    "write_model",
+    "initial_state",
+)
+
+
 def write_model_of(model: str | None, state: str | None) -> WriteModel | None:
     """The write model of ``--write-model``/``--initial-state`` (``write_model`` and
     ``initial_state`` in the Python API; ``None`` when neither is given); an initial state

@@ -119,6 +119,17 @@ def _budget_text(max_drop: float) -> str:
     return f"{max_drop * 100:g} pt"
 
 
+def _budget_line(axes, baseline: float, max_drop: float, label: str, linewidth: float) -> None:
+    """The accuracy ``max_drop`` below ``baseline`` (in percent), dotted."""
+    axes.axhline(
+        baseline - max_drop * 100,
+        color=BUDGET_COLOR,
+        linestyle=":",
+        linewidth=linewidth,
+        label=label.format(budget=_budget_text(max_drop)),
+    )
+
+
 def _accuracy_panel(axes, result: dict, x, order, color=ACCURACY_COLOR, label=None) -> None:
     """Mean accuracy with its 95 % interval (and every chip's, with chips) against ``x``."""
     chips = all(p.get("chips") is not None for p in order)
@@ -185,13 +196,7 @@ def plot_evaluation(result: dict, path: str | Path | None = None, device: MTJ | 
         _accuracy_panel(axes, result, x, order)
         axes.axhline(baseline, color="black", linestyle="--", linewidth=1, label="error-free")
         if drop.get("max_drop") is not None:
-            axes.axhline(
-                baseline - drop["max_drop"] * 100,
-                color=BUDGET_COLOR,
-                linestyle=":",
-                linewidth=1,
-                label=f"budget: {_budget_text(drop['max_drop'])} below error-free",
-            )
+            _budget_line(axes, baseline, drop["max_drop"], "budget: {budget} below error-free", 1)
         if drop.get(key) is not None:
             axes.axvline(
                 drop[key],
@@ -703,13 +708,7 @@ def plot_accuracy_vs_age(curves: list[tuple[str, dict]], path: str | Path | None
         axes.axhline(baseline, color="black", linewidth=0.8, label="error-free")
         budget = curves[0][1].get("max_drop")
         if budget:
-            axes.axhline(
-                baseline - budget["max_drop"] * 100,
-                color=BUDGET_COLOR,
-                linestyle=":",
-                linewidth=0.8,
-                label=f"budget {_budget_text(budget['max_drop'])}",
-            )
+            _budget_line(axes, baseline, budget["max_drop"], "budget {budget}", 0.8)
         axes.set_xscale("log")
         axes.set_xlabel("age of the weights (days since the write)")
         axes.set_ylabel("test accuracy (%)")

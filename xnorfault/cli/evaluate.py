@@ -9,25 +9,11 @@ from rich.table import Table
 
 from xnorfault.cli import _options as options
 from xnorfault.cli._common import console, emit_json
+from xnorfault.fault_options import SWEEP_FAULT_OPTIONS
 from xnorfault.faults import FaultSource, WriteModel
 
 # evaluate's parameters the command fills itself: the rest reach the API by name
-_HANDLED_HERE = (
-    "model",
-    "data",
-    "fault",
-    "ber",
-    "p_flip_pos",
-    "p_flip_neg",
-    "voltage",
-    "pulse",
-    "mram_device",
-    "write_model",
-    "initial_state",
-    "merge",
-    "log",
-    "progress",
-)
+_HANDLED_HERE = ("model", "data", "fault", *SWEEP_FAULT_OPTIONS, "merge", "log", "progress")
 
 
 @options.with_fault_options()
